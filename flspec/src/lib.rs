@@ -1,0 +1,1 @@
+//! flspec: federated-learning workflows as typed Rust state machines.
