@@ -1,0 +1,90 @@
+//! The model of a flow, as parsed from its `impl` block. Every node keeps the user's tokens so
+//! that errors and generated code point at them.
+
+use proc_macro2::Span;
+use syn::{Expr, Ident, Type};
+
+/// A whole flow.
+pub struct FlowDef {
+    /// The flow state type (`impl X`).
+    pub self_ty: Type,
+    /// The flow's name: the last segment of the self type.
+    pub name: Ident,
+    /// `#[flow(collaborator = T)]`.
+    pub collaborator_ty: Option<Type>,
+    /// `#[flow(aggregator = T)]`.
+    pub aggregator_ty: Option<Type>,
+    /// The steps, in source order.
+    pub steps: Vec<Step>,
+    /// Every `next!` call, in source order; a transition's index is its id.
+    pub transitions: Vec<Transition>,
+    /// Methods without a role attribute (helpers), by name, for error messages.
+    pub helpers: Vec<Ident>,
+}
+
+/// The role attribute of a step.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Role {
+    Aggregator,
+    Collaborator,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Aggregator => "aggregator",
+            Role::Collaborator => "collaborator",
+        }
+    }
+}
+
+/// A step method.
+pub struct Step {
+    pub ident: Ident,
+    pub role: Role,
+    /// The span of the role attribute.
+    pub role_span: Span,
+    pub params: Vec<Param>,
+}
+
+impl Step {
+    pub fn is_join(&self) -> bool {
+        self.params.iter().any(|p| p.kind == ParamKind::Inputs)
+    }
+}
+
+/// What a step parameter asks for.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ParamKind {
+    /// `ctx: &Ctx`.
+    Ctx,
+    /// `inputs: Inputs<Self>`: the step is a join.
+    Inputs,
+    /// `&mut C` with `C` the collaborator's private state.
+    CollaboratorPrivate,
+    /// `&mut A` with `A` the aggregator's private state.
+    AggregatorPrivate,
+}
+
+/// One parameter of a step.
+pub struct Param {
+    pub kind: ParamKind,
+}
+
+/// Which fields a transition carries.
+pub enum Fields {
+    All,
+    Exclude(Vec<Ident>),
+    Include(Vec<Ident>),
+}
+
+/// One `next!` call.
+pub struct Transition {
+    /// The step whose body holds the call.
+    pub from: Ident,
+    /// The target step, `self.<target>`.
+    pub target: Ident,
+    /// `foreach = <expr>`.
+    pub foreach: Option<Expr>,
+    pub fields: Fields,
+}

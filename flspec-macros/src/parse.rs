@@ -1,0 +1,483 @@
+//! syn → model: the `#[flow(..)]` arguments, the step methods and their `next!` calls.
+//!
+//! Parsing also rewrites the user's `impl` block: role attributes are removed and every
+//! `next!(..)` becomes a call to a generated transition constructor,
+//! `Self::__flspec_next_<id>(..)`, which `expand` defines.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{ToTokens, format_ident, quote_spanned};
+use syn::parse::{Parse, ParseStream};
+use syn::punctuated::Punctuated;
+use syn::spanned::Spanned;
+use syn::visit_mut::VisitMut;
+use syn::{
+    Attribute, Expr, FnArg, Ident, ImplItem, ImplItemFn, ItemImpl, Macro, ReturnType, Token, Type,
+};
+
+use crate::ctxt::Ctxt;
+use crate::model::{Fields, FlowDef, Param, ParamKind, Role, Step, Transition};
+
+/// The `#[flow(..)]` arguments.
+#[derive(Default)]
+pub struct FlowArgs {
+    pub collaborator: Option<Type>,
+    pub aggregator: Option<Type>,
+}
+
+pub fn flow_args(cx: &Ctxt, args: TokenStream) -> FlowArgs {
+    let mut out = FlowArgs::default();
+    let parser = syn::meta::parser(|meta| {
+        let key = meta.path.get_ident().map(ToString::to_string);
+        let slot = match key.as_deref() {
+            Some("collaborator") => &mut out.collaborator,
+            Some("aggregator") => &mut out.aggregator,
+            _ => {
+                return Err(meta.error(
+                    "unknown `#[flow]` argument; expected `collaborator = Type` or `aggregator = Type`",
+                ));
+            }
+        };
+        if slot.is_some() {
+            return Err(meta.error("duplicate `#[flow]` argument; give each one once"));
+        }
+        *slot = Some(meta.value()?.parse::<Type>()?);
+        Ok(())
+    });
+    if let Err(e) = syn::parse::Parser::parse2(parser, args) {
+        cx.syn_error(e);
+    }
+    out
+}
+
+/// Parses the impl block into the model and rewrites it in place.
+pub fn flow_def(cx: &Ctxt, args: FlowArgs, item: &mut ItemImpl) -> Option<FlowDef> {
+    if let Some((_, path, _)) = &item.trait_ {
+        cx.error_spanned_by(
+            path,
+            "`#[flow]` goes on the inherent `impl` block of the flow state, not on a trait impl",
+        );
+        return None;
+    }
+    if !item.generics.params.is_empty() {
+        cx.error_spanned_by(
+            &item.generics,
+            "generic flows are not supported; give the flow state concrete types",
+        );
+        return None;
+    }
+    let name = match &*item.self_ty {
+        Type::Path(p) if p.qself.is_none() => p.path.segments.last().map(|s| s.ident.clone()),
+        _ => None,
+    };
+    let Some(name) = name else {
+        cx.error_spanned_by(
+            &item.self_ty,
+            "`#[flow]` needs the flow state struct as the impl's type, e.g. `impl MyFlow`",
+        );
+        return None;
+    };
+    let mut def = FlowDef {
+        self_ty: (*item.self_ty).clone(),
+        name,
+        collaborator_ty: args.collaborator,
+        aggregator_ty: args.aggregator,
+        steps: Vec::new(),
+        transitions: Vec::new(),
+        helpers: Vec::new(),
+    };
+    for impl_item in &mut item.items {
+        let ImplItem::Fn(method) = impl_item else {
+            continue;
+        };
+        let role = take_role(cx, &mut method.attrs);
+        let mut rewriter = NextRewriter {
+            cx,
+            from: method.sig.ident.clone(),
+            transitions: &mut def.transitions,
+            calls: 0,
+        };
+        rewriter.visit_block_mut(&mut method.block);
+        let calls = rewriter.calls;
+        match role {
+            Some((role, role_span)) => {
+                let params = step_params(cx, &def, method, role);
+                def.steps.push(Step {
+                    ident: method.sig.ident.clone(),
+                    role,
+                    role_span,
+                    params,
+                });
+            }
+            None => {
+                if calls > 0 {
+                    cx.error_spanned_by(
+                        &method.sig.ident,
+                        format_args!(
+                            "`{}` calls `next!` but is not a step; mark it `#[aggregator]` or `#[collaborator]`",
+                            method.sig.ident
+                        ),
+                    );
+                } else if returns_next(&method.sig.output) {
+                    cx.error_spanned_by(
+                        &method.sig.ident,
+                        format_args!(
+                            "`{}` returns `Next<Self>` but is not a step; mark it `#[aggregator]` or `#[collaborator]`",
+                            method.sig.ident
+                        ),
+                    );
+                }
+                def.helpers.push(method.sig.ident.clone());
+            }
+        }
+    }
+    Some(def)
+}
+
+/// Removes `#[aggregator]` / `#[collaborator]` from a method and returns its role.
+fn take_role(cx: &Ctxt, attrs: &mut Vec<Attribute>) -> Option<(Role, Span)> {
+    let mut found: Option<(Role, Span)> = None;
+    attrs.retain(|attr| {
+        let Some(last) = attr.path().segments.last() else {
+            return true;
+        };
+        let role = match last.ident.to_string().as_str() {
+            "aggregator" => Role::Aggregator,
+            "collaborator" => Role::Collaborator,
+            _ => return true,
+        };
+        if !matches!(attr.meta, syn::Meta::Path(_)) {
+            cx.error_spanned_by(
+                attr,
+                format_args!("`#[{}]` takes no arguments", role.as_str()),
+            );
+        }
+        match found {
+            Some((prev, _)) if prev != role => cx.error_spanned_by(
+                attr,
+                "a step is either `#[aggregator]` or `#[collaborator]`, not both",
+            ),
+            Some(_) => cx.error_spanned_by(attr, "duplicate role attribute"),
+            None => found = Some((role, attr.span())),
+        }
+        false
+    });
+    found
+}
+
+fn returns_next(output: &ReturnType) -> bool {
+    let ReturnType::Type(_, ty) = output else {
+        return false;
+    };
+    match &**ty {
+        Type::Path(p) => p.path.segments.last().is_some_and(|s| s.ident == "Next"),
+        _ => false,
+    }
+}
+
+fn same_type(a: &Type, b: &Type) -> bool {
+    a.to_token_stream().to_string() == b.to_token_stream().to_string()
+}
+
+fn last_ident_is(ty: &Type, name: &str) -> bool {
+    match ty {
+        Type::Path(p) => p.path.segments.last().is_some_and(|s| s.ident == name),
+        _ => false,
+    }
+}
+
+fn step_params(cx: &Ctxt, def: &FlowDef, method: &ImplItemFn, role: Role) -> Vec<Param> {
+    let sig = &method.sig;
+    if let Some(a) = &sig.asyncness {
+        cx.error_spanned_by(a, "steps are synchronous; remove `async`");
+    }
+    if !sig.generics.params.is_empty() {
+        cx.error_spanned_by(&sig.generics, "steps cannot be generic");
+    }
+    let mut params: Vec<Param> = Vec::new();
+    let mut receiver_ok = false;
+    for arg in &sig.inputs {
+        let pat_ty = match arg {
+            FnArg::Receiver(r) => {
+                if r.reference.is_some() && r.mutability.is_some() && r.colon_token.is_none() {
+                    receiver_ok = true;
+                } else {
+                    cx.error_spanned_by(r, "a step takes `&mut self`");
+                    receiver_ok = true;
+                }
+                continue;
+            }
+            FnArg::Typed(t) => t,
+        };
+        let ty = &*pat_ty.ty;
+        let Some(kind) = param_kind(cx, def, ty, role) else {
+            continue;
+        };
+        if params.iter().any(|p| p.kind == kind) {
+            cx.error_spanned_by(ty, "this kind of parameter is already taken by the step");
+            continue;
+        }
+        params.push(Param { kind });
+    }
+    if !receiver_ok {
+        cx.error_spanned_by(
+            &sig.ident,
+            format_args!("step `{}` must take `&mut self`", sig.ident),
+        );
+    }
+    params
+}
+
+fn param_kind(cx: &Ctxt, def: &FlowDef, ty: &Type, role: Role) -> Option<ParamKind> {
+    let options = param_options(def, role);
+    match ty {
+        Type::Reference(r) if r.mutability.is_none() && last_ident_is(&r.elem, "Ctx") => {
+            Some(ParamKind::Ctx)
+        }
+        Type::Path(_) if last_ident_is(ty, "Inputs") => {
+            if role == Role::Collaborator {
+                cx.error_spanned_by(
+                    ty,
+                    "a collaborator step cannot take `Inputs`; only aggregator steps can be joins",
+                );
+                return None;
+            }
+            Some(ParamKind::Inputs)
+        }
+        Type::Reference(r) if r.mutability.is_some() => {
+            let elem = &*r.elem;
+            let is_collab = def
+                .collaborator_ty
+                .as_ref()
+                .is_some_and(|c| same_type(c, elem));
+            let is_agg = def
+                .aggregator_ty
+                .as_ref()
+                .is_some_and(|a| same_type(a, elem));
+            match role {
+                Role::Collaborator if is_collab => Some(ParamKind::CollaboratorPrivate),
+                Role::Aggregator if is_agg => Some(ParamKind::AggregatorPrivate),
+                Role::Collaborator if is_agg => {
+                    cx.error_spanned_by(
+                        ty,
+                        format_args!(
+                            "a collaborator step cannot take the aggregator's private state `{}`; {options}",
+                            elem.to_token_stream()
+                        ),
+                    );
+                    None
+                }
+                Role::Aggregator if is_collab => {
+                    cx.error_spanned_by(
+                        ty,
+                        format_args!(
+                            "an aggregator step cannot take a collaborator's private state `{}`; {options}",
+                            elem.to_token_stream()
+                        ),
+                    );
+                    None
+                }
+                _ => {
+                    let which = role.as_str();
+                    cx.error_spanned_by(
+                        ty,
+                        format_args!(
+                            "`{}` is not this flow's private state; declare it with `#[flow({which} = {})]` or remove the parameter; {options}",
+                            ty.to_token_stream(),
+                            elem.to_token_stream()
+                        ),
+                    );
+                    None
+                }
+            }
+        }
+        _ => {
+            cx.error_spanned_by(ty, format_args!("unsupported step parameter; {options}"));
+            None
+        }
+    }
+}
+
+fn param_options(def: &FlowDef, role: Role) -> String {
+    match role {
+        Role::Aggregator => {
+            let private = match &def.aggregator_ty {
+                Some(t) => format!(", `&mut {}`", t.to_token_stream()),
+                None => String::new(),
+            };
+            format!("aggregator steps may take `&Ctx`, `Inputs<Self>` (joins){private}")
+        }
+        Role::Collaborator => {
+            let private = match &def.collaborator_ty {
+                Some(t) => format!(" and `&mut {}`", t.to_token_stream()),
+                None => String::new(),
+            };
+            format!("collaborator steps may take `&Ctx`{private}")
+        }
+    }
+}
+
+/// Finds `next!(..)` calls in a method body, records them and rewrites them.
+struct NextRewriter<'a> {
+    cx: &'a Ctxt,
+    from: Ident,
+    transitions: &'a mut Vec<Transition>,
+    calls: usize,
+}
+
+fn is_next_macro(mac: &Macro) -> bool {
+    mac.path.segments.last().is_some_and(|s| s.ident == "next")
+}
+
+impl NextRewriter<'_> {
+    /// The replacement of one `next!(..)`.
+    fn rewrite(&mut self, mac: &Macro) -> Expr {
+        self.calls += 1;
+        let span = mac.span();
+        let id = self.transitions.len();
+        let ctor = format_ident!("__flspec_next_{}", id, span = span);
+        match syn::parse2::<NextArgs>(mac.tokens.clone()) {
+            Ok(args) => {
+                let call = match &args.foreach {
+                    Some(e) => quote_spanned!(span=> Self::#ctor(#e)),
+                    None => quote_spanned!(span=> Self::#ctor()),
+                };
+                self.transitions.push(Transition {
+                    from: self.from.clone(),
+                    target: args.target,
+                    foreach: args.foreach,
+                    fields: args.fields,
+                });
+                syn::parse2(call).expect("a path call parses as an expression")
+            }
+            Err(e) => {
+                self.cx.syn_error(e);
+                syn::parse2(quote_spanned!(span=> ::core::panic!())).expect("panic!() parses")
+            }
+        }
+    }
+}
+
+impl VisitMut for NextRewriter<'_> {
+    fn visit_expr_mut(&mut self, expr: &mut Expr) {
+        if let Expr::Macro(m) = expr
+            && is_next_macro(&m.mac)
+        {
+            *expr = self.rewrite(&m.mac);
+            return;
+        }
+        syn::visit_mut::visit_expr_mut(self, expr);
+    }
+
+    fn visit_stmt_mut(&mut self, stmt: &mut syn::Stmt) {
+        if let syn::Stmt::Macro(m) = stmt
+            && is_next_macro(&m.mac)
+        {
+            let expr = self.rewrite(&m.mac);
+            *stmt = syn::Stmt::Expr(expr, m.semi_token);
+            return;
+        }
+        syn::visit_mut::visit_stmt_mut(self, stmt);
+    }
+}
+
+/// The arguments of `next!`: `self.step` then `foreach = ..`, `exclude = [..]`, `include = [..]`.
+struct NextArgs {
+    target: Ident,
+    foreach: Option<Expr>,
+    fields: Fields,
+}
+
+impl Parse for NextArgs {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let target: Expr = input.parse()?;
+        let target = match &target {
+            Expr::Field(f) if matches!(&*f.base, Expr::Path(p) if p.path.is_ident("self")) => {
+                match &f.member {
+                    syn::Member::Named(ident) => ident.clone(),
+                    syn::Member::Unnamed(_) => {
+                        return Err(syn::Error::new_spanned(
+                            &target,
+                            "expected `self.<step>`, e.g. `next!(self.train)`",
+                        ));
+                    }
+                }
+            }
+            _ => {
+                return Err(syn::Error::new_spanned(
+                    &target,
+                    "expected `self.<step>`, e.g. `next!(self.train)`",
+                ));
+            }
+        };
+        let mut foreach = None;
+        let mut exclude: Option<(Ident, Vec<Ident>)> = None;
+        let mut include: Option<(Ident, Vec<Ident>)> = None;
+        while !input.is_empty() {
+            input.parse::<Token![,]>()?;
+            if input.is_empty() {
+                break;
+            }
+            let key: Ident = input.parse()?;
+            input.parse::<Token![=]>()?;
+            match key.to_string().as_str() {
+                "foreach" => {
+                    if foreach.is_some() {
+                        return Err(syn::Error::new_spanned(&key, "duplicate `foreach`"));
+                    }
+                    foreach = Some(input.parse::<Expr>()?);
+                }
+                "exclude" | "include" => {
+                    let content;
+                    syn::bracketed!(content in input);
+                    let fields: Punctuated<Ident, Token![,]> =
+                        content.parse_terminated(Ident::parse, Token![,])?;
+                    let fields: Vec<Ident> = fields.into_iter().collect();
+                    for (i, f) in fields.iter().enumerate() {
+                        if fields[..i].contains(f) {
+                            return Err(syn::Error::new_spanned(
+                                f,
+                                format_args!("field `{f}` is listed twice"),
+                            ));
+                        }
+                    }
+                    let slot = if key == "exclude" {
+                        &mut exclude
+                    } else {
+                        &mut include
+                    };
+                    if slot.is_some() {
+                        return Err(syn::Error::new_spanned(
+                            &key,
+                            format_args!("duplicate `{key}`"),
+                        ));
+                    }
+                    *slot = Some((key, fields));
+                }
+                _ => {
+                    return Err(syn::Error::new_spanned(
+                        &key,
+                        format_args!(
+                            "unknown `next!` argument `{key}`; expected `foreach = ..`, `exclude = [..]` or `include = [..]`"
+                        ),
+                    ));
+                }
+            }
+        }
+        let fields = match (exclude, include) {
+            (Some(_), Some((key, _))) => {
+                return Err(syn::Error::new_spanned(
+                    key,
+                    "use either `exclude` or `include` on a transition, not both",
+                ));
+            }
+            (Some((_, f)), None) => Fields::Exclude(f),
+            (None, Some((_, f))) => Fields::Include(f),
+            (None, None) => Fields::All,
+        };
+        Ok(NextArgs {
+            target,
+            foreach,
+            fields,
+        })
+    }
+}

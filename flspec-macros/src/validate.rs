@@ -1,0 +1,208 @@
+//! The graph rules, one small function each. Reads only the model; records every error.
+
+use std::collections::{HashMap, VecDeque};
+
+use crate::ctxt::Ctxt;
+use crate::model::{FlowDef, Role, Step, Transition};
+
+pub fn check(cx: &Ctxt, def: &FlowDef) {
+    check_duplicate_steps(cx, def);
+    check_start_and_end(cx, def);
+    check_variant_names(cx, def);
+    let index = step_index(def);
+    for t in &def.transitions {
+        check_transition(cx, def, &index, t);
+    }
+    check_steps_have_transitions(cx, def);
+    check_reachable(cx, def, &index);
+}
+
+fn step_index(def: &FlowDef) -> HashMap<String, usize> {
+    let mut index = HashMap::new();
+    for (i, s) in def.steps.iter().enumerate() {
+        index.entry(s.ident.to_string()).or_insert(i);
+    }
+    index
+}
+
+fn step_list(def: &FlowDef) -> String {
+    def.steps
+        .iter()
+        .map(|s| s.ident.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn check_duplicate_steps(cx: &Ctxt, def: &FlowDef) {
+    for (i, s) in def.steps.iter().enumerate() {
+        if def.steps[..i].iter().any(|p| p.ident == s.ident) {
+            cx.error_spanned_by(
+                &s.ident,
+                format_args!("duplicate step `{}`; step names must be unique", s.ident),
+            );
+        }
+    }
+}
+
+fn check_start_and_end(cx: &Ctxt, def: &FlowDef) {
+    for (name, what) in [("start", "first"), ("end", "last")] {
+        match def.steps.iter().find(|s| s.ident == name) {
+            None => cx.error_spanned_by(
+                &def.self_ty,
+                format_args!(
+                    "flow `{}` has no `{name}` step; add an `#[aggregator] fn {name}(&mut self)`, the {what} step of every flow",
+                    def.name
+                ),
+            ),
+            Some(s) if s.role != Role::Aggregator => cx.error_at(
+                s.role_span,
+                format_args!("`{name}` must be an `#[aggregator]` step"),
+            ),
+            Some(s) if s.is_join() => cx.error_spanned_by(
+                &s.ident,
+                format_args!("`{name}` cannot be a join; remove its `Inputs` parameter"),
+            ),
+            Some(_) => {}
+        }
+    }
+}
+
+fn check_variant_names(cx: &Ctxt, def: &FlowDef) {
+    for (i, s) in def.steps.iter().enumerate() {
+        let v = crate::expand::variant_name(&s.ident);
+        if let Some(p) = def.steps[..i]
+            .iter()
+            .find(|p| p.ident != s.ident && crate::expand::variant_name(&p.ident) == v)
+        {
+            cx.error_spanned_by(
+                &s.ident,
+                format_args!(
+                    "steps `{}` and `{}` both become the variant `{v}` of the step enum; rename one",
+                    p.ident, s.ident
+                ),
+            );
+        }
+    }
+}
+
+fn check_transition(cx: &Ctxt, def: &FlowDef, index: &HashMap<String, usize>, t: &Transition) {
+    let Some(&from_i) = index.get(&t.from.to_string()) else {
+        return;
+    };
+    let from = &def.steps[from_i];
+    let Some(&to_i) = index.get(&t.target.to_string()) else {
+        unknown_target(cx, def, t);
+        return;
+    };
+    let to = &def.steps[to_i];
+    if from.ident == "end" {
+        cx.error_spanned_by(
+            &t.target,
+            "`end` is the last step and cannot call `next!`; remove the call",
+        );
+    }
+    match (from.role, to.role, t.foreach.is_some()) {
+        (Role::Collaborator, _, true) => cx.error_spanned_by(
+            t.foreach.as_ref().expect("checked"),
+            format_args!(
+                "only aggregator steps can fan out, but `{}` is a collaborator step; remove `foreach` or fan out from the join",
+                from.ident
+            ),
+        ),
+        (Role::Aggregator, Role::Aggregator, true) => cx.error_spanned_by(
+            &t.target,
+            format_args!(
+                "`foreach` must target a collaborator step, but `{}` is an aggregator step; continue with `next!(self.{})`",
+                to.ident, to.ident
+            ),
+        ),
+        (Role::Aggregator, Role::Collaborator, false) => cx.error_spanned_by(
+            &t.target,
+            format_args!(
+                "aggregator step `{}` moves to collaborator step `{}` without a fan-out; write `next!(self.{}, foreach = ctx.collaborators())` or name a subset",
+                from.ident, to.ident, to.ident
+            ),
+        ),
+        (Role::Aggregator, Role::Aggregator, false) if to.is_join() => cx.error_spanned_by(
+            &t.target,
+            format_args!(
+                "join `{}` is reached from aggregator step `{}` without a fan-out; a join takes the inputs of collaborators: fan out first with `foreach`",
+                to.ident, from.ident
+            ),
+        ),
+        (Role::Collaborator, Role::Aggregator, _) if !to.is_join() => cx.error_spanned_by(
+            &t.target,
+            format_args!(
+                "collaborator step `{}` returns to aggregator step `{}`, which is not a join; give `{}` an `inputs: Inputs<Self>` parameter or return through a join",
+                from.ident, to.ident, to.ident
+            ),
+        ),
+        _ => {}
+    }
+}
+
+fn unknown_target(cx: &Ctxt, def: &FlowDef, t: &Transition) {
+    if def.helpers.iter().any(|h| *h == t.target) {
+        cx.error_spanned_by(
+            &t.target,
+            format_args!(
+                "`{}` is not a step: mark it `#[aggregator]` or `#[collaborator]`",
+                t.target
+            ),
+        );
+    } else {
+        cx.error_spanned_by(
+            &t.target,
+            format_args!(
+                "unknown step `{}`; steps in this flow: {}",
+                t.target,
+                step_list(def)
+            ),
+        );
+    }
+}
+
+fn check_steps_have_transitions(cx: &Ctxt, def: &FlowDef) {
+    for s in &def.steps {
+        if s.ident != "end" && !def.transitions.iter().any(|t| t.from == s.ident) {
+            cx.error_spanned_by(
+                &s.ident,
+                format_args!(
+                    "step `{}` never calls `next!`; every step but `end` must say where the flow goes",
+                    s.ident
+                ),
+            );
+        }
+    }
+}
+
+fn check_reachable(cx: &Ctxt, def: &FlowDef, index: &HashMap<String, usize>) {
+    let Some(&start) = index.get("start") else {
+        return;
+    };
+    let mut seen = vec![false; def.steps.len()];
+    let mut queue = VecDeque::from([start]);
+    seen[start] = true;
+    while let Some(i) = queue.pop_front() {
+        let from: &Step = &def.steps[i];
+        for t in def.transitions.iter().filter(|t| t.from == from.ident) {
+            if let Some(&j) = index.get(&t.target.to_string())
+                && !seen[j]
+            {
+                seen[j] = true;
+                queue.push_back(j);
+            }
+        }
+    }
+    for (i, s) in def.steps.iter().enumerate() {
+        if !seen[i] && index.get(&s.ident.to_string()) == Some(&i) {
+            cx.error_spanned_by(
+                &s.ident,
+                format_args!(
+                    "step `{}` is unreachable from `start`; call `next!(self.{})` from a step or remove it",
+                    s.ident, s.ident
+                ),
+            );
+        }
+    }
+}

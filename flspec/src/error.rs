@@ -1,0 +1,193 @@
+//! The errors of flspec: one [`Error`] for runs, one [`StepError`] for a single step.
+
+use std::fmt;
+
+/// A boxed error, as returned by user steps and private-state factories.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// The result type of flspec.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Who ran a step: the aggregator, or a collaborator by name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ParticipantName {
+    /// The aggregator.
+    Aggregator,
+    /// A collaborator, by name.
+    Collaborator(String),
+}
+
+impl fmt::Display for ParticipantName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ParticipantName::Aggregator => f.write_str("the aggregator"),
+            ParticipantName::Collaborator(name) => write!(f, "collaborator `{name}`"),
+        }
+    }
+}
+
+/// Why a run failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A step returned an error.
+    #[error("step `{step}` of flow `{flow}` failed on {participant}: {source}")]
+    StepFailed {
+        /// The flow's name.
+        flow: &'static str,
+        /// The step's name.
+        step: &'static str,
+        /// Who ran it.
+        participant: ParticipantName,
+        /// What the step returned.
+        #[source]
+        source: BoxError,
+    },
+    /// A step panicked.
+    #[error("step `{step}` of flow `{flow}` panicked on {participant}: {message}")]
+    StepPanicked {
+        /// The flow's name.
+        flow: &'static str,
+        /// The step's name.
+        step: &'static str,
+        /// Who ran it.
+        participant: ParticipantName,
+        /// The panic message.
+        message: String,
+    },
+    /// The collaborators of one fan-out would reach different joins.
+    #[error(
+        "the collaborators of the fan-out to `{fan_out}` in flow `{flow}` must reach the same join, \
+         but {first_collaborators} reached `{first_join}` and {other_collaborators} reached `{other_join}`; \
+         make every branch of the collaborator steps lead to one join"
+    )]
+    SplitJoin {
+        /// The flow's name.
+        flow: &'static str,
+        /// The step the fan-out started.
+        fan_out: &'static str,
+        /// The join the first collaborators reached.
+        first_join: &'static str,
+        /// Who reached the first join (comma-separated names).
+        first_collaborators: String,
+        /// The other join.
+        other_join: &'static str,
+        /// Who reached the other join.
+        other_collaborators: String,
+    },
+    /// A fan-out named a collaborator the runtime does not know.
+    #[error(
+        "fan-out to `{step}` names unknown collaborator `{name}`; this run's collaborators are: {known}"
+    )]
+    UnknownCollaborator {
+        /// The step the fan-out targets.
+        step: &'static str,
+        /// The unknown name.
+        name: String,
+        /// The names the runtime knows (comma-separated, possibly shortened).
+        known: String,
+    },
+    /// A fan-out named the same collaborator twice.
+    #[error(
+        "fan-out to `{step}` names collaborator `{name}` twice; each collaborator may appear once"
+    )]
+    DuplicateCollaborator {
+        /// The step the fan-out targets.
+        step: &'static str,
+        /// The repeated name.
+        name: String,
+    },
+    /// A fan-out with an empty collaborator list.
+    #[error("fan-out to `{step}` has no collaborators; give `foreach` at least one name")]
+    EmptyFanOut {
+        /// The step the fan-out targets.
+        step: &'static str,
+    },
+    /// A runtime was built with no collaborators, or with a repeated name.
+    #[error("invalid collaborator list: {0}")]
+    InvalidCollaborators(String),
+    /// The factory of a collaborator's private state failed.
+    #[error("could not build the private state of collaborator `{name}`: {source}")]
+    PrivateState {
+        /// The collaborator.
+        name: String,
+        /// What the factory returned.
+        #[source]
+        source: BoxError,
+    },
+    /// A checkpoint could not be written or read.
+    #[error("checkpoint {path}: {source}")]
+    Checkpoint {
+        /// The file or folder concerned.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A checkpoint exists but does not fit this flow or is corrupt.
+    #[error("checkpoint {path}: {reason}")]
+    CheckpointFormat {
+        /// The file or folder concerned.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A flow state could not be encoded or decoded.
+    #[error("could not {action} the state of flow `{flow}`: {source}")]
+    Codec {
+        /// The flow's name.
+        flow: &'static str,
+        /// `encode` or `decode`.
+        action: &'static str,
+        /// The serde error.
+        #[source]
+        source: postcard::Error,
+    },
+    /// A runtime violated the step protocol (a bug in the runtime, or a corrupt message).
+    #[error("flow `{flow}`: {source}")]
+    Protocol {
+        /// The flow's name.
+        flow: &'static str,
+        /// What went wrong.
+        #[source]
+        source: StepError,
+    },
+    /// An error of a runtime that is not one of the above (network, TLS, ...).
+    #[error("runtime: {0}")]
+    Runtime(#[source] BoxError),
+}
+
+/// Why a single step could not complete.
+///
+/// Returned by the generated dispatchers
+/// ([`Flow::run_aggregator_step`](crate::Flow::run_aggregator_step) and
+/// [`Flow::run_collaborator_step`](crate::Flow::run_collaborator_step)).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StepError {
+    /// The step's own code returned an error.
+    #[error(transparent)]
+    Failed(BoxError),
+    /// A runtime asked a participant of the wrong role to run a step.
+    #[error("step `{step}` is a {expected} step; it cannot run on the {actual}")]
+    WrongRole {
+        /// The step.
+        step: &'static str,
+        /// The role the step belongs to.
+        expected: crate::Role,
+        /// The role that was asked to run it.
+        actual: crate::Role,
+    },
+    /// A join was called without inputs.
+    #[error("join step `{step}` needs the inputs of a fan-out")]
+    MissingInputs {
+        /// The step.
+        step: &'static str,
+    },
+    /// A step that is not a join was given inputs.
+    #[error("step `{step}` is not a join and takes no inputs")]
+    UnexpectedInputs {
+        /// The step.
+        step: &'static str,
+    },
+}

@@ -1,0 +1,78 @@
+//! The [`Flow`] trait, implemented by `#[flow]`.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::graph::TransitionId;
+use crate::{Ctx, Graph, Inputs, Next, Result, Runtime, StepError, StepId};
+
+/// What a step returned: the next transition, or `None` after `end`.
+pub type StepOutcome<F> = std::result::Result<Option<Next<F>>, StepError>;
+
+/// A federated-learning flow: a state struct whose steps `#[flow]` compiled into a typed state
+/// machine.
+///
+/// Users never implement this trait by hand: `#[flow]` does, from the `impl` block of the state
+/// struct. Runtimes drive a flow through the methods below; users call [`Flow::run`].
+///
+/// The state must be `Clone + Default + Serialize + DeserializeOwned`: a fan-out gives each
+/// collaborator its own copy, fields a transition does not carry arrive with their value in
+/// `Default::default()`, and checkpoints and the federated runtime store and send the state
+/// with serde. Private state ([`Flow::Collaborator`], [`Flow::Aggregator`]) is none of these:
+/// it never leaves its participant.
+pub trait Flow: Clone + Default + Serialize + DeserializeOwned + Send + 'static {
+    /// The generated step enum.
+    type Step: StepId;
+    /// The private state of each collaborator (`#[flow(collaborator = T)]`, `()` if none).
+    type Collaborator: 'static;
+    /// The private state of the aggregator (`#[flow(aggregator = T)]`, `()` if none).
+    type Aggregator: 'static;
+    /// The flow's name (the state struct's name).
+    const NAME: &'static str;
+
+    /// The step graph, built at compile time.
+    fn graph() -> &'static Graph;
+
+    /// Runs the flow on a runtime, from `start` to `end`, and returns the final state.
+    ///
+    /// # Errors
+    /// Whatever the runtime reports: a step that failed or panicked (named with the
+    /// participant), a bad fan-out list, a checkpoint that could not be written, a lost
+    /// participant.
+    fn run<R: Runtime<Self> + ?Sized>(self, runtime: &R) -> Result<Self> {
+        runtime.execute(self)
+    }
+
+    /// Runs one aggregator step. Runtimes call this; `inputs` must be `Some` exactly for joins.
+    ///
+    /// # Errors
+    /// The step's own error, or a [`StepError`] if the runtime broke the step protocol.
+    fn run_aggregator_step(
+        &mut self,
+        step: Self::Step,
+        ctx: &Ctx<'_>,
+        private: &mut Self::Aggregator,
+        inputs: Option<Inputs<Self>>,
+    ) -> StepOutcome<Self>;
+
+    /// Runs one collaborator step. Runtimes call this.
+    ///
+    /// # Errors
+    /// The step's own error, or a [`StepError`] if the step is not a collaborator step.
+    fn run_collaborator_step(
+        &mut self,
+        step: Self::Step,
+        ctx: &Ctx<'_>,
+        private: &mut Self::Collaborator,
+    ) -> StepOutcome<Self>;
+
+    /// Applies a transition's `exclude`/`include` to this state, in place: fields the transition
+    /// does not carry are replaced by their value in `Self::default()`. Does nothing for a
+    /// transition without a filter.
+    fn filter_in_place(&mut self, transition: TransitionId);
+
+    /// A copy of this state holding only what a transition carries (fields it does not carry
+    /// have their value in `Self::default()`); `self` is left unchanged. Excluded fields are
+    /// never cloned.
+    fn filtered_clone(&mut self, transition: TransitionId) -> Self;
+}
