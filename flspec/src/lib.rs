@@ -48,8 +48,10 @@
 // Lets the macros' `::flspec::` paths resolve inside this crate's own tests.
 extern crate self as flspec;
 
+pub mod checkpoint;
 pub mod codec;
 mod ctx;
+pub mod driver;
 mod error;
 mod flow;
 pub mod graph;

@@ -1,0 +1,535 @@
+//! The engine every runtime shares: the aggregator's loop, a collaborator's chain of steps, and
+//! resuming from a checkpoint.
+//!
+//! A runtime supplies a [`FanOut`]: how the collaborators of a fan-out run their steps (threads
+//! in one process for the local runtime, envoys over the network for the federated one). The
+//! driver does the rest, identically for every runtime: it runs aggregator steps, applies each
+//! transition's field filter, checks fan-out lists, checks that all collaborators reach the same
+//! join, records checkpoints and reports progress.
+
+use std::collections::HashSet;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::Instant;
+
+use tracing::{debug, info_span};
+
+use crate::checkpoint::{CheckpointStore, RecordKind, RunCheckpoints, stored_next};
+use crate::{
+    Ctx, Error, Event, Flow, Input, Inputs, Next, Observer, ParticipantName, Result, Role,
+    StepError, StepId, TransitionId,
+};
+
+/// A collaborator's state on its arrival at a join.
+#[derive(Debug)]
+pub struct Arrival<F: Flow> {
+    /// The collaborator.
+    pub name: String,
+    /// The join it reached.
+    pub join: F::Step,
+    /// Its state, already filtered by the transition into the join.
+    pub state: F,
+}
+
+/// One fan-out, as the driver hands it to a runtime.
+pub struct FanOutRequest<'a, F: Flow> {
+    /// The first collaborator step.
+    pub step: F::Step,
+    /// The fan-out's edge; its field filter applies to the copies the collaborators receive.
+    pub transition: TransitionId,
+    /// The collaborators to run, in fan-out order.
+    pub names: &'a [String],
+    /// The aggregator's state. Give each collaborator
+    /// [`filtered_clone`](Flow::filtered_clone)`(transition)` of it.
+    pub state: &'a mut F,
+}
+
+/// How a runtime runs the collaborator side of a fan-out.
+pub trait FanOut<F: Flow> {
+    /// Runs every named collaborator from `request.step` until it reaches a join, and returns
+    /// their arrivals in the order of `request.names`.
+    ///
+    /// # Errors
+    /// The first failure in fan-out order (a step error or panic, a lost participant).
+    fn run(&mut self, request: FanOutRequest<'_, F>) -> Result<Vec<Arrival<F>>>;
+}
+
+/// What the driver needs to know about a run.
+pub struct RunSetup<'a> {
+    /// The run's identifier.
+    pub run_id: &'a str,
+    /// All collaborators of the run.
+    pub collaborators: &'a [String],
+    /// Progress reports.
+    pub observer: Option<&'a dyn Observer>,
+    /// Where checkpoints go, if checkpointing is on.
+    pub checkpoints: Option<&'a CheckpointStore>,
+}
+
+impl RunSetup<'_> {
+    /// Reports an event to the observer, if any.
+    pub fn emit(&self, event: Event<'_>) {
+        if let Some(o) = self.observer {
+            o.on_event(&event);
+        }
+    }
+}
+
+/// Where a run begins: at `start`, or where a checkpoint left off.
+pub struct Resume<F: Flow> {
+    state: F,
+    position: Position<F>,
+}
+
+enum Position<F: Flow> {
+    Start,
+    After {
+        step: F::Step,
+        next: Next<F>,
+        recovered: Vec<Arrival<F>>,
+    },
+    Finished,
+}
+
+impl<F: Flow> Resume<F> {
+    /// A fresh run from `start`.
+    pub fn start(state: F) -> Self {
+        Resume {
+            state,
+            position: Position::Start,
+        }
+    }
+
+    /// Where a checkpointed run left off: after the aggregator's last recorded step, with the
+    /// collaborators of an interrupted fan-out that had already reached the join recovered from
+    /// their checkpoints (the others run again).
+    ///
+    /// Private state is not checkpointed: the runtime builds it afresh, so a flow whose steps
+    /// carry information between rounds in private state resumes with that information reset.
+    ///
+    /// # Errors
+    /// [`Error::CheckpointFormat`] if the run is of another flow or version, or its journal
+    /// does not describe a run of this flow; [`Error::Checkpoint`] on I/O errors.
+    pub fn from_checkpoint(run: &RunCheckpoints) -> Result<Self> {
+        run.check_flow::<F>()?;
+        let records = run.records();
+        let Some(last_agg) = records.iter().rposition(|r| r.role == Role::Aggregator) else {
+            return Err(Error::CheckpointFormat {
+                path: run.folder().to_path_buf(),
+                reason: "the journal holds no aggregator record; start a new run".into(),
+            });
+        };
+        let record = &records[last_agg];
+        let state: F = run.load(record)?;
+        let bad = |reason: String| Error::CheckpointFormat {
+            path: run.folder().join("journal.jsonl"),
+            reason,
+        };
+        if record.kind == RecordKind::Initial {
+            return Ok(Resume {
+                state,
+                position: Position::Start,
+            });
+        }
+        let step: F::Step = record.step.parse().map_err(|e| bad(format!("{e}")))?;
+        let Some(stored) = &record.next else {
+            return Ok(Resume {
+                state,
+                position: Position::Finished,
+            });
+        };
+        let next = stored_next::<F>(run, stored)?;
+        let mut recovered = Vec::new();
+        if let Some(names) = next.foreach() {
+            for later in &records[last_agg + 1..] {
+                let Some(n) = &later.next else { continue };
+                let arrived = F::graph()
+                    .transition(TransitionId::new(n.transition))
+                    .and_then(|t| F::graph().step(t.to()))
+                    .is_some_and(|s| s.role() == Role::Aggregator);
+                if !arrived || !names.contains(&later.participant) {
+                    continue;
+                }
+                let into_join = stored_next::<F>(run, n)?;
+                let mut state: F = run.load(later)?;
+                state.filter_in_place(into_join.transition());
+                recovered.push(Arrival {
+                    name: later.participant.clone(),
+                    join: into_join.step(),
+                    state,
+                });
+            }
+        }
+        Ok(Resume {
+            state,
+            position: Position::After {
+                step,
+                next,
+                recovered,
+            },
+        })
+    }
+
+    /// How many collaborators of an interrupted fan-out were recovered.
+    pub fn recovered(&self) -> usize {
+        match &self.position {
+            Position::After { recovered, .. } => recovered.len(),
+            _ => 0,
+        }
+    }
+}
+
+/// Runs a flow's aggregator side from `resume` to `end`.
+///
+/// # Errors
+/// See [`Error`]: failures of steps (named with their participant), bad fan-out lists,
+/// collaborators that reach different joins, checkpoint I/O, and whatever `fan_out` reports.
+pub fn drive<F: Flow>(
+    resume: Resume<F>,
+    setup: &RunSetup<'_>,
+    private: &mut F::Aggregator,
+    fan_out: &mut dyn FanOut<F>,
+) -> Result<F> {
+    let started = Instant::now();
+    setup.emit(Event::RunStarted {
+        flow: F::NAME,
+        run_id: setup.run_id,
+        collaborators: setup.collaborators.len(),
+    });
+    let Resume {
+        mut state,
+        position,
+    } = resume;
+    let (mut step, mut inputs) = match position {
+        Position::Start => {
+            if let Some(store) = setup.checkpoints {
+                store.record_initial(&state)?;
+            }
+            (F::Step::START, None)
+        }
+        Position::Finished => {
+            setup.emit(Event::RunFinished {
+                elapsed: started.elapsed(),
+            });
+            return Ok(state);
+        }
+        Position::After {
+            step,
+            next,
+            recovered,
+        } => {
+            setup.emit(Event::Resumed {
+                after_step: step.as_str(),
+                recovered: recovered.len(),
+            });
+            follow(&mut state, next, recovered, setup, fan_out)?
+        }
+    };
+    loop {
+        let next = run_aggregator_step(&mut state, step, inputs, setup, private)?;
+        let Some(next) = next else {
+            setup.emit(Event::RunFinished {
+                elapsed: started.elapsed(),
+            });
+            return Ok(state);
+        };
+        (step, inputs) = follow(&mut state, next, Vec::new(), setup, fan_out)?;
+    }
+}
+
+/// Takes one transition from the aggregator: on to the next aggregator step, or through a
+/// fan-out to its join.
+fn follow<F: Flow>(
+    state: &mut F,
+    mut next: Next<F>,
+    recovered: Vec<Arrival<F>>,
+    setup: &RunSetup<'_>,
+    fan_out: &mut dyn FanOut<F>,
+) -> Result<(F::Step, Option<Inputs<F>>)> {
+    let Some(names) = next.take_foreach() else {
+        state.filter_in_place(next.transition());
+        return Ok((next.step(), None));
+    };
+    check_fan_out::<F>(next.step(), &names, setup.collaborators)?;
+    setup.emit(Event::FanOut {
+        step: next.step().as_str(),
+        collaborators: names.len(),
+    });
+    let done: HashSet<&str> = recovered.iter().map(|a| a.name.as_str()).collect();
+    let to_run: Vec<String> = names
+        .iter()
+        .filter(|n| !done.contains(n.as_str()))
+        .cloned()
+        .collect();
+    let mut arrivals = if to_run.is_empty() {
+        Vec::new()
+    } else {
+        fan_out.run(FanOutRequest {
+            step: next.step(),
+            transition: next.transition(),
+            names: &to_run,
+            state,
+        })?
+    };
+    if arrivals.len() != to_run.len() {
+        return Err(Error::Runtime(
+            format!(
+                "the runtime returned {} arrivals for a fan-out to {} collaborators",
+                arrivals.len(),
+                to_run.len()
+            )
+            .into(),
+        ));
+    }
+    if !recovered.is_empty() {
+        arrivals.extend(recovered);
+        let order: std::collections::HashMap<&str, usize> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.as_str(), i))
+            .collect();
+        arrivals.sort_by_key(|a| order.get(a.name.as_str()).copied().unwrap_or(usize::MAX));
+    }
+    let join = check_same_join::<F>(next.step(), &arrivals)?;
+    setup.emit(Event::Joined {
+        step: join.as_str(),
+        inputs: arrivals.len(),
+    });
+    let inputs = Inputs::new(
+        arrivals
+            .into_iter()
+            .map(|a| Input::new(a.name, a.state))
+            .collect(),
+    );
+    Ok((join, Some(inputs)))
+}
+
+fn check_fan_out<F: Flow>(step: F::Step, names: &[String], known: &[String]) -> Result<()> {
+    if names.is_empty() {
+        return Err(Error::EmptyFanOut {
+            step: step.as_str(),
+        });
+    }
+    let known_set: HashSet<&str> = known.iter().map(String::as_str).collect();
+    let mut seen = HashSet::with_capacity(names.len());
+    for name in names {
+        if !known_set.contains(name.as_str()) {
+            return Err(Error::UnknownCollaborator {
+                step: step.as_str(),
+                name: name.clone(),
+                known: short_list(known.iter().map(String::as_str)),
+            });
+        }
+        if !seen.insert(name.as_str()) {
+            return Err(Error::DuplicateCollaborator {
+                step: step.as_str(),
+                name: name.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn short_list<'a>(names: impl ExactSizeIterator<Item = &'a str>) -> String {
+    let total = names.len();
+    let shown: Vec<&str> = names.take(8).collect();
+    if total > shown.len() {
+        format!("{}, ... ({total} in all)", shown.join(", "))
+    } else {
+        shown.join(", ")
+    }
+}
+
+fn check_same_join<F: Flow>(fan_out: F::Step, arrivals: &[Arrival<F>]) -> Result<F::Step> {
+    let first = arrivals.first().map(|a| a.join).ok_or(Error::EmptyFanOut {
+        step: fan_out.as_str(),
+    })?;
+    if let Some(other) = arrivals.iter().find(|a| a.join != first) {
+        let who = |join: F::Step| {
+            short_list(
+                arrivals
+                    .iter()
+                    .filter(|a| a.join == join)
+                    .map(|a| a.name.as_str())
+                    .collect::<Vec<_>>()
+                    .into_iter(),
+            )
+        };
+        return Err(Error::SplitJoin {
+            flow: F::NAME,
+            fan_out: fan_out.as_str(),
+            first_join: first.as_str(),
+            first_collaborators: who(first),
+            other_join: other.join.as_str(),
+            other_collaborators: who(other.join),
+        });
+    }
+    Ok(first)
+}
+
+fn run_aggregator_step<F: Flow>(
+    state: &mut F,
+    step: F::Step,
+    inputs: Option<Inputs<F>>,
+    setup: &RunSetup<'_>,
+    private: &mut F::Aggregator,
+) -> Result<Option<Next<F>>> {
+    let span = info_span!(
+        "step",
+        flow = F::NAME,
+        step = step.as_str(),
+        participant = "aggregator"
+    );
+    let _entered = span.enter();
+    setup.emit(Event::StepStarted {
+        step: step.as_str(),
+        role: Role::Aggregator,
+        participant: "aggregator",
+    });
+    let began = Instant::now();
+    let ctx = Ctx::aggregator(F::NAME, setup.run_id, setup.collaborators);
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        state.run_aggregator_step(step, &ctx, private, inputs)
+    }));
+    let next = step_result::<F>(outcome, step, ParticipantName::Aggregator)?;
+    check_end::<F>(step, next.as_ref())?;
+    let elapsed = began.elapsed();
+    debug!(?elapsed, "step done");
+    setup.emit(Event::StepFinished {
+        step: step.as_str(),
+        role: Role::Aggregator,
+        participant: "aggregator",
+        elapsed,
+    });
+    if let Some(store) = setup.checkpoints {
+        store.record_step(step, Role::Aggregator, "aggregator", next.as_ref(), state)?;
+    }
+    Ok(next)
+}
+
+fn check_end<F: Flow>(step: F::Step, next: Option<&Next<F>>) -> Result<()> {
+    if next.is_none() && step != F::Step::END {
+        return Err(Error::Protocol {
+            flow: F::NAME,
+            source: StepError::Failed(
+                format!(
+                    "step `{}` returned no transition; only `end` may finish the flow",
+                    step.as_str()
+                )
+                .into(),
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Turns a step's outcome (or panic) into a run error naming the step and participant.
+fn step_result<F: Flow>(
+    outcome: std::thread::Result<crate::StepOutcome<F>>,
+    step: F::Step,
+    participant: ParticipantName,
+) -> Result<Option<Next<F>>> {
+    match outcome {
+        Ok(Ok(next)) => Ok(next),
+        Ok(Err(StepError::Failed(source))) => Err(Error::StepFailed {
+            flow: F::NAME,
+            step: step.as_str(),
+            participant,
+            source,
+        }),
+        Ok(Err(other)) => Err(Error::Protocol {
+            flow: F::NAME,
+            source: other,
+        }),
+        Err(payload) => Err(Error::StepPanicked {
+            flow: F::NAME,
+            step: step.as_str(),
+            participant,
+            message: panic_message(payload.as_ref()),
+        }),
+    }
+}
+
+/// The text of a panic payload.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic with a non-string payload".to_string()
+    }
+}
+
+/// Runs one collaborator from the first step of a fan-out until it reaches a join, on the
+/// participant that holds its private state. The state arrives filtered by the transition into
+/// the join.
+///
+/// # Errors
+/// A step's error or panic, named with the collaborator; a step returning no transition.
+pub fn run_collaborator<F: Flow>(
+    name: &str,
+    mut state: F,
+    first: F::Step,
+    private: &mut F::Collaborator,
+    setup: &RunSetup<'_>,
+) -> Result<Arrival<F>> {
+    let ctx = Ctx::collaborator(F::NAME, setup.run_id, setup.collaborators, name);
+    let mut step = first;
+    loop {
+        let span = info_span!(
+            "step",
+            flow = F::NAME,
+            step = step.as_str(),
+            participant = name
+        );
+        let _entered = span.enter();
+        setup.emit(Event::StepStarted {
+            step: step.as_str(),
+            role: Role::Collaborator,
+            participant: name,
+        });
+        let began = Instant::now();
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            state.run_collaborator_step(step, &ctx, private)
+        }));
+        let participant = || ParticipantName::Collaborator(name.to_string());
+        let next = step_result::<F>(outcome, step, participant())?;
+        let Some(next) = next else {
+            return Err(Error::Protocol {
+                flow: F::NAME,
+                source: StepError::Failed(
+                    format!(
+                        "collaborator step `{}` returned no transition on `{name}`",
+                        step.as_str()
+                    )
+                    .into(),
+                ),
+            });
+        };
+        setup.emit(Event::StepFinished {
+            step: step.as_str(),
+            role: Role::Collaborator,
+            participant: name,
+            elapsed: began.elapsed(),
+        });
+        if let Some(store) = setup.checkpoints {
+            store.record_step(step, Role::Collaborator, name, Some(&next), &state)?;
+        }
+        state.filter_in_place(next.transition());
+        let target = F::graph()
+            .step(next.step().index())
+            .map(|s| s.role())
+            .ok_or_else(|| Error::Protocol {
+                flow: F::NAME,
+                source: StepError::Failed("a transition to a step outside the graph".into()),
+            })?;
+        if target == Role::Aggregator {
+            return Ok(Arrival {
+                name: name.to_string(),
+                join: next.step(),
+                state,
+            });
+        }
+        step = next.step();
+    }
+}
