@@ -14,6 +14,8 @@ pub struct FlowDef {
     pub collaborator_ty: Option<Type>,
     /// `#[flow(aggregator = T)]`.
     pub aggregator_ty: Option<Type>,
+    /// `#[flow(tolerate_dropouts)]`.
+    pub tolerate_dropouts: bool,
     /// The steps, in source order.
     pub steps: Vec<Step>,
     /// Every `next!` call, in source order; a transition's index is its id.

@@ -22,18 +22,26 @@ use crate::model::{Fields, FlowDef, Param, ParamKind, Role, Step, Transition};
 pub struct FlowArgs {
     pub collaborator: Option<Type>,
     pub aggregator: Option<Type>,
+    pub tolerate_dropouts: bool,
 }
 
 pub fn flow_args(cx: &Ctxt, args: TokenStream) -> FlowArgs {
     let mut out = FlowArgs::default();
     let parser = syn::meta::parser(|meta| {
         let key = meta.path.get_ident().map(ToString::to_string);
+        if key.as_deref() == Some("tolerate_dropouts") {
+            if out.tolerate_dropouts {
+                return Err(meta.error("duplicate `#[flow]` argument; give each one once"));
+            }
+            out.tolerate_dropouts = true;
+            return Ok(());
+        }
         let slot = match key.as_deref() {
             Some("collaborator") => &mut out.collaborator,
             Some("aggregator") => &mut out.aggregator,
             _ => {
                 return Err(meta.error(
-                    "unknown `#[flow]` argument; expected `collaborator = Type` or `aggregator = Type`",
+                    "unknown `#[flow]` argument; expected `collaborator = Type`, `aggregator = Type` or `tolerate_dropouts`",
                 ));
             }
         };
@@ -81,6 +89,7 @@ pub fn flow_def(cx: &Ctxt, args: FlowArgs, item: &mut ItemImpl) -> Option<FlowDe
         name,
         collaborator_ty: args.collaborator,
         aggregator_ty: args.aggregator,
+        tolerate_dropouts: args.tolerate_dropouts,
         steps: Vec::new(),
         transitions: Vec::new(),
         helpers: Vec::new(),

@@ -30,6 +30,65 @@ pub struct Arrival<F: Flow> {
     pub state: F,
 }
 
+/// A collaborator that left a fan-out (see [`Dropout`](crate::Dropout)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Departure {
+    /// The collaborator.
+    pub name: String,
+    /// Why it left: the reason of its [`Dropout`](crate::Dropout), or what the runtime saw.
+    pub reason: String,
+}
+
+/// What a fan-out produced: the collaborators that reached the join, in fan-out order, and
+/// those that dropped out.
+#[derive(Debug)]
+pub struct FanOutResult<F: Flow> {
+    /// Arrivals at the join, in fan-out order.
+    pub arrivals: Vec<Arrival<F>>,
+    /// Collaborators that dropped out.
+    pub dropped: Vec<Departure>,
+}
+
+impl<F: Flow> FanOutResult<F> {
+    /// Sorts the outcome of one collaborator into arrivals and departures: a step that returned
+    /// a [`Dropout`](crate::Dropout) is a departure, any other error ends the fan-out.
+    ///
+    /// # Errors
+    /// `outcome`'s error, unless it is a dropout.
+    pub fn push(&mut self, name: &str, outcome: Result<Arrival<F>>) -> Result<()> {
+        match outcome {
+            Ok(arrival) => self.arrivals.push(arrival),
+            Err(e) => match dropout_reason(&e) {
+                Some(reason) => self.dropped.push(Departure {
+                    name: name.to_string(),
+                    reason,
+                }),
+                None => return Err(e),
+            },
+        }
+        Ok(())
+    }
+}
+
+impl<F: Flow> Default for FanOutResult<F> {
+    fn default() -> Self {
+        FanOutResult {
+            arrivals: Vec::new(),
+            dropped: Vec::new(),
+        }
+    }
+}
+
+/// The reason of a [`Dropout`](crate::Dropout) a step returned, if `error` is one.
+pub fn dropout_reason(error: &Error) -> Option<String> {
+    match error {
+        Error::StepFailed { source, .. } => source
+            .downcast_ref::<crate::Dropout>()
+            .map(|d| d.reason().to_string()),
+        _ => None,
+    }
+}
+
 /// One fan-out, as the driver hands it to a runtime.
 pub struct FanOutRequest<'a, F: Flow> {
     /// The first collaborator step.
@@ -46,11 +105,12 @@ pub struct FanOutRequest<'a, F: Flow> {
 /// How a runtime runs the collaborator side of a fan-out.
 pub trait FanOut<F: Flow> {
     /// Runs every named collaborator from `request.step` until it reaches a join, and returns
-    /// their arrivals in the order of `request.names`.
+    /// their arrivals in the order of `request.names`, with the collaborators that dropped out
+    /// (a [`Dropout`](crate::Dropout) from a step, or a participant the runtime lost).
     ///
     /// # Errors
-    /// The first failure in fan-out order (a step error or panic, a lost participant).
-    fn run(&mut self, request: FanOutRequest<'_, F>) -> Result<Vec<Arrival<F>>>;
+    /// The first failure in fan-out order (a step error or panic) other than a dropout.
+    fn run(&mut self, request: FanOutRequest<'_, F>) -> Result<FanOutResult<F>>;
 }
 
 /// What the driver needs to know about a run.
@@ -260,8 +320,8 @@ fn follow<F: Flow>(
         .filter(|n| !done.contains(n.as_str()))
         .cloned()
         .collect();
-    let mut arrivals = if to_run.is_empty() {
-        Vec::new()
+    let result = if to_run.is_empty() {
+        FanOutResult::default()
     } else {
         fan_out.run(FanOutRequest {
             step: next.step(),
@@ -270,16 +330,27 @@ fn follow<F: Flow>(
             state,
         })?
     };
-    if arrivals.len() != to_run.len() {
+    let FanOutResult {
+        mut arrivals,
+        dropped,
+    } = result;
+    if arrivals.len() + dropped.len() != to_run.len() {
         return Err(Error::Runtime(
             format!(
-                "the runtime returned {} arrivals for a fan-out to {} collaborators",
+                "the runtime reported {} arrivals and {} dropouts for a fan-out to {} collaborators",
                 arrivals.len(),
+                dropped.len(),
                 to_run.len()
             )
             .into(),
         ));
     }
+    check_dropouts::<F>(
+        next.step(),
+        &dropped,
+        arrivals.len() + recovered.len(),
+        setup,
+    )?;
     if !recovered.is_empty() {
         arrivals.extend(recovered);
         let order: std::collections::HashMap<&str, usize> = names
@@ -301,6 +372,44 @@ fn follow<F: Flow>(
             .collect(),
     );
     Ok((join, Some(inputs)))
+}
+
+fn check_dropouts<F: Flow>(
+    step: F::Step,
+    dropped: &[Departure],
+    survivors: usize,
+    setup: &RunSetup<'_>,
+) -> Result<()> {
+    if dropped.is_empty() {
+        return Ok(());
+    }
+    for d in dropped {
+        tracing::warn!(step = step.as_str(), participant = %d.name, reason = %d.reason, "collaborator dropped out");
+        setup.emit(Event::Dropped {
+            step: step.as_str(),
+            participant: &d.name,
+            reason: &d.reason,
+        });
+    }
+    let hint = if !F::TOLERATES_DROPOUTS {
+        "declare the flow `#[flow(tolerate_dropouts)]` if it can go on with the survivors"
+    } else if survivors == 0 {
+        "every collaborator of the fan-out dropped out"
+    } else {
+        return Ok(());
+    };
+    let names = dropped
+        .iter()
+        .take(8)
+        .map(|d| format!("`{}` ({})", d.name, d.reason))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Err(Error::Dropped {
+        flow: F::NAME,
+        step: step.as_str(),
+        names,
+        hint,
+    })
 }
 
 fn check_fan_out<F: Flow>(step: F::Step, names: &[String], known: &[String]) -> Result<()> {

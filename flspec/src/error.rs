@@ -26,6 +26,32 @@ impl fmt::Display for ParticipantName {
     }
 }
 
+/// A collaborator that leaves a fan-out: return it from a collaborator step
+/// (`return Err(Dropout::new("battery low").into())`, or `Err(Dropout::new(..))` from a step
+/// returning `Result<Next<Self>, Dropout>`) to vanish from the round, as a lost site would.
+///
+/// In a flow declared `#[flow(tolerate_dropouts)]` the run goes on with the survivors (the join
+/// receives their inputs only); in any other flow the run ends with [`Error::Dropped`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("dropped out: {reason}")]
+pub struct Dropout {
+    reason: String,
+}
+
+impl Dropout {
+    /// A dropout, with a reason for the logs.
+    pub fn new(reason: impl Into<String>) -> Self {
+        Dropout {
+            reason: reason.into(),
+        }
+    }
+
+    /// Why the collaborator dropped out.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+}
+
 /// Why a run failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -74,6 +100,21 @@ pub enum Error {
         other_join: &'static str,
         /// Who reached the other join.
         other_collaborators: String,
+    },
+    /// Collaborators dropped out of a fan-out of a flow that does not tolerate dropouts, or every
+    /// collaborator of a fan-out dropped out.
+    #[error(
+        "collaborators dropped out of the fan-out to `{step}` in flow `{flow}`: {names}; {hint}"
+    )]
+    Dropped {
+        /// The flow's name.
+        flow: &'static str,
+        /// The step the fan-out targets.
+        step: &'static str,
+        /// Who dropped out, with why.
+        names: String,
+        /// What to do.
+        hint: &'static str,
     },
     /// A fan-out named a collaborator the runtime does not know.
     #[error(

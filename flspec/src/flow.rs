@@ -29,6 +29,11 @@ pub trait Flow: Clone + Default + Serialize + DeserializeOwned + Send + 'static 
     type Aggregator: 'static;
     /// The flow's name (the state struct's name).
     const NAME: &'static str;
+    /// Whether the flow goes on without collaborators that drop out of a fan-out
+    /// (`#[flow(tolerate_dropouts)]`): its joins then receive the inputs of the survivors only.
+    /// A collaborator drops out when a step returns [`Dropout`](crate::Dropout) or when a runtime
+    /// loses it (an envoy that misses its deadline). Without it, a dropout ends the run.
+    const TOLERATES_DROPOUTS: bool = false;
 
     /// The step graph, built at compile time.
     fn graph() -> &'static Graph;

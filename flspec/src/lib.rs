@@ -59,10 +59,11 @@ mod inputs;
 mod next;
 mod role;
 pub mod runtime;
+pub mod secagg;
 mod step;
 
 pub use ctx::Ctx;
-pub use error::{BoxError, Error, ParticipantName, Result, StepError};
+pub use error::{BoxError, Dropout, Error, ParticipantName, Result, StepError};
 pub use flow::{Flow, StepOutcome};
 pub use graph::{FieldFilter, Graph, StepInfo, TransitionId, TransitionInfo};
 pub use inputs::{Input, Inputs};
@@ -98,7 +99,7 @@ macro_rules! next {
 
 /// What a flow needs in scope: `use flspec::prelude::*;`.
 pub mod prelude {
-    pub use crate::{Ctx, Flow, Input, Inputs, Next, Role, Runtime, StepId};
+    pub use crate::{Ctx, Dropout, Flow, Input, Inputs, Next, Role, Runtime, StepId};
     pub use crate::{aggregator, collaborator, flow, next};
     pub use serde::{Deserialize, Serialize};
 }

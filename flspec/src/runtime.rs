@@ -62,6 +62,15 @@ pub enum Event<'a> {
         /// How many collaborators.
         collaborators: usize,
     },
+    /// A collaborator dropped out of a fan-out.
+    Dropped {
+        /// The step the fan-out targets.
+        step: &'static str,
+        /// The collaborator.
+        participant: &'a str,
+        /// Why.
+        reason: &'a str,
+    },
     /// A join received its inputs.
     Joined {
         /// The join step.

@@ -87,6 +87,7 @@ fn flow_impl(def: &FlowDef) -> TokenStream {
         .aggregator_ty
         .as_ref()
         .map_or_else(|| quote!(()), |t| quote!(#t));
+    let tolerate_dropouts = def.tolerate_dropouts;
     let graph = graph::generate(def);
     let dispatch = dispatch::generate(def);
     let filters = filter::generate(def);
@@ -96,6 +97,7 @@ fn flow_impl(def: &FlowDef) -> TokenStream {
             type Collaborator = #collab;
             type Aggregator = #agg;
             const NAME: &'static str = #name;
+            const TOLERATES_DROPOUTS: bool = #tolerate_dropouts;
 
             fn graph() -> &'static ::flspec::__private::Graph {
                 #graph

@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::mpsc;
 
-use flspec::driver::{Arrival, FanOut, FanOutRequest, RunSetup, panic_message, run_collaborator};
+use flspec::driver::{
+    Arrival, FanOut, FanOutRequest, FanOutResult, RunSetup, panic_message, run_collaborator,
+};
 use flspec::{BoxError, Error, Flow, Result};
 
 use crate::Factory;
@@ -48,10 +50,10 @@ impl<'a, C: Send> LocalFanOut<'a, C> {
     fn sequential<F: Flow<Collaborator = C>>(
         &mut self,
         request: FanOutRequest<'_, F>,
-    ) -> Result<Vec<Arrival<F>>> {
+    ) -> Result<FanOutResult<F>> {
         let mut template = Some(request.state.filtered_clone(request.transition));
         let count = request.names.len();
-        let mut arrivals = Vec::with_capacity(count);
+        let mut result = FanOutResult::default();
         for (i, name) in request.names.iter().enumerate() {
             let slot = self.slot(name)?;
             let state = copy_for(&mut template, i + 1 == count);
@@ -59,21 +61,16 @@ impl<'a, C: Send> LocalFanOut<'a, C> {
                 Some(p) => p,
                 empty => empty.insert(build_private(self.factory, name)?),
             };
-            arrivals.push(run_collaborator(
-                name,
-                state,
-                request.step,
-                private,
-                self.setup,
-            )?);
+            let outcome = run_collaborator(name, state, request.step, private, self.setup);
+            result.push(name, outcome)?;
         }
-        Ok(arrivals)
+        Ok(result)
     }
 
     fn parallel<F: Flow<Collaborator = C>>(
         &mut self,
         request: FanOutRequest<'_, F>,
-    ) -> Result<Vec<Arrival<F>>> {
+    ) -> Result<FanOutResult<F>> {
         let count = request.names.len();
         let workers = self.workers.min(count);
         let slots: Vec<usize> = request
@@ -114,7 +111,10 @@ impl<'a, C: Send> LocalFanOut<'a, C> {
                 if let Some(p) = done.private {
                     privates[slots[done.position]] = Some(p);
                 }
-                let err = done.result.is_err();
+                let err = done
+                    .result
+                    .as_ref()
+                    .is_err_and(|e| flspec::driver::dropout_reason(e).is_none());
                 results[done.position] = Some(done.result);
                 err
             };
@@ -140,18 +140,17 @@ impl<'a, C: Send> LocalFanOut<'a, C> {
                 collect(done, privates);
             }
         });
-        let mut arrivals = Vec::with_capacity(count);
-        for r in results {
+        let mut out = FanOutResult::default();
+        let mut missing = false;
+        for (name, r) in request.names.iter().zip(results) {
             match r {
-                Some(Ok(a)) => arrivals.push(a),
-                Some(Err(e)) => return Err(e),
-                // Not dispatched because an earlier collaborator failed; that error comes first
-                // in fan-out order unless a later one failed sooner.
-                None => {}
+                Some(outcome) => out.push(name, outcome)?,
+                // Not dispatched because another collaborator failed; that error comes first.
+                None => missing = true,
             }
         }
-        if arrivals.len() == count {
-            Ok(arrivals)
+        if !missing {
+            Ok(out)
         } else {
             Err(Error::Runtime(
                 "a worker thread stopped without reporting its collaborator".into(),
@@ -161,7 +160,7 @@ impl<'a, C: Send> LocalFanOut<'a, C> {
 }
 
 impl<C: Send, F: Flow<Collaborator = C>> FanOut<F> for LocalFanOut<'_, C> {
-    fn run(&mut self, request: FanOutRequest<'_, F>) -> Result<Vec<Arrival<F>>> {
+    fn run(&mut self, request: FanOutRequest<'_, F>) -> Result<FanOutResult<F>> {
         if self.workers > 1 && request.names.len() > 1 {
             self.parallel(request)
         } else {
