@@ -1,7 +1,7 @@
 //! The model of a flow, as parsed from its `impl` block. Every node keeps the user's tokens so
 //! that errors and generated code point at them.
 
-use proc_macro2::Span;
+use proc_macro2::TokenStream;
 use syn::{Expr, Ident, Type};
 
 /// A whole flow.
@@ -16,6 +16,8 @@ pub struct FlowDef {
     pub aggregator_ty: Option<Type>,
     /// `#[flow(tolerate_dropouts)]`.
     pub tolerate_dropouts: bool,
+    /// `#[flow(addressed = [..])]`: fields of which each collaborator receives its own entry.
+    pub addressed: Vec<Ident>,
     /// The steps, in source order.
     pub steps: Vec<Step>,
     /// Every `next!` call, in source order; a transition's index is its id.
@@ -44,9 +46,11 @@ impl Role {
 pub struct Step {
     pub ident: Ident,
     pub role: Role,
-    /// The span of the role attribute.
-    pub role_span: Span,
+    /// The role attribute, as written (`#[aggregator]`), for errors about the role.
+    pub role_attr: TokenStream,
     pub params: Vec<Param>,
+    /// How many `next!` calls the body holds, including those whose arguments did not parse.
+    pub next_calls: usize,
 }
 
 impl Step {

@@ -23,6 +23,7 @@ pub struct FlowArgs {
     pub collaborator: Option<Type>,
     pub aggregator: Option<Type>,
     pub tolerate_dropouts: bool,
+    pub addressed: Vec<Ident>,
 }
 
 pub fn flow_args(cx: &Ctxt, args: TokenStream) -> FlowArgs {
@@ -36,13 +37,34 @@ pub fn flow_args(cx: &Ctxt, args: TokenStream) -> FlowArgs {
             out.tolerate_dropouts = true;
             return Ok(());
         }
+        if key.as_deref() == Some("addressed") {
+            if !out.addressed.is_empty() {
+                return Err(meta.error("duplicate `#[flow]` argument; give each one once"));
+            }
+            let value = meta.value()?;
+            let content;
+            syn::bracketed!(content in value);
+            let fields: Punctuated<Ident, Token![,]> =
+                content.parse_terminated(Ident::parse, Token![,])?;
+            for (i, f) in fields.iter().enumerate() {
+                if fields.iter().take(i).any(|p| p == f) {
+                    return Err(syn::Error::new_spanned(
+                        f,
+                        format_args!("field `{f}` is listed twice"),
+                    ));
+                }
+            }
+            out.addressed = fields.into_iter().collect();
+            return Ok(());
+        }
         let slot = match key.as_deref() {
             Some("collaborator") => &mut out.collaborator,
             Some("aggregator") => &mut out.aggregator,
             _ => {
-                return Err(meta.error(
-                    "unknown `#[flow]` argument; expected `collaborator = Type`, `aggregator = Type` or `tolerate_dropouts`",
-                ));
+                let key = meta.path.to_token_stream().to_string().replace(' ', "");
+                return Err(meta.error(format_args!(
+                    "unknown `#[flow]` argument `{key}`; expected `collaborator = Type`, `aggregator = Type`, `addressed = [fields]` or `tolerate_dropouts`"
+                )));
             }
         };
         if slot.is_some() {
@@ -64,6 +86,7 @@ pub fn flow_def(cx: &Ctxt, args: FlowArgs, item: &mut ItemImpl) -> Option<FlowDe
             path,
             "`#[flow]` goes on the inherent `impl` block of the flow state, not on a trait impl",
         );
+        strip_flow_syntax(item);
         return None;
     }
     if !item.generics.params.is_empty() {
@@ -71,6 +94,7 @@ pub fn flow_def(cx: &Ctxt, args: FlowArgs, item: &mut ItemImpl) -> Option<FlowDe
             &item.generics,
             "generic flows are not supported; give the flow state concrete types",
         );
+        strip_flow_syntax(item);
         return None;
     }
     let name = match &*item.self_ty {
@@ -82,6 +106,7 @@ pub fn flow_def(cx: &Ctxt, args: FlowArgs, item: &mut ItemImpl) -> Option<FlowDe
             &item.self_ty,
             "`#[flow]` needs the flow state struct as the impl's type, e.g. `impl MyFlow`",
         );
+        strip_flow_syntax(item);
         return None;
     };
     let mut def = FlowDef {
@@ -90,6 +115,7 @@ pub fn flow_def(cx: &Ctxt, args: FlowArgs, item: &mut ItemImpl) -> Option<FlowDe
         collaborator_ty: args.collaborator,
         aggregator_ty: args.aggregator,
         tolerate_dropouts: args.tolerate_dropouts,
+        addressed: args.addressed,
         steps: Vec::new(),
         transitions: Vec::new(),
         helpers: Vec::new(),
@@ -100,21 +126,30 @@ pub fn flow_def(cx: &Ctxt, args: FlowArgs, item: &mut ItemImpl) -> Option<FlowDe
         };
         let role = take_role(cx, &mut method.attrs);
         let mut rewriter = NextRewriter {
-            cx,
+            cx: Some(cx),
             from: method.sig.ident.clone(),
             transitions: &mut def.transitions,
             calls: 0,
+            failed: false,
         };
         rewriter.visit_block_mut(&mut method.block);
         let calls = rewriter.calls;
+        if rewriter.failed {
+            // The `next!` that did not parse became `unreachable!()`: the variables it used
+            // would be reported unused on top of the parse error.
+            method
+                .attrs
+                .push(syn::parse_quote!(#[allow(unused_variables)]));
+        }
         match role {
-            Some((role, role_span)) => {
+            Some((role, role_attr)) => {
                 let params = step_params(cx, &def, method, role);
                 def.steps.push(Step {
                     ident: method.sig.ident.clone(),
                     role,
-                    role_span,
+                    role_attr,
                     params,
+                    next_calls: calls,
                 });
             }
             None => {
@@ -142,17 +177,41 @@ pub fn flow_def(cx: &Ctxt, args: FlowArgs, item: &mut ItemImpl) -> Option<FlowDe
     Some(def)
 }
 
-/// Removes `#[aggregator]` / `#[collaborator]` from a method and returns its role.
-fn take_role(cx: &Ctxt, attrs: &mut Vec<Attribute>) -> Option<(Role, Span)> {
-    let mut found: Option<(Role, Span)> = None;
+/// What is left of the impl block once `#[flow]` gave up on it (a trait impl, a generic flow):
+/// role attributes and `next!` calls are removed without further errors, so that they do not
+/// add "`#[aggregator]` outside a flow" or "`next!` outside a flow" errors.
+fn strip_flow_syntax(item: &mut ItemImpl) {
+    let mut transitions = Vec::new();
+    for impl_item in &mut item.items {
+        if let ImplItem::Fn(method) = impl_item {
+            method.attrs.retain(|a| role_of(a).is_none());
+            let mut rewriter = NextRewriter {
+                cx: None,
+                from: method.sig.ident.clone(),
+                transitions: &mut transitions,
+                calls: 0,
+                failed: false,
+            };
+            rewriter.visit_block_mut(&mut method.block);
+        }
+    }
+}
+
+fn role_of(attr: &Attribute) -> Option<Role> {
+    match attr.path().segments.last()?.ident.to_string().as_str() {
+        "aggregator" => Some(Role::Aggregator),
+        "collaborator" => Some(Role::Collaborator),
+        _ => None,
+    }
+}
+
+/// Removes `#[aggregator]` / `#[collaborator]` from a method and returns its role and the
+/// attribute's tokens.
+fn take_role(cx: &Ctxt, attrs: &mut Vec<Attribute>) -> Option<(Role, TokenStream)> {
+    let mut found: Option<(Role, TokenStream)> = None;
     attrs.retain(|attr| {
-        let Some(last) = attr.path().segments.last() else {
+        let Some(role) = role_of(attr) else {
             return true;
-        };
-        let role = match last.ident.to_string().as_str() {
-            "aggregator" => Role::Aggregator,
-            "collaborator" => Role::Collaborator,
-            _ => return true,
         };
         if !matches!(attr.meta, syn::Meta::Path(_)) {
             cx.error_spanned_by(
@@ -163,10 +222,13 @@ fn take_role(cx: &Ctxt, attrs: &mut Vec<Attribute>) -> Option<(Role, Span)> {
         match found {
             Some((prev, _)) if prev != role => cx.error_spanned_by(
                 attr,
-                "a step is either `#[aggregator]` or `#[collaborator]`, not both",
+                "a step is either `#[aggregator]` or `#[collaborator]`, not both; remove one",
             ),
-            Some(_) => cx.error_spanned_by(attr, "duplicate role attribute"),
-            None => found = Some((role, attr.span())),
+            Some(_) => cx.error_spanned_by(
+                attr,
+                format_args!("duplicate `#[{}]`; remove one", role.as_str()),
+            ),
+            None => found = Some((role, attr.to_token_stream())),
         }
         false
     });
@@ -185,6 +247,31 @@ fn returns_next(output: &ReturnType) -> bool {
 
 fn same_type(a: &Type, b: &Type) -> bool {
     a.to_token_stream().to_string() == b.to_token_stream().to_string()
+}
+
+/// Tokens as a user would write them in a message: `&mut Site`, not `& mut Site`.
+fn type_str(tokens: impl ToTokens) -> String {
+    tidy_tokens(&tokens.to_token_stream().to_string())
+}
+
+fn tidy_tokens(s: &str) -> String {
+    let mut out = s.to_owned();
+    for (from, to) in [
+        ("& ", "&"),
+        (" <", "<"),
+        ("< ", "<"),
+        (" >", ">"),
+        (" ::", "::"),
+        (":: ", "::"),
+        (" ,", ","),
+        ("( ", "("),
+        (" )", ")"),
+        ("[ ", "["),
+        (" ]", "]"),
+    ] {
+        out = out.replace(from, to);
+    }
+    out
 }
 
 fn last_ident_is(ty: &Type, name: &str) -> bool {
@@ -207,12 +294,17 @@ fn step_params(cx: &Ctxt, def: &FlowDef, method: &ImplItemFn, role: Role) -> Vec
     for arg in &sig.inputs {
         let pat_ty = match arg {
             FnArg::Receiver(r) => {
-                if r.reference.is_some() && r.mutability.is_some() && r.colon_token.is_none() {
-                    receiver_ok = true;
-                } else {
-                    cx.error_spanned_by(r, "a step takes `&mut self`");
-                    receiver_ok = true;
+                if r.reference.is_none() || r.mutability.is_none() || r.colon_token.is_some() {
+                    cx.error_spanned_by(
+                        r,
+                        format_args!(
+                            "step `{}` takes `{}`; a step takes `&mut self`",
+                            sig.ident,
+                            type_str(r)
+                        ),
+                    );
                 }
+                receiver_ok = true;
                 continue;
             }
             FnArg::Typed(t) => t,
@@ -222,7 +314,14 @@ fn step_params(cx: &Ctxt, def: &FlowDef, method: &ImplItemFn, role: Role) -> Vec
             continue;
         };
         if params.iter().any(|p| p.kind == kind) {
-            cx.error_spanned_by(ty, "this kind of parameter is already taken by the step");
+            cx.error_spanned_by(
+                ty,
+                format_args!(
+                    "step `{}` already takes a `{}`; remove this parameter",
+                    sig.ident,
+                    type_str(ty)
+                ),
+            );
             continue;
         }
         params.push(Param { kind });
@@ -270,7 +369,7 @@ fn param_kind(cx: &Ctxt, def: &FlowDef, ty: &Type, role: Role) -> Option<ParamKi
                         ty,
                         format_args!(
                             "a collaborator step cannot take the aggregator's private state `{}`; {options}",
-                            elem.to_token_stream()
+                            type_str(elem)
                         ),
                     );
                     None
@@ -280,7 +379,7 @@ fn param_kind(cx: &Ctxt, def: &FlowDef, ty: &Type, role: Role) -> Option<ParamKi
                         ty,
                         format_args!(
                             "an aggregator step cannot take a collaborator's private state `{}`; {options}",
-                            elem.to_token_stream()
+                            type_str(elem)
                         ),
                     );
                     None
@@ -291,8 +390,8 @@ fn param_kind(cx: &Ctxt, def: &FlowDef, ty: &Type, role: Role) -> Option<ParamKi
                         ty,
                         format_args!(
                             "`{}` is not this flow's private state; declare it with `#[flow({which} = {})]` or remove the parameter; {options}",
-                            ty.to_token_stream(),
-                            elem.to_token_stream()
+                            type_str(ty),
+                            type_str(elem)
                         ),
                     );
                     None
@@ -300,7 +399,10 @@ fn param_kind(cx: &Ctxt, def: &FlowDef, ty: &Type, role: Role) -> Option<ParamKi
             }
         }
         _ => {
-            cx.error_spanned_by(ty, format_args!("unsupported step parameter; {options}"));
+            cx.error_spanned_by(
+                ty,
+                format_args!("unsupported step parameter `{}`; {options}", type_str(ty)),
+            );
             None
         }
     }
@@ -310,14 +412,14 @@ fn param_options(def: &FlowDef, role: Role) -> String {
     match role {
         Role::Aggregator => {
             let private = match &def.aggregator_ty {
-                Some(t) => format!(", `&mut {}`", t.to_token_stream()),
+                Some(t) => format!(", `&mut {}`", type_str(t)),
                 None => String::new(),
             };
             format!("aggregator steps may take `&Ctx`, `Inputs<Self>` (joins){private}")
         }
         Role::Collaborator => {
             let private = match &def.collaborator_ty {
-                Some(t) => format!(" and `&mut {}`", t.to_token_stream()),
+                Some(t) => format!(" and `&mut {}`", type_str(t)),
                 None => String::new(),
             };
             format!("collaborator steps may take `&Ctx`{private}")

@@ -97,9 +97,58 @@ pub struct FanOutRequest<'a, F: Flow> {
     pub transition: TransitionId,
     /// The collaborators to run, in fan-out order.
     pub names: &'a [String],
-    /// The aggregator's state. Give each collaborator
-    /// [`filtered_clone`](Flow::filtered_clone)`(transition)` of it.
+    /// The aggregator's state. Give each collaborator its copy with [`Copies`].
     pub state: &'a mut F,
+}
+
+/// The collaborators' copies of the state in a fan-out, made one at a time.
+///
+/// It makes one filtered copy of the aggregator's state (the transition's `exclude`/`include`
+/// applied), moves the addressed fields out of it, and then gives each collaborator a clone of
+/// that copy plus its own entries of the addressed fields. The last collaborator takes the copy
+/// itself, so a fan-out to n collaborators makes n copies in all, never more, and each entry of
+/// an addressed field is moved, never cloned.
+pub struct Copies<F: Flow> {
+    template: Option<F>,
+    addressed: Option<F>,
+}
+
+impl<F: Flow> Copies<F> {
+    /// Prepares the copies of a fan-out.
+    pub fn new(state: &mut F, transition: TransitionId) -> Self {
+        let mut template = state.filtered_clone(transition);
+        let addressed = template.take_addressed();
+        Copies {
+            template: Some(template),
+            addressed,
+        }
+    }
+
+    /// The copy for `collaborator`; `last` hands over the template itself.
+    ///
+    /// # Panics
+    /// If called again after a call with `last = true`.
+    pub fn copy_for(&mut self, collaborator: &str, last: bool) -> F {
+        let mut copy = if last {
+            self.template
+                .take()
+                .expect("copy_for is not called after the last copy")
+        } else {
+            self.template
+                .as_ref()
+                .expect("copy_for is not called after the last copy")
+                .clone()
+        };
+        if let Some(parts) = &mut self.addressed {
+            F::give_addressed(&mut copy, parts, collaborator);
+        }
+        copy
+    }
+
+    /// The template, with the addressed fields taken out (the part every collaborator shares).
+    pub fn shared(&self) -> Option<&F> {
+        self.template.as_ref()
+    }
 }
 
 /// How a runtime runs the collaborator side of a fan-out.

@@ -76,6 +76,15 @@ pub trait Flow: Clone + Default + Serialize + DeserializeOwned + Send + 'static 
     /// transition without a filter.
     fn filter_in_place(&mut self, transition: TransitionId);
 
+    /// Moves the addressed fields (`#[flow(addressed = [..])]`) out of `self` into an otherwise
+    /// default state, leaving them empty in `self`. Returns `None` for a flow without addressed
+    /// fields.
+    fn take_addressed(&mut self) -> Option<Self>;
+
+    /// Gives `copy` the part of each addressed field of `parts` that is addressed to
+    /// `collaborator`, moving it out of `parts`.
+    fn give_addressed(copy: &mut Self, parts: &mut Self, collaborator: &str);
+
     /// A copy of this state holding only what a transition carries (fields it does not carry
     /// have their value in `Self::default()`); `self` is left unchanged. Excluded fields are
     /// never cloned.

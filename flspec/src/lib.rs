@@ -48,6 +48,7 @@
 // Lets the macros' `::flspec::` paths resolve inside this crate's own tests.
 extern crate self as flspec;
 
+mod addressed;
 pub mod checkpoint;
 pub mod codec;
 mod ctx;
@@ -62,6 +63,7 @@ pub mod runtime;
 pub mod secagg;
 mod step;
 
+pub use addressed::{Addressed, PerCollaborator};
 pub use ctx::Ctx;
 pub use error::{BoxError, Dropout, Error, ParticipantName, Result, StepError};
 pub use flow::{Flow, StepOutcome};
@@ -99,7 +101,9 @@ macro_rules! next {
 
 /// What a flow needs in scope: `use flspec::prelude::*;`.
 pub mod prelude {
-    pub use crate::{Ctx, Dropout, Flow, Input, Inputs, Next, Role, Runtime, StepId};
+    pub use crate::{
+        Ctx, Dropout, Flow, Input, Inputs, Next, PerCollaborator, Role, Runtime, StepId,
+    };
     pub use crate::{aggregator, collaborator, flow, next};
     pub use serde::{Deserialize, Serialize};
 }
@@ -156,6 +160,11 @@ pub mod __private {
     pub fn assert_flow_state<
         T: Clone + Default + serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
     >() {
+    }
+
+    /// Takes the part of an addressed field for one collaborator.
+    pub fn take_for<T: crate::Addressed>(field: &mut T, name: &str) -> T {
+        field.take_for(name)
     }
 
     /// Swaps two values (used by the generated field filters).

@@ -97,6 +97,8 @@ pub fn with_errors(def: Option<&FlowDef>, item: &ItemImpl, errors: syn::Error) -
                 _: &mut Self::Collaborator,
             ) -> ::flspec::__private::StepOutcome<Self> { ::core::unreachable!() }
             fn filter_in_place(&mut self, _: ::flspec::__private::TransitionId) {}
+            fn take_addressed(&mut self) -> ::core::option::Option<Self> { ::core::unreachable!() }
+            fn give_addressed(_: &mut Self, _: &mut Self, _: &str) {}
             fn filtered_clone(&mut self, _: ::flspec::__private::TransitionId) -> Self {
                 ::core::unreachable!()
             }

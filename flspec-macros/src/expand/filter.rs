@@ -64,7 +64,10 @@ pub fn generate(def: &FlowDef) -> TokenStream {
             }
         }
     }
+    let addressed = addressed(def);
     quote! {
+        #addressed
+
         fn filter_in_place(&mut self, transition: ::flspec::__private::TransitionId) {
             match transition.index() {
                 #(#in_place)*
@@ -77,6 +80,35 @@ pub fn generate(def: &FlowDef) -> TokenStream {
                 #(#cloned)*
                 _ => ::core::clone::Clone::clone(&*self),
             }
+        }
+    }
+}
+
+/// `Flow::take_addressed` and `Flow::give_addressed`.
+fn addressed(def: &FlowDef) -> TokenStream {
+    if def.addressed.is_empty() {
+        return quote! {
+            fn take_addressed(&mut self) -> ::core::option::Option<Self> {
+                ::core::option::Option::None
+            }
+            fn give_addressed(_: &mut Self, _: &mut Self, _: &str) {}
+        };
+    }
+    let takes = def.addressed.iter().map(|f| {
+        quote_spanned!(f.span()=> ::flspec::__private::swap(&mut self.#f, &mut __flspec_parts.#f);)
+    });
+    let gives = def.addressed.iter().map(|f| {
+        quote_spanned!(f.span()=>
+            copy.#f = ::flspec::__private::take_for(&mut parts.#f, collaborator);)
+    });
+    quote! {
+        fn take_addressed(&mut self) -> ::core::option::Option<Self> {
+            let mut __flspec_parts = <Self as ::core::default::Default>::default();
+            #(#takes)*
+            ::core::option::Option::Some(__flspec_parts)
+        }
+        fn give_addressed(copy: &mut Self, parts: &mut Self, collaborator: &str) {
+            #(#gives)*
         }
     }
 }

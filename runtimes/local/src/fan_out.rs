@@ -6,7 +6,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::mpsc;
 
 use flspec::driver::{
-    Arrival, FanOut, FanOutRequest, FanOutResult, RunSetup, panic_message, run_collaborator,
+    Arrival, Copies, FanOut, FanOutRequest, FanOutResult, RunSetup, panic_message, run_collaborator,
 };
 use flspec::{BoxError, Error, Flow, Result};
 
@@ -51,12 +51,12 @@ impl<'a, C: Send> LocalFanOut<'a, C> {
         &mut self,
         request: FanOutRequest<'_, F>,
     ) -> Result<FanOutResult<F>> {
-        let mut template = Some(request.state.filtered_clone(request.transition));
+        let mut copies = Copies::new(request.state, request.transition);
         let count = request.names.len();
         let mut result = FanOutResult::default();
         for (i, name) in request.names.iter().enumerate() {
             let slot = self.slot(name)?;
-            let state = copy_for(&mut template, i + 1 == count);
+            let state = copies.copy_for(name, i + 1 == count);
             let private = match &mut self.privates[slot] {
                 Some(p) => p,
                 empty => empty.insert(build_private(self.factory, name)?),
@@ -78,7 +78,7 @@ impl<'a, C: Send> LocalFanOut<'a, C> {
             .iter()
             .map(|n| self.slot(n))
             .collect::<Result<_>>()?;
-        let mut template = Some(request.state.filtered_clone(request.transition));
+        let mut copies = Copies::new(request.state, request.transition);
         let mut results: Vec<Option<Result<Arrival<F>>>> = (0..count).map(|_| None).collect();
         let (factory, setup, step) = (self.factory, self.setup, request.step);
         let privates = &mut self.privates;
@@ -128,7 +128,7 @@ impl<'a, C: Send> LocalFanOut<'a, C> {
                 let job = Job {
                     position,
                     name: name.clone(),
-                    state: copy_for(&mut template, position + 1 == count),
+                    state: copies.copy_for(name, position + 1 == count),
                     private: privates[slots[position]].take(),
                 };
                 if job_tx.send(job).is_err() {
@@ -206,21 +206,6 @@ fn run_job<F: Flow<Collaborator = C>, C>(
         position: job.position,
         result,
         private: Some(private),
-    }
-}
-
-/// The copy of the fan-out's filtered state for one collaborator: a clone, or the template
-/// itself for the last one.
-fn copy_for<F: Clone>(template: &mut Option<F>, last: bool) -> F {
-    if last {
-        template
-            .take()
-            .expect("the template is taken only by the last collaborator")
-    } else {
-        template
-            .as_ref()
-            .expect("the template is taken only by the last collaborator")
-            .clone()
     }
 }
 
