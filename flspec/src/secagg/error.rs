@@ -1,0 +1,208 @@
+//! The one error type of the secure-aggregation module.
+
+use super::ClientId;
+use super::Stage;
+
+/// Everything that can go wrong in a secure-aggregation round.
+///
+/// Messages say what is wrong and what to do. They never contain keys, seeds, shares or
+/// per-collaborator values: only ids, counts, indices and parameter values.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum SecAggError {
+    /// A configuration or quantizer parameter is out of range.
+    #[error("invalid secure-aggregation parameter `{name}`: {problem}; {fix}")]
+    InvalidParameter {
+        /// The parameter to change.
+        name: &'static str,
+        /// What is wrong with it.
+        problem: String,
+        /// What to do.
+        fix: String,
+    },
+    /// Fewer collaborators than the threshold are left: the round is aborted, no partial result.
+    #[error(
+        "round aborted at {stage}: {survived} collaborator(s) survived, below the threshold {threshold}; \
+         no partial result is released (retry the round with more collaborators, or lower `threshold` \
+         if the weaker collusion bound is acceptable)"
+    )]
+    TooFewSurvivors {
+        /// The round at which the count fell below the threshold.
+        stage: Stage,
+        /// How many collaborators were left.
+        survived: usize,
+        /// The configured threshold.
+        threshold: usize,
+    },
+    /// SecAgg+: one collaborator's neighbourhood has too few surviving share holders.
+    #[error(
+        "round aborted at unmasking: only {survived} surviving neighbour(s) hold shares of client {owner}, \
+         below the threshold {threshold}; no partial result is released (use a larger `k` or a lower `threshold`)"
+    )]
+    TooFewShareHolders {
+        /// The collaborator whose secret could not be rebuilt.
+        owner: ClientId,
+        /// How many of its share holders answered.
+        survived: usize,
+        /// The configured threshold.
+        threshold: usize,
+    },
+    /// A client refused to reveal both shares (b and s) of one peer.
+    #[error(
+        "refused: the unmask request lists client {peer} both as a survivor and as dropped; revealing both \
+         of its shares would expose its input, so this client aborts the round"
+    )]
+    BothSharesRequested {
+        /// The peer named in both lists.
+        peer: ClientId,
+    },
+    /// A client refused to go on with fewer than `threshold` peers.
+    #[error(
+        "refused: the {list} names {got} collaborator(s) in this client's neighbourhood (itself included), \
+         below the threshold {threshold}; this client aborts the round to protect its input"
+    )]
+    TooFewPeers {
+        /// Which list was too short.
+        list: &'static str,
+        /// How many it named.
+        got: usize,
+        /// The configured threshold.
+        threshold: usize,
+    },
+    /// An encrypted share failed authentication.
+    #[error(
+        "the encrypted share from client {sender} to client {recipient} failed authentication (tampered, \
+         replayed from another round or session, or meant for another recipient); it is rejected and \
+         this client aborts the round"
+    )]
+    DecryptionFailed {
+        /// Claimed sender.
+        sender: ClientId,
+        /// Claimed recipient.
+        recipient: ClientId,
+    },
+    /// A peer's public key is invalid (low order: the key agreement is not contributory).
+    #[error("client {peer} advertised a low-order public key; remove it from the round")]
+    WeakKey {
+        /// The peer with the bad key.
+        peer: ClientId,
+    },
+    /// A method was called in the wrong order.
+    #[error("`{call}` called in state `{state}`; the order is {order}")]
+    OutOfOrder {
+        /// The method called.
+        call: &'static str,
+        /// The state the machine was in.
+        state: &'static str,
+        /// The expected order of calls.
+        order: &'static str,
+    },
+    /// A party aborted earlier; its state machine cannot be used any more.
+    #[error("this party aborted earlier in the round (first error: {first}); start a new round")]
+    Aborted {
+        /// The first error, as text (it never holds secrets).
+        first: String,
+    },
+    /// A message names a collaborator that is not in the round, or not where it may be.
+    #[error("client {client} is not allowed here: {why}")]
+    UnexpectedClient {
+        /// The id found.
+        client: ClientId,
+        /// Why it is not allowed.
+        why: &'static str,
+    },
+    /// A collaborator sent the same message twice.
+    #[error("duplicate {message} from client {client}; each client sends one per round")]
+    Duplicate {
+        /// Which message.
+        message: &'static str,
+        /// Who sent it.
+        client: ClientId,
+    },
+    /// A message belongs to another round.
+    #[error("message for round {got} delivered to round {expected}; route messages by round")]
+    WrongRound {
+        /// This round.
+        expected: u64,
+        /// The message's round.
+        got: u64,
+    },
+    /// A vector or field has the wrong length.
+    #[error("{what} has length {got}, expected {expected}; {fix}")]
+    LengthMismatch {
+        /// What was measured.
+        what: &'static str,
+        /// The length found.
+        got: usize,
+        /// The length required.
+        expected: usize,
+        /// What to do.
+        fix: &'static str,
+    },
+    /// An input value is NaN or infinite.
+    #[error(
+        "input value at index {index} is not finite; fix the update (e.g. a diverged model) before aggregating"
+    )]
+    NonFiniteInput {
+        /// Index of the first bad value.
+        index: usize,
+    },
+    /// A pre-quantized input is above the quantizer's top level, so sums could wrap.
+    #[error(
+        "quantized input at index {index} exceeds the quantizer's top level {max}; quantize with this \
+         round's `Quantizer`"
+    )]
+    QuantizedOutOfRange {
+        /// Index of the first bad value.
+        index: usize,
+        /// The top level.
+        max: u32,
+    },
+    /// Shamir sharing: a parameter or a share set is invalid.
+    #[error("shamir: {problem}")]
+    Shamir {
+        /// What is wrong.
+        problem: String,
+    },
+    /// A message is malformed.
+    #[error("malformed {what}: {problem}")]
+    Malformed {
+        /// Which message or field.
+        what: &'static str,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A message could not be encoded or decoded.
+    #[error("message encoding failed")]
+    Encoding(#[from] postcard::Error),
+}
+
+/// The module's result type.
+pub type Result<T, E = SecAggError> = core::result::Result<T, E>;
+
+impl SecAggError {
+    pub(crate) fn param(
+        name: &'static str,
+        problem: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Self {
+        Self::InvalidParameter {
+            name,
+            problem: problem.into(),
+            fix: fix.into(),
+        }
+    }
+
+    pub(crate) fn shamir(problem: impl Into<String>) -> Self {
+        Self::Shamir {
+            problem: problem.into(),
+        }
+    }
+
+    pub(crate) fn malformed(what: &'static str, problem: impl Into<String>) -> Self {
+        Self::Malformed {
+            what,
+            problem: problem.into(),
+        }
+    }
+}

@@ -1,0 +1,492 @@
+//! The server (aggregator) state machine of one round.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use x25519_dalek::{PublicKey, StaticSecret};
+
+use super::error::{Result, SecAggError};
+use super::graph::NeighbourGraph;
+use super::kdf;
+use super::messages::{
+    AdvertiseKeys, AllAdvertised, EncryptedShare, MaskedInput, UnmaskRequest, UnmaskResponse,
+};
+use super::prg::Sign;
+use super::shamir::{Recoverer, SecretShare, ShamirField};
+use super::{ClientId, Config, Stage};
+
+const ORDER: &str = "receive_advertise*, broadcast_keys, receive_shares*, route_shares, receive_masked*, \
+                     unmask_request, receive_unmask*, finish";
+
+/// The result of a round: the exact sum in `Z_(2^32)` and its de-quantized value.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AggregateSum {
+    /// Wrapping sum of the contributors' quantized inputs (exact, since the quantizer leaves
+    /// room for `n_max` summands).
+    pub sum: Vec<u32>,
+    /// The de-quantized sum of the contributors' (clipped) inputs.
+    pub values: Vec<f32>,
+    /// The clients whose inputs are in the sum (those whose masked input arrived), sorted.
+    pub contributors: Vec<ClientId>,
+}
+
+impl AggregateSum {
+    /// The mean over the contributors.
+    pub fn mean(&self) -> Vec<f32> {
+        let inv = 1.0 / self.contributors.len().max(1) as f32;
+        self.values.iter().map(|v| v * inv).collect()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Keys,
+    Shares,
+    Masked,
+    Unmask,
+}
+
+impl Phase {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Keys => "collecting keys",
+            Self::Shares => "collecting shares",
+            Self::Masked => "collecting masked inputs",
+            Self::Unmask => "collecting unmask responses",
+        }
+    }
+}
+
+/// The aggregator's side of one round: a sans-IO state machine that only routes ciphertexts
+/// and sums masked vectors; it learns the sum of the survivors' inputs and nothing else
+/// (against a semi-honest server; see the module docs for the threat model).
+///
+/// It holds no randomness: given the same messages it computes the same result.
+pub struct Server {
+    config: Config,
+    graph: NeighbourGraph,
+    field: ShamirField,
+    phase: Phase,
+    advertised: BTreeMap<ClientId, AdvertiseKeys>,
+    shares_in: BTreeMap<ClientId, Vec<EncryptedShare>>,
+    u2: BTreeSet<ClientId>,
+    /// For each u in U2: the peers whose ciphertexts were routed to u (its mask set).
+    mask_sets: BTreeMap<ClientId, BTreeSet<ClientId>>,
+    sum: Vec<u32>,
+    u3: BTreeSet<ClientId>,
+    dropped: BTreeSet<ClientId>,
+    responses: BTreeMap<ClientId, UnmaskResponse>,
+}
+
+impl core::fmt::Debug for Server {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Server")
+            .field("round", &self.config.round)
+            .field("state", &self.phase.name())
+            .field("advertised", &self.advertised.len())
+            .field("u2", &self.u2.len())
+            .field("u3", &self.u3.len())
+            .field("responses", &self.responses.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// A server for the round `config`.
+    ///
+    /// # Errors
+    /// [`SecAggError::InvalidParameter`] if the config is invalid.
+    pub fn new(config: Config) -> Result<Self> {
+        let graph = config.graph()?;
+        Ok(Self {
+            field: config.shamir_field(),
+            sum: vec![0; config.vector_len],
+            config,
+            graph,
+            phase: Phase::Keys,
+            advertised: BTreeMap::new(),
+            shares_in: BTreeMap::new(),
+            u2: BTreeSet::new(),
+            mask_sets: BTreeMap::new(),
+            u3: BTreeSet::new(),
+            dropped: BTreeSet::new(),
+            responses: BTreeMap::new(),
+        })
+    }
+
+    /// The round's neighbour graph.
+    pub fn graph(&self) -> &NeighbourGraph {
+        &self.graph
+    }
+
+    fn expect_phase(&self, want: Phase, call: &'static str) -> Result<()> {
+        if self.phase == want {
+            Ok(())
+        } else {
+            Err(SecAggError::OutOfOrder {
+                call,
+                state: self.phase.name(),
+                order: ORDER,
+            })
+        }
+    }
+
+    fn check_round(&self, got: u64) -> Result<()> {
+        if got == self.config.round {
+            Ok(())
+        } else {
+            Err(SecAggError::WrongRound {
+                expected: self.config.round,
+                got,
+            })
+        }
+    }
+
+    fn check_threshold(&self, stage: Stage, survived: usize) -> Result<()> {
+        let threshold = self.config.threshold as usize;
+        if survived < threshold {
+            tracing::warn!(round = self.config.round, %stage, survived, threshold, "secagg round aborted");
+            return Err(SecAggError::TooFewSurvivors {
+                stage,
+                survived,
+                threshold,
+            });
+        }
+        Ok(())
+    }
+
+    /// Round 0: records one client's public keys.
+    ///
+    /// # Errors
+    /// Wrong state or round, an unknown sender, or a second message from the same sender.
+    pub fn receive_advertise(&mut self, msg: AdvertiseKeys) -> Result<()> {
+        self.expect_phase(Phase::Keys, "receive_advertise")?;
+        self.check_round(msg.round)?;
+        if self.graph.index_of(msg.sender).is_none() {
+            return Err(SecAggError::UnexpectedClient {
+                client: msg.sender,
+                why: "not in the round's config",
+            });
+        }
+        if self.advertised.contains_key(&msg.sender) {
+            return Err(SecAggError::Duplicate {
+                message: "AdvertiseKeys",
+                client: msg.sender,
+            });
+        }
+        self.advertised.insert(msg.sender, msg);
+        Ok(())
+    }
+
+    /// Closes round 0 and returns the keys to broadcast to every client that advertised.
+    ///
+    /// # Errors
+    /// [`SecAggError::TooFewSurvivors`] if fewer than `threshold` clients advertised.
+    pub fn broadcast_keys(&mut self) -> Result<AllAdvertised> {
+        self.expect_phase(Phase::Keys, "broadcast_keys")?;
+        self.check_threshold(Stage::AdvertiseKeys, self.advertised.len())?;
+        self.phase = Phase::Shares;
+        Ok(AllAdvertised {
+            round: self.config.round,
+            keys: self.advertised.values().cloned().collect(),
+        })
+    }
+
+    /// Round 1: records the encrypted shares one client sent (one per advertised neighbour).
+    ///
+    /// # Errors
+    /// Wrong state or round; a sender that did not advertise or sends twice; a ciphertext
+    /// whose sender differs, whose recipient is not an advertised neighbour, or repeats one.
+    pub fn receive_shares(&mut self, sender: ClientId, shares: Vec<EncryptedShare>) -> Result<()> {
+        self.expect_phase(Phase::Shares, "receive_shares")?;
+        if !self.advertised.contains_key(&sender) {
+            return Err(SecAggError::UnexpectedClient {
+                client: sender,
+                why: "sent shares without advertising keys",
+            });
+        }
+        if self.shares_in.contains_key(&sender) {
+            return Err(SecAggError::Duplicate {
+                message: "ShareKeys",
+                client: sender,
+            });
+        }
+        let mut recipients = BTreeSet::new();
+        for e in &shares {
+            self.check_round(e.round)?;
+            if e.sender != sender {
+                return Err(SecAggError::malformed(
+                    "ShareKeys",
+                    format!(
+                        "client {sender} sent a share labelled as from client {}",
+                        e.sender
+                    ),
+                ));
+            }
+            if e.recipient == sender
+                || !self.advertised.contains_key(&e.recipient)
+                || !self.graph.are_neighbours(sender, e.recipient)
+            {
+                return Err(SecAggError::UnexpectedClient {
+                    client: e.recipient,
+                    why: "addressed a share but is not an advertised neighbour of its sender",
+                });
+            }
+            if !recipients.insert(e.recipient) {
+                return Err(SecAggError::Duplicate {
+                    message: "EncryptedShare",
+                    client: sender,
+                });
+            }
+        }
+        self.shares_in.insert(sender, shares);
+        Ok(())
+    }
+
+    /// Closes round 1: returns, for each client that sent shares, the ciphertexts addressed to
+    /// it by the other clients that sent shares (send each client only its own list).
+    ///
+    /// # Errors
+    /// [`SecAggError::TooFewSurvivors`] if fewer than `threshold` clients sent shares.
+    pub fn route_shares(&mut self) -> Result<BTreeMap<ClientId, Vec<EncryptedShare>>> {
+        self.expect_phase(Phase::Shares, "route_shares")?;
+        self.check_threshold(Stage::ShareKeys, self.shares_in.len())?;
+        self.u2 = self.shares_in.keys().copied().collect();
+        let mut routed: BTreeMap<ClientId, Vec<EncryptedShare>> =
+            self.u2.iter().map(|&u| (u, Vec::new())).collect();
+        for (_, list) in core::mem::take(&mut self.shares_in) {
+            for e in list {
+                if let Some(inbox) = routed.get_mut(&e.recipient) {
+                    inbox.push(e);
+                }
+            }
+        }
+        self.mask_sets = routed
+            .iter()
+            .map(|(&u, inbox)| (u, inbox.iter().map(|e| e.sender).collect()))
+            .collect();
+        self.phase = Phase::Masked;
+        Ok(routed)
+    }
+
+    /// Round 2: adds one client's masked vector to the running sum (no vector is stored).
+    ///
+    /// # Errors
+    /// Wrong state or round; a sender that sent no shares, or sends twice; a wrong length.
+    pub fn receive_masked(&mut self, msg: MaskedInput) -> Result<()> {
+        self.expect_phase(Phase::Masked, "receive_masked")?;
+        self.check_round(msg.round)?;
+        if !self.u2.contains(&msg.sender) {
+            return Err(SecAggError::UnexpectedClient {
+                client: msg.sender,
+                why: "sent a masked input without sharing keys",
+            });
+        }
+        if self.u3.contains(&msg.sender) {
+            return Err(SecAggError::Duplicate {
+                message: "MaskedInput",
+                client: msg.sender,
+            });
+        }
+        if msg.masked.len() != self.config.vector_len {
+            return Err(SecAggError::LengthMismatch {
+                what: "masked input",
+                got: msg.masked.len(),
+                expected: self.config.vector_len,
+                fix: "every client must send a vector of the config's `vector_len`",
+            });
+        }
+        for (s, m) in self.sum.iter_mut().zip(&msg.masked) {
+            *s = s.wrapping_add(*m);
+        }
+        self.u3.insert(msg.sender);
+        Ok(())
+    }
+
+    /// Closes round 2 and returns the request to send to every survivor.
+    ///
+    /// # Errors
+    /// [`SecAggError::TooFewSurvivors`] if fewer than `threshold` masked inputs arrived.
+    pub fn unmask_request(&mut self) -> Result<UnmaskRequest> {
+        self.expect_phase(Phase::Masked, "unmask_request")?;
+        self.check_threshold(Stage::MaskedInputCollection, self.u3.len())?;
+        self.dropped = self.u2.difference(&self.u3).copied().collect();
+        self.phase = Phase::Unmask;
+        Ok(UnmaskRequest {
+            round: self.config.round,
+            survivors: self.u3.iter().copied().collect(),
+            dropped: self.dropped.iter().copied().collect(),
+        })
+    }
+
+    /// Round 3: records one survivor's revealed shares.
+    ///
+    /// # Errors
+    /// Wrong state or round; a sender that is not a survivor or answers twice; a share of a
+    /// client the sender holds no share of, of the wrong kind (a `b` share of a dropped
+    /// client or an `s` share of a survivor), repeated, or of the wrong length.
+    pub fn receive_unmask(&mut self, resp: UnmaskResponse) -> Result<()> {
+        self.expect_phase(Phase::Unmask, "receive_unmask")?;
+        self.check_round(resp.round)?;
+        let sender = resp.sender;
+        if !self.u3.contains(&sender) {
+            return Err(SecAggError::UnexpectedClient {
+                client: sender,
+                why: "sent an unmask response but is not a survivor",
+            });
+        }
+        if self.responses.contains_key(&sender) {
+            return Err(SecAggError::Duplicate {
+                message: "UnmaskResponse",
+                client: sender,
+            });
+        }
+        let held_from = self.mask_sets.get(&sender);
+        let holds =
+            |owner: ClientId| owner == sender || held_from.is_some_and(|m| m.contains(&owner));
+        for (list, allowed, what) in [
+            (
+                &resp.seed_shares,
+                &self.u3,
+                "b share of a client that is not a survivor",
+            ),
+            (
+                &resp.key_shares,
+                &self.dropped,
+                "s share of a client that did not drop",
+            ),
+        ] {
+            let mut owners = BTreeSet::new();
+            for r in list {
+                if !allowed.contains(&r.owner) {
+                    return Err(SecAggError::UnexpectedClient {
+                        client: r.owner,
+                        why: what,
+                    });
+                }
+                if !holds(r.owner) {
+                    return Err(SecAggError::UnexpectedClient {
+                        client: r.owner,
+                        why: "share revealed by a client that holds no share of it",
+                    });
+                }
+                if !owners.insert(r.owner) {
+                    return Err(SecAggError::Duplicate {
+                        message: "revealed share",
+                        client: sender,
+                    });
+                }
+                if r.share.len() != self.field.share_len() {
+                    return Err(SecAggError::LengthMismatch {
+                        what: "revealed share",
+                        got: r.share.len(),
+                        expected: self.field.share_len(),
+                        fix: "clients and server must use the same config",
+                    });
+                }
+            }
+        }
+        self.responses.insert(sender, resp);
+        Ok(())
+    }
+
+    /// Closes the round: rebuilds the self-mask seeds of the survivors and the mask keys of the
+    /// dropped clients, removes their masks, and returns the sum. All or nothing: on any error
+    /// no partial result exists.
+    ///
+    /// # Errors
+    /// [`SecAggError::TooFewSurvivors`] if fewer than `threshold` clients answered the unmask
+    /// request; [`SecAggError::TooFewShareHolders`] if some client's secret has fewer than
+    /// `threshold` shares (SecAgg+); [`SecAggError::Shamir`] or
+    /// [`SecAggError::Malformed`] on inconsistent shares.
+    pub fn finish(mut self) -> Result<AggregateSum> {
+        self.expect_phase(Phase::Unmask, "finish")?;
+        self.check_threshold(Stage::Unmasking, self.responses.len())?;
+        let t = self.config.threshold as usize;
+        // Gather shares per owner, with their evaluation points from the graph.
+        let mut seed_shares: BTreeMap<ClientId, Vec<SecretShare>> = BTreeMap::new();
+        let mut key_shares: BTreeMap<ClientId, Vec<SecretShare>> = BTreeMap::new();
+        for (&holder, resp) in &self.responses {
+            for (list, into) in [
+                (&resp.seed_shares, &mut seed_shares),
+                (&resp.key_shares, &mut key_shares),
+            ] {
+                for r in list {
+                    let x = self.graph.share_x(r.owner, holder).ok_or_else(|| {
+                        SecAggError::malformed("unmask response", "share from a non-neighbour")
+                    })?;
+                    into.entry(r.owner)
+                        .or_default()
+                        .push(SecretShare::new(x, r.share.clone()));
+                }
+            }
+        }
+        // Dropped clients whose pairwise masks are in the sum.
+        let mut to_unmask: BTreeMap<ClientId, Vec<ClientId>> = BTreeMap::new();
+        for &u in &self.u3 {
+            for &v in self.mask_sets.get(&u).into_iter().flatten() {
+                if self.dropped.contains(&v) {
+                    to_unmask.entry(v).or_default().push(u);
+                }
+            }
+        }
+        // Check every count before any work, so an abort is cheap and total.
+        let count = |m: &BTreeMap<ClientId, Vec<SecretShare>>, owner: &ClientId| {
+            m.get(owner).map_or(0, Vec::len)
+        };
+        for owner in &self.u3 {
+            let survived = count(&seed_shares, owner);
+            if survived < t {
+                return Err(SecAggError::TooFewShareHolders {
+                    owner: *owner,
+                    survived,
+                    threshold: t,
+                });
+            }
+        }
+        for owner in to_unmask.keys() {
+            let survived = count(&key_shares, owner);
+            if survived < t {
+                return Err(SecAggError::TooFewShareHolders {
+                    owner: *owner,
+                    survived,
+                    threshold: t,
+                });
+            }
+        }
+        let session = self.config.session;
+        let round = self.config.round;
+        let mut recoverer = Recoverer::new(self.field, t);
+        let mut sum = core::mem::take(&mut self.sum);
+        for owner in &self.u3 {
+            let seed = recoverer.recover(&seed_shares[owner])?;
+            kdf::self_mask_key(&seed, &session, round, *owner).apply(&mut sum, Sign::Minus);
+        }
+        for (v, survivors) in &to_unmask {
+            let key_bytes = recoverer.recover(&key_shares[v])?;
+            let s_v = StaticSecret::from(*key_bytes);
+            let advertised = &self.advertised[v];
+            if PublicKey::from(&s_v).to_bytes() != advertised.s_public {
+                return Err(SecAggError::malformed(
+                    "unmask responses",
+                    format!(
+                        "the rebuilt mask key of client {v} does not match its advertised key: a share is corrupt"
+                    ),
+                ));
+            }
+            for &u in survivors {
+                let dh = s_v.diffie_hellman(&PublicKey::from(self.advertised[&u].s_public));
+                // u added +PRG if u < v, -PRG otherwise: remove it.
+                let sign = if u < *v { Sign::Minus } else { Sign::Plus };
+                kdf::pairwise_mask_key(dh.as_bytes(), &session, round, u, *v).apply(&mut sum, sign);
+            }
+        }
+        let n = self.u3.len() as u32;
+        let values = self.config.quantizer.dequantize_sum(&sum, n)?;
+        tracing::debug!(round, contributors = n, "secagg round complete");
+        Ok(AggregateSum {
+            sum,
+            values,
+            contributors: self.u3.iter().copied().collect(),
+        })
+    }
+}

@@ -1,0 +1,262 @@
+//! Running a whole round in memory: for tests, benchmarks and the local runtime.
+
+use std::collections::BTreeMap;
+
+use rand_chacha::ChaCha20Rng;
+use rand_core::{CryptoRng, RngCore, SeedableRng};
+
+use super::error::{Result, SecAggError};
+use super::messages::encode;
+use super::server::AggregateSum;
+use super::{Client, ClientId, Config, Server, Stage};
+
+/// One client's input to a simulated round.
+#[derive(Clone, Debug)]
+pub enum Input {
+    /// Raw values, quantized by the client.
+    Float(Vec<f32>),
+    /// Values already quantized by the round's quantizer.
+    Quantized(Vec<u32>),
+}
+
+/// When each client vanishes: a client dropped "before" a stage sends nothing from that stage
+/// on. Clients not listed take part to the end.
+#[derive(Clone, Debug, Default)]
+pub struct DropoutPlan {
+    drops: BTreeMap<ClientId, Stage>,
+}
+
+impl DropoutPlan {
+    /// No dropouts.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Makes `client` vanish before it sends its message of `stage`.
+    pub fn drop_before(mut self, client: ClientId, stage: Stage) -> Self {
+        self.drops.insert(client, stage);
+        self
+    }
+
+    /// The stage before which `client` vanishes, if any.
+    pub fn stage_of(&self, client: ClientId) -> Option<Stage> {
+        self.drops.get(&client).copied()
+    }
+
+    fn sends(&self, client: ClientId, stage: Stage) -> bool {
+        self.drops.get(&client).is_none_or(|d| stage < *d)
+    }
+}
+
+/// One message the server received, as encoded bytes.
+#[derive(Clone, Debug)]
+pub struct TranscriptEntry {
+    /// The round it belongs to.
+    pub stage: Stage,
+    /// Its sender.
+    pub from: ClientId,
+    /// Its postcard encoding.
+    pub bytes: Vec<u8>,
+}
+
+/// Everything the server received in a round: its whole view, besides its own config.
+#[derive(Clone, Debug, Default)]
+pub struct Transcript {
+    /// The messages, in arrival order.
+    pub entries: Vec<TranscriptEntry>,
+}
+
+impl Transcript {
+    /// Total bytes received.
+    pub fn total_bytes(&self) -> usize {
+        self.entries.iter().map(|e| e.bytes.len()).sum()
+    }
+
+    /// Whether any received message contains `needle` as a contiguous byte string.
+    pub fn contains(&self, needle: &[u8]) -> bool {
+        !needle.is_empty()
+            && self
+                .entries
+                .iter()
+                .any(|e| e.bytes.windows(needle.len()).any(|w| w == needle))
+    }
+}
+
+/// What a simulated round produced.
+#[derive(Debug)]
+pub struct SimulationOutcome {
+    /// The server's result: the sum, or the error that aborted the round.
+    pub result: Result<AggregateSum>,
+    /// Every message the server received.
+    pub transcript: Transcript,
+    /// Clients that refused to go on (treated as dropped from then on), with their reason.
+    pub client_errors: BTreeMap<ClientId, SecAggError>,
+    /// Bytes each client sent (postcard encoding of its messages).
+    pub bytes_sent: BTreeMap<ClientId, usize>,
+    /// Bytes each client received from the server.
+    pub bytes_received: BTreeMap<ClientId, usize>,
+}
+
+struct Run {
+    transcript: Transcript,
+    client_errors: BTreeMap<ClientId, SecAggError>,
+    bytes_sent: BTreeMap<ClientId, usize>,
+    bytes_received: BTreeMap<ClientId, usize>,
+}
+
+impl Run {
+    fn record_in(&mut self, stage: Stage, from: ClientId, bytes: Vec<u8>) {
+        *self.bytes_sent.entry(from).or_default() += bytes.len();
+        self.transcript
+            .entries
+            .push(TranscriptEntry { stage, from, bytes });
+    }
+
+    fn record_out(&mut self, to: ClientId, len: usize) {
+        *self.bytes_received.entry(to).or_default() += len;
+    }
+}
+
+/// Runs one round in memory: every client in `config` (with its input from `inputs`) and the
+/// server, with the dropouts of `plan`. Each client's RNG is a ChaCha20 seeded from `rng`
+/// (in sorted id order), so a seeded `rng` makes the round reproducible.
+///
+/// # Errors
+/// An invalid config, or a client without an input. Errors of the round itself (too few
+/// survivors) are in [`SimulationOutcome::result`].
+///
+/// ```
+/// use std::collections::BTreeMap;
+/// use flspec::secagg::{simulate_round, ClientId, Config, DropoutPlan, Input, Quantizer, Stage};
+/// use rand_chacha::{rand_core::SeedableRng, ChaCha20Rng};
+///
+/// let ids: Vec<ClientId> = (1..=4).map(ClientId).collect();
+/// let config = Config::new(ids.clone(), 3, 2, Quantizer::new(1.0, 4)?);
+/// let inputs: BTreeMap<_, _> = ids.iter().map(|&id| (id, Input::Float(vec![0.5, -0.25]))).collect();
+/// let plan = DropoutPlan::none().drop_before(ClientId(4), Stage::MaskedInputCollection);
+/// let out = simulate_round(&config, &inputs, &plan, &mut ChaCha20Rng::from_seed([0; 32]))?;
+/// let sum = out.result?;
+/// assert_eq!(sum.contributors.len(), 3);
+/// assert!((sum.values[0] - 1.5).abs() < 1e-6);
+/// # Ok::<(), flspec::secagg::SecAggError>(())
+/// ```
+pub fn simulate_round<R: RngCore + CryptoRng>(
+    config: &Config,
+    inputs: &BTreeMap<ClientId, Input>,
+    plan: &DropoutPlan,
+    rng: &mut R,
+) -> Result<SimulationOutcome> {
+    config.validate()?;
+    let ids = config.sorted_clients();
+    let mut clients = BTreeMap::new();
+    for &id in &ids {
+        let input = inputs.get(&id).ok_or(SecAggError::UnexpectedClient {
+            client: id,
+            why: "has no input in the simulation",
+        })?;
+        let mut seed = [0u8; 32];
+        rng.fill_bytes(&mut seed);
+        let client = Client::new(config.clone(), id, &mut ChaCha20Rng::from_seed(seed))?;
+        clients.insert(id, (client, input));
+    }
+    let mut server = Server::new(config.clone())?;
+    let mut run = Run {
+        transcript: Transcript::default(),
+        client_errors: BTreeMap::new(),
+        bytes_sent: ids.iter().map(|&id| (id, 0)).collect(),
+        bytes_received: ids.iter().map(|&id| (id, 0)).collect(),
+    };
+    let result = drive(&mut server, &mut clients, plan, &mut run);
+    let result = match result {
+        Ok(()) => server.finish(),
+        Err(e) => Err(e),
+    };
+    Ok(SimulationOutcome {
+        result,
+        transcript: run.transcript,
+        client_errors: run.client_errors,
+        bytes_sent: run.bytes_sent,
+        bytes_received: run.bytes_received,
+    })
+}
+
+fn drive(
+    server: &mut Server,
+    clients: &mut BTreeMap<ClientId, (Client, &Input)>,
+    plan: &DropoutPlan,
+    run: &mut Run,
+) -> Result<()> {
+    let live = |run: &Run, id: ClientId, stage: Stage| {
+        plan.sends(id, stage) && !run.client_errors.contains_key(&id)
+    };
+    // Round 0.
+    for (&id, (client, _)) in clients.iter_mut() {
+        if live(run, id, Stage::AdvertiseKeys) {
+            let msg = client.advertise()?;
+            run.record_in(Stage::AdvertiseKeys, id, encode(&msg)?);
+            server.receive_advertise(msg)?;
+        }
+    }
+    let all = server.broadcast_keys()?;
+    let all_len = encode(&all)?.len();
+    // Round 1.
+    for (&id, (client, _)) in clients.iter_mut() {
+        if !live(run, id, Stage::ShareKeys) {
+            continue;
+        }
+        run.record_out(id, all_len);
+        match client.share_keys(&all) {
+            Ok(shares) => {
+                run.record_in(Stage::ShareKeys, id, encode(&shares)?);
+                server.receive_shares(id, shares)?;
+            }
+            Err(e) => {
+                run.client_errors.insert(id, e);
+            }
+        }
+    }
+    let routed = server.route_shares()?;
+    // Round 2.
+    for (&id, (client, input)) in clients.iter_mut() {
+        if !live(run, id, Stage::MaskedInputCollection) {
+            continue;
+        }
+        let inbox = routed.get(&id).map_or(&[][..], Vec::as_slice);
+        run.record_out(id, encode(&inbox)?.len());
+        let masked = match input {
+            Input::Float(x) => client.masked_input(x, inbox),
+            Input::Quantized(q) => client.masked_input_quantized(q, inbox),
+        };
+        match masked {
+            Ok(msg) => {
+                run.record_in(Stage::MaskedInputCollection, id, encode(&msg)?);
+                server.receive_masked(msg)?;
+            }
+            Err(e) => {
+                run.client_errors.insert(id, e);
+            }
+        }
+    }
+    let request = server.unmask_request()?;
+    let request_len = encode(&request)?.len();
+    // Round 3.
+    for &id in &request.survivors {
+        if !live(run, id, Stage::Unmasking) {
+            continue;
+        }
+        let Some((client, _)) = clients.get_mut(&id) else {
+            continue;
+        };
+        run.record_out(id, request_len);
+        match client.unmask(&request) {
+            Ok(resp) => {
+                run.record_in(Stage::Unmasking, id, encode(&resp)?);
+                server.receive_unmask(resp)?;
+            }
+            Err(e) => {
+                run.client_errors.insert(id, e);
+            }
+        }
+    }
+    Ok(())
+}
