@@ -1,0 +1,182 @@
+//! The test binary of the federated runtime: a director or an envoy with the test flows of
+//! `testflows/`. The integration tests start it as separate processes.
+//!
+//! ```text
+//! fed-testbin director --listen 127.0.0.1:0 (--certs DIR | --plaintext)
+//! fed-testbin envoy --director ADDR --name NAME (--certs DIR | --plaintext
+//!                   | --ca FILE [--cert FILE --key FILE]) [--variant v2]
+//! ```
+//! The director prints `LISTENING <addr>` on stdout once it listens.
+
+#[path = "../../testflows/mod.rs"]
+mod testflows;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use flspec_federated::{Director, DirectorOptions, Envoy, EnvoyOptions, TlsConfig};
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+#[derive(Parser)]
+#[command(about = "flspec federated runtime: test director and envoys")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs a director with the test flows.
+    Director {
+        /// Address to listen on (port 0 picks one).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: String,
+        #[command(flatten)]
+        tls: TlsArgs,
+        /// Milliseconds of silence after which an envoy is lost.
+        #[arg(long, default_value_t = 10_000)]
+        heartbeat_timeout_ms: u64,
+    },
+    /// Runs an envoy with the test flows.
+    Envoy {
+        /// The director's address.
+        #[arg(long)]
+        director: String,
+        /// The collaborator name.
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        tls: TlsArgs,
+        /// `v2`: another version of `FanOutFlow`.
+        #[arg(long)]
+        variant: Option<String>,
+        /// Exit when the session with the director ends, instead of reconnecting.
+        #[arg(long)]
+        no_reconnect: bool,
+    },
+}
+
+#[derive(Args)]
+struct TlsArgs {
+    /// Folder made by `flspec-fed certs`.
+    #[arg(long)]
+    certs: Option<PathBuf>,
+    /// CA certificate (with --cert/--key, or alone to present no certificate).
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// This participant's certificate.
+    #[arg(long)]
+    cert: Option<PathBuf>,
+    /// This participant's private key.
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// No TLS (development only).
+    #[arg(long)]
+    plaintext: bool,
+}
+
+impl TlsArgs {
+    fn config(&self, who: &str) -> anyhow_lite::Result<TlsConfig> {
+        if self.plaintext {
+            return Ok(TlsConfig::insecure_plaintext());
+        }
+        if let Some(dir) = &self.certs {
+            return Ok(TlsConfig::from_dir(dir, who)?);
+        }
+        match (&self.ca, &self.cert, &self.key) {
+            (Some(ca), Some(cert), Some(key)) => Ok(TlsConfig::mutual(ca, cert, key)?),
+            (Some(ca), None, None) => Ok(TlsConfig::without_client_certificate(ca)?),
+            _ => Err("give --certs DIR, --ca/--cert/--key, or --plaintext".into()),
+        }
+    }
+}
+
+mod anyhow_lite {
+    pub type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
+}
+
+fn main() {
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                ),
+        )
+        .with(flspec_federated::envoy::log_layer())
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: could not start tokio: {e}");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = runtime.block_on(run(cli)) {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> anyhow_lite::Result<()> {
+    match cli.command {
+        Command::Director {
+            listen,
+            tls,
+            heartbeat_timeout_ms,
+        } => {
+            let options = DirectorOptions {
+                heartbeat: Duration::from_millis((heartbeat_timeout_ms / 5).max(50)),
+                heartbeat_timeout: Duration::from_millis(heartbeat_timeout_ms),
+                ..DirectorOptions::default()
+            };
+            let director = Director::start(
+                &listen,
+                tls.config("director")?,
+                testflows::director_registry(),
+                options,
+            )
+            .await?;
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "LISTENING {}", director.local_addr())?;
+            out.flush()?;
+            drop(out);
+            director.wait().await?;
+            Ok(())
+        }
+        Command::Envoy {
+            director,
+            name,
+            tls,
+            variant,
+            no_reconnect,
+        } => {
+            let config = tls.config(&format!("envoys/{name}"))?;
+            let options = EnvoyOptions {
+                reconnect: !no_reconnect,
+                ..EnvoyOptions::default()
+            };
+            Envoy::new(
+                director,
+                config,
+                name,
+                testflows::envoy_registry(variant.as_deref()),
+            )
+            .options(options)
+            .run()
+            .await?;
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,350 @@
+//! The director's table of envoys: their sessions, the tasks they run, their heartbeats.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc::UnboundedSender;
+use tonic::Status;
+
+use crate::wire::{DirectorMsg, EnvoyInfo, EnvoyState, FlowInfo, Task, TaskOutcome};
+
+/// What became of a task sent to an envoy.
+#[derive(Debug)]
+pub(crate) enum RemoteOutcome {
+    /// The envoy answered.
+    Done(TaskOutcome),
+    /// The envoy was lost before it answered.
+    Lost(String),
+}
+
+/// Where the outcome of a task goes: the fan-out's channel and the task's position in it.
+pub(crate) type Reply = UnboundedSender<(usize, RemoteOutcome)>;
+
+/// The sending half of an envoy's session.
+pub(crate) type SessionTx = UnboundedSender<Result<DirectorMsg, Status>>;
+
+struct Entry {
+    session: u64,
+    tx: Option<SessionTx>,
+    flows: Vec<FlowInfo>,
+    address: String,
+    connected_at: Instant,
+    last_seen: Instant,
+    offline_reason: Option<String>,
+    run_id: Option<String>,
+    tasks: usize,
+}
+
+struct Pending {
+    envoy: String,
+    session: u64,
+    position: usize,
+    reply: Reply,
+}
+
+#[derive(Default)]
+struct Inner {
+    envoys: BTreeMap<String, Entry>,
+    pending: HashMap<u64, Pending>,
+}
+
+/// The envoys a director knows. All methods are quick and never block on the network.
+#[derive(Default)]
+pub(crate) struct Envoys {
+    inner: Mutex<Inner>,
+    next_session: AtomicU64,
+    next_task: AtomicU64,
+}
+
+impl Envoys {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Registers an envoy's session, replacing an older session under the same name (an envoy
+    /// that restarted); the old session's tasks are reported lost.
+    pub(crate) fn register(
+        &self,
+        name: &str,
+        flows: Vec<FlowInfo>,
+        address: String,
+        tx: SessionTx,
+    ) -> u64 {
+        let session = self.next_session.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut inner = self.lock();
+        let now = Instant::now();
+        if let Some(old) = inner.envoys.get(name)
+            && old.tx.is_some()
+        {
+            let old_session = old.session;
+            tracing::warn!(
+                envoy = name,
+                "envoy registered again; dropping its previous session"
+            );
+            fail_pending(
+                &mut inner,
+                name,
+                old_session,
+                "the envoy registered again (it restarted)",
+            );
+        }
+        inner.envoys.insert(
+            name.to_string(),
+            Entry {
+                session,
+                tx: Some(tx),
+                flows,
+                address,
+                connected_at: now,
+                last_seen: now,
+                offline_reason: None,
+                run_id: None,
+                tasks: 0,
+            },
+        );
+        session
+    }
+
+    /// Notes that a session sent something.
+    pub(crate) fn seen(&self, name: &str, session: u64) {
+        if let Some(e) = self.lock().envoys.get_mut(name)
+            && e.session == session
+        {
+            e.last_seen = Instant::now();
+        }
+    }
+
+    /// Delivers a task's outcome. Returns `false` if the task is unknown or belongs to another
+    /// envoy (a late or forged answer), which is then ignored.
+    pub(crate) fn task_done(
+        &self,
+        name: &str,
+        session: u64,
+        task: u64,
+        outcome: TaskOutcome,
+    ) -> bool {
+        let mut inner = self.lock();
+        let ok = inner
+            .pending
+            .get(&task)
+            .is_some_and(|p| p.envoy == name && p.session == session);
+        if !ok {
+            return false;
+        }
+        if let Some(p) = inner.pending.remove(&task) {
+            if let Some(e) = inner.envoys.get_mut(name) {
+                e.tasks = e.tasks.saturating_sub(1);
+                e.last_seen = Instant::now();
+            }
+            let _ = p.reply.send((p.position, RemoteOutcome::Done(outcome)));
+        }
+        true
+    }
+
+    /// Marks a session lost (its stream ended, or its heartbeats stopped): its tasks are
+    /// reported lost with `reason`. Does nothing if a newer session replaced it.
+    pub(crate) fn lost(&self, name: &str, session: u64, reason: &str) {
+        let mut inner = self.lock();
+        let Some(e) = inner.envoys.get_mut(name) else {
+            return;
+        };
+        if e.session != session || e.tx.is_none() {
+            return;
+        }
+        e.tx = None;
+        e.offline_reason = Some(reason.to_string());
+        e.run_id = None;
+        e.tasks = 0;
+        tracing::warn!(envoy = name, %reason, "envoy lost");
+        fail_pending(&mut inner, name, session, reason);
+    }
+
+    /// Sends a message to an envoy's session.
+    pub(crate) fn send(&self, name: &str, msg: DirectorMsg) -> Result<(), String> {
+        let inner = self.lock();
+        let e = inner
+            .envoys
+            .get(name)
+            .ok_or_else(|| format!("envoy `{name}` never registered"))?;
+        let tx = e.tx.as_ref().ok_or_else(|| offline(name, e))?;
+        tx.send(Ok(msg))
+            .map_err(|_| format!("envoy `{name}`'s session is closing"))
+    }
+
+    /// Sends a task to an envoy; its outcome will arrive on `reply` at `position`.
+    pub(crate) fn send_task(
+        &self,
+        name: &str,
+        position: usize,
+        mut task: Task,
+        reply: Reply,
+    ) -> Result<u64, String> {
+        let id = self.next_task.fetch_add(1, Ordering::Relaxed) + 1;
+        task.task = id;
+        let mut inner = self.lock();
+        let e = inner
+            .envoys
+            .get_mut(name)
+            .ok_or_else(|| format!("envoy `{name}` never registered"))?;
+        let session = e.session;
+        let run_id = task.run_id.clone();
+        let tx = e.tx.as_ref().ok_or_else(|| offline(name, e))?;
+        tx.send(Ok(DirectorMsg::Task(task)))
+            .map_err(|_| format!("envoy `{name}`'s session is closing"))?;
+        e.tasks += 1;
+        e.run_id = Some(run_id);
+        inner.pending.insert(
+            id,
+            Pending {
+                envoy: name.to_string(),
+                session,
+                position,
+                reply,
+            },
+        );
+        Ok(id)
+    }
+
+    /// Forgets tasks whose fan-out gave up on them (deadline, cancellation).
+    pub(crate) fn forget(&self, tasks: &[u64]) {
+        let mut inner = self.lock();
+        for t in tasks {
+            if let Some(p) = inner.pending.remove(t)
+                && let Some(e) = inner.envoys.get_mut(&p.envoy)
+            {
+                e.tasks = e.tasks.saturating_sub(1);
+            }
+        }
+    }
+
+    /// Marks lost every session silent for longer than `timeout`; returns how many.
+    pub(crate) fn check_heartbeats(&self, timeout: Duration) -> usize {
+        let stale: Vec<(String, u64)> = self
+            .lock()
+            .envoys
+            .iter()
+            .filter(|(_, e)| e.tx.is_some() && e.last_seen.elapsed() > timeout)
+            .map(|(n, e)| (n.clone(), e.session))
+            .collect();
+        for (name, session) in &stale {
+            self.lost(
+                name,
+                *session,
+                &format!("no heartbeat for {} s", timeout.as_secs_f32()),
+            );
+        }
+        stale.len()
+    }
+
+    /// Clears the run an envoy works for, once the run ended.
+    pub(crate) fn run_ended(&self, name: &str, run_id: &str) {
+        if let Some(e) = self.lock().envoys.get_mut(name)
+            && e.run_id.as_deref() == Some(run_id)
+        {
+            e.run_id = None;
+        }
+    }
+
+    /// The envoys, by name.
+    pub(crate) fn list(&self) -> Vec<EnvoyInfo> {
+        let inner = self.lock();
+        inner
+            .envoys
+            .iter()
+            .map(|(name, e)| EnvoyInfo {
+                name: name.clone(),
+                state: match (&e.tx, e.tasks) {
+                    (None, _) => EnvoyState::Offline,
+                    (Some(_), 0) => EnvoyState::Online,
+                    (Some(_), _) => EnvoyState::Busy,
+                },
+                address: e.address.clone(),
+                flows: e.flows.clone(),
+                last_seen_ms: millis(e.last_seen.elapsed()),
+                connected_ms: millis(e.connected_at.elapsed()),
+                offline_reason: e.offline_reason.clone(),
+                run_id: e.run_id.clone(),
+            })
+            .collect()
+    }
+
+    /// The online envoys that have flow `flow` (any version), by name.
+    pub(crate) fn online_with(&self, flow: &str) -> Vec<String> {
+        self.lock()
+            .envoys
+            .iter()
+            .filter(|(_, e)| e.tx.is_some() && e.flows.iter().any(|f| f.name == flow))
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    /// Checks that envoy `name` is online and has `flow` in the same version.
+    pub(crate) fn check(&self, name: &str, flow: &FlowInfo) -> Result<(), crate::Error> {
+        let inner = self.lock();
+        let refuse = |reason: String| crate::Error::Refused {
+            name: name.to_string(),
+            reason,
+        };
+        let Some(e) = inner.envoys.get(name) else {
+            return Err(refuse(format!(
+                "no envoy named `{name}` has registered; start it, or check `flspec-fed envoys`"
+            )));
+        };
+        if e.tx.is_none() {
+            return Err(refuse(offline(name, e)));
+        }
+        match e.flows.iter().find(|f| f.name == flow.name) {
+            None => Err(crate::Error::UnknownFlow {
+                flow: flow.name.clone(),
+                who: format!("envoy `{name}`"),
+                known: e
+                    .flows
+                    .iter()
+                    .map(|f| f.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }),
+            Some(f) if f.fingerprint != flow.fingerprint => {
+                Err(crate::Error::FingerprintMismatch {
+                    flow: flow.name.clone(),
+                    here: "the director".into(),
+                    ours: flow.fingerprint.clone(),
+                    who: format!("envoy `{name}`"),
+                    theirs: f.fingerprint.clone(),
+                })
+            }
+            Some(_) => Ok(()),
+        }
+    }
+}
+
+fn offline(name: &str, e: &Entry) -> String {
+    match &e.offline_reason {
+        Some(r) => format!("envoy `{name}` is offline ({r})"),
+        None => format!("envoy `{name}` is offline"),
+    }
+}
+
+fn fail_pending(inner: &mut Inner, name: &str, session: u64, reason: &str) {
+    let ids: Vec<u64> = inner
+        .pending
+        .iter()
+        .filter(|(_, p)| p.envoy == name && p.session == session)
+        .map(|(id, _)| *id)
+        .collect();
+    for id in ids {
+        if let Some(p) = inner.pending.remove(&id) {
+            let _ = p
+                .reply
+                .send((p.position, RemoteOutcome::Lost(reason.to_string())));
+        }
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,241 @@
+//! The director's [`FanOut`]: each collaborator's filtered copy goes to its envoy, which runs
+//! the collaborator's steps with its private state and sends back the state for the join.
+//!
+//! The filtered template is encoded once; every envoy of the fan-out is sent the same bytes
+//! (a reference-counted buffer). The fan-out waits for all answers until the step deadline; an
+//! envoy that is lost or misses the deadline drops out (in a flow that tolerates dropouts) or
+//! ends the run with [`crate::Error::EnvoyLost`].
+
+use std::marker::PhantomData;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use flspec::checkpoint::CheckpointStore;
+use flspec::driver::{
+    Arrival, Departure, FanOut, FanOutRequest, FanOutResult, Resume, RunSetup, drive,
+};
+use flspec::{Flow, ParticipantName, Role, StepError, StepId};
+use tokio::runtime::Handle;
+
+use super::envoys::{Envoys, RemoteOutcome};
+use super::runs::Run;
+use crate::codec::Limits;
+use crate::wire::{Task, TaskOutcome};
+
+/// The untyped half of the fan-out: sends tasks and collects outcomes.
+pub(crate) struct Remote<'a> {
+    pub(crate) envoys: &'a Envoys,
+    pub(crate) run: &'a Arc<Run>,
+    pub(crate) runtime: Handle,
+    pub(crate) step_timeout: Duration,
+    pub(crate) limits: Limits,
+}
+
+impl Remote<'_> {
+    /// Sends `state` to each of `names` to run from `step`; returns their outcomes in order.
+    /// Runs on the run's own thread, never on an async worker.
+    fn dispatch(
+        &mut self,
+        step: &str,
+        state: Bytes,
+        names: &[String],
+    ) -> flspec::Result<Vec<RemoteOutcome>> {
+        self.limits
+            .check_state(|| format!("the state sent to step `{step}`"), state.len())?;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut outcomes: Vec<Option<RemoteOutcome>> = names.iter().map(|_| None).collect();
+        let mut sent = Vec::with_capacity(names.len());
+        for (position, name) in names.iter().enumerate() {
+            let task = Task {
+                task: 0,
+                run_id: self.run.id.clone(),
+                collaborator: name.clone(),
+                step: step.to_string(),
+                state: state.clone(),
+            };
+            match self.envoys.send_task(name, position, task, tx.clone()) {
+                Ok(id) => sent.push(id),
+                Err(reason) => outcomes[position] = Some(RemoteOutcome::Lost(reason)),
+            }
+        }
+        drop(tx);
+        drop(state);
+        let mut waiting = outcomes.iter().filter(|o| o.is_none()).count();
+        let deadline = tokio::time::Instant::now() + self.step_timeout;
+        let mut cancel = self.run.cancel.subscribe();
+        let cancelled = self.runtime.block_on(async {
+            while waiting > 0 {
+                tokio::select! {
+                    got = rx.recv() => match got {
+                        Some((position, outcome)) => {
+                            if let Some(slot) = outcomes.get_mut(position) && slot.is_none() {
+                                *slot = Some(outcome);
+                                waiting -= 1;
+                            }
+                        }
+                        None => break,
+                    },
+                    () = tokio::time::sleep_until(deadline) => break,
+                    _ = cancel.wait_for(|c| *c) => return true,
+                }
+            }
+            false
+        });
+        self.envoys.forget(&sent);
+        if cancelled {
+            return Err(crate::Error::Cancelled {
+                run_id: self.run.id.clone(),
+            }
+            .into());
+        }
+        Ok(outcomes
+            .into_iter()
+            .map(|o| {
+                o.unwrap_or_else(|| {
+                    RemoteOutcome::Lost(format!(
+                        "missed the {} s deadline of step `{step}`; raise the step timeout if \
+                         the step is slow, or check the envoy's log",
+                        self.step_timeout.as_secs_f32()
+                    ))
+                })
+            })
+            .collect())
+    }
+}
+
+/// The typed half: filters and encodes the template, decodes the arrivals.
+struct Typed<'r, 'a, F> {
+    remote: &'r mut Remote<'a>,
+    _flow: PhantomData<fn() -> F>,
+}
+
+fn protocol<F: Flow>(message: String) -> flspec::Error {
+    flspec::Error::Protocol {
+        flow: F::NAME,
+        source: StepError::Failed(message.into()),
+    }
+}
+
+/// A step name from an envoy, as the flow's step (its `&'static` name).
+fn step_name<F: Flow>(name: &str) -> flspec::Result<&'static str> {
+    name.parse::<F::Step>()
+        .map(StepId::as_str)
+        .map_err(|e| protocol::<F>(format!("an envoy named {e}")))
+}
+
+impl<F: Flow> FanOut<F> for Typed<'_, '_, F> {
+    fn run(&mut self, request: FanOutRequest<'_, F>) -> flspec::Result<FanOutResult<F>> {
+        let template = request.state.filtered_clone(request.transition);
+        let bytes = Bytes::from(flspec::codec::encode_state(&template)?);
+        drop(template);
+        let step = request.step.as_str();
+        let outcomes = self.remote.dispatch(step, bytes, request.names)?;
+        let mut result = FanOutResult::default();
+        for (name, outcome) in request.names.iter().zip(outcomes) {
+            let who = || ParticipantName::Collaborator(name.clone());
+            let outcome = match outcome {
+                RemoteOutcome::Done(TaskOutcome::Arrived { join, state }) => {
+                    let join: F::Step = join
+                        .parse()
+                        .map_err(|e| protocol::<F>(format!("envoy `{name}` named {e}")))?;
+                    if F::graph().step(join.index()).map(|s| s.role()) != Some(Role::Aggregator) {
+                        return Err(protocol::<F>(format!(
+                            "envoy `{name}` arrived at `{join}`, which is not an aggregator step"
+                        )));
+                    }
+                    let state: F = flspec::codec::decode_state(&state)?;
+                    Ok(Arrival {
+                        name: name.clone(),
+                        join,
+                        state,
+                    })
+                }
+                RemoteOutcome::Done(TaskOutcome::Dropout { reason }) => {
+                    result.dropped.push(Departure {
+                        name: name.clone(),
+                        reason,
+                    });
+                    continue;
+                }
+                RemoteOutcome::Done(TaskOutcome::StepFailed { step, message }) => {
+                    Err(flspec::Error::StepFailed {
+                        flow: F::NAME,
+                        step: step_name::<F>(&step)?,
+                        participant: who(),
+                        source: message.into(),
+                    })
+                }
+                RemoteOutcome::Done(TaskOutcome::StepPanicked { step, message }) => {
+                    Err(flspec::Error::StepPanicked {
+                        flow: F::NAME,
+                        step: step_name::<F>(&step)?,
+                        participant: who(),
+                        message,
+                    })
+                }
+                RemoteOutcome::Done(TaskOutcome::PrivateState { message }) => {
+                    Err(flspec::Error::PrivateState {
+                        name: name.clone(),
+                        source: message.into(),
+                    })
+                }
+                RemoteOutcome::Done(TaskOutcome::Refused { message }) => {
+                    Err(crate::Error::Refused {
+                        name: name.clone(),
+                        reason: format!("it could not run step `{step}`: {message}"),
+                    }
+                    .into())
+                }
+                RemoteOutcome::Lost(reason) => {
+                    if F::TOLERATES_DROPOUTS {
+                        result.dropped.push(Departure {
+                            name: name.clone(),
+                            reason: format!("envoy lost: {reason}"),
+                        });
+                        continue;
+                    }
+                    Err(crate::Error::EnvoyLost {
+                        name: name.clone(),
+                        step: step.to_string(),
+                        run_id: self.remote.run.id.clone(),
+                        reason,
+                    }
+                    .into())
+                }
+            };
+            result.push(name, outcome)?;
+        }
+        Ok(result)
+    }
+}
+
+/// Runs the aggregator side of a run of `F` with the remote fan-out.
+pub(crate) fn drive_typed<F: Flow>(
+    state: F,
+    setup: &RunSetup<'_>,
+    private: &mut F::Aggregator,
+    remote: &mut Remote<'_>,
+    checkpoint_dir: Option<&Path>,
+) -> flspec::Result<F> {
+    let store = match checkpoint_dir {
+        Some(dir) => Some(CheckpointStore::create::<F>(
+            dir,
+            setup.run_id,
+            setup.collaborators,
+        )?),
+        None => None,
+    };
+    let setup = RunSetup {
+        run_id: setup.run_id,
+        collaborators: setup.collaborators,
+        observer: setup.observer,
+        checkpoints: store.as_ref(),
+    };
+    let mut fan_out = Typed::<F> {
+        remote,
+        _flow: PhantomData,
+    };
+    drive(Resume::start(state), &setup, private, &mut fan_out)
+}

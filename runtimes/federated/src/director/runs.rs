@@ -1,0 +1,248 @@
+//! The director's runs: status, the log of updates that watchers follow, cancellation.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::sync::watch;
+
+use crate::wire::{RunPhase, RunStatus, RunUpdate, WireError, WireEvent, WireRole};
+
+/// At most this many updates are kept per run; older ones are dropped (a late watcher misses
+/// them, and is told so in a log line).
+const MAX_UPDATES: usize = 100_000;
+/// Finished runs kept for late watchers and status queries.
+const KEEP_FINISHED: usize = 64;
+
+struct State {
+    phase: RunPhase,
+    current_step: Option<String>,
+    steps_done: u64,
+    rounds: u64,
+    dropped: Vec<String>,
+    error: Option<String>,
+    updates: VecDeque<RunUpdate>,
+    /// Index of `updates[0]` among all updates of the run.
+    first: u64,
+    ended_at: Option<Instant>,
+}
+
+/// One run on the director.
+pub(crate) struct Run {
+    pub(crate) id: String,
+    pub(crate) flow: String,
+    pub(crate) participants: Vec<String>,
+    started: Instant,
+    state: Mutex<State>,
+    /// The number of updates so far; watchers wait on it.
+    version: watch::Sender<u64>,
+    /// Set once to cancel the run.
+    pub(crate) cancel: watch::Sender<bool>,
+}
+
+impl Run {
+    pub(crate) fn new(id: String, flow: String, participants: Vec<String>) -> Self {
+        Run {
+            id,
+            flow,
+            participants,
+            started: Instant::now(),
+            state: Mutex::new(State {
+                phase: RunPhase::Running,
+                current_step: None,
+                steps_done: 0,
+                rounds: 0,
+                dropped: Vec::new(),
+                error: None,
+                updates: VecDeque::new(),
+                first: 0,
+                ended_at: None,
+            }),
+            version: watch::channel(0).0,
+            cancel: watch::channel(false).0,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn push(&self, state: &mut State, update: RunUpdate) {
+        state.updates.push_back(update);
+        if state.updates.len() > MAX_UPDATES {
+            state.updates.pop_front();
+            state.first += 1;
+        }
+        let total = state.first + state.updates.len() as u64;
+        self.version.send_replace(total);
+    }
+
+    /// Records an event from `source` (`director` or an envoy) and updates the status.
+    pub(crate) fn event(&self, source: &str, event: WireEvent) {
+        let mut state = self.lock();
+        if state.phase != RunPhase::Running {
+            return;
+        }
+        match &event {
+            WireEvent::StepStarted { step, .. } => state.current_step = Some(step.clone()),
+            WireEvent::StepFinished { .. } => state.steps_done += 1,
+            WireEvent::Joined { .. } => state.rounds += 1,
+            WireEvent::Dropped { participant, .. } => state.dropped.push(participant.clone()),
+            _ => {}
+        }
+        let update = RunUpdate::Event {
+            source: source.to_string(),
+            event,
+        };
+        self.push(&mut state, update);
+    }
+
+    /// Records a log line of a participant.
+    pub(crate) fn log(&self, source: &str, line: crate::wire::LogLine) {
+        let mut state = self.lock();
+        if state.phase != RunPhase::Running {
+            return;
+        }
+        let update = RunUpdate::Log {
+            source: source.to_string(),
+            line,
+        };
+        self.push(&mut state, update);
+    }
+
+    /// Ends the run (once): finished, failed or cancelled.
+    pub(crate) fn end(&self, outcome: RunUpdate) {
+        let mut state = self.lock();
+        if state.phase != RunPhase::Running {
+            return;
+        }
+        state.phase = match &outcome {
+            RunUpdate::Finished { .. } => RunPhase::Finished,
+            RunUpdate::Cancelled => RunPhase::Cancelled,
+            RunUpdate::Failed { error } => {
+                state.error = Some(match error {
+                    WireError::Other { message }
+                    | WireError::StepFailed { message, .. }
+                    | WireError::StepPanicked { message, .. } => message.clone(),
+                });
+                RunPhase::Failed
+            }
+            _ => RunPhase::Failed,
+        };
+        state.ended_at = Some(Instant::now());
+        self.push(&mut state, outcome);
+    }
+
+    /// Whether the run ended.
+    pub(crate) fn is_over(&self) -> bool {
+        self.lock().phase != RunPhase::Running
+    }
+
+    /// The run's status.
+    pub(crate) fn status(&self) -> RunStatus {
+        let state = self.lock();
+        RunStatus {
+            run_id: self.id.clone(),
+            flow: self.flow.clone(),
+            phase: state.phase,
+            current_step: state.current_step.clone(),
+            steps_done: state.steps_done,
+            rounds: state.rounds,
+            participants: self.participants.clone(),
+            dropped: state.dropped.clone(),
+            elapsed_ms: u64::try_from(
+                state
+                    .ended_at
+                    .unwrap_or_else(Instant::now)
+                    .duration_since(self.started)
+                    .as_millis(),
+            )
+            .unwrap_or(u64::MAX),
+            error: state.error.clone(),
+        }
+    }
+
+    /// The updates from index `from` on, the index after them, and whether the run is over.
+    pub(crate) fn updates_from(&self, from: u64) -> (Vec<RunUpdate>, u64, bool, u64) {
+        let state = self.lock();
+        let skipped = state.first.saturating_sub(from);
+        let start = from.max(state.first);
+        let offset = usize::try_from(start - state.first).unwrap_or(usize::MAX);
+        let items: Vec<RunUpdate> = state.updates.iter().skip(offset).cloned().collect();
+        let next = start + items.len() as u64;
+        (items, next, state.phase != RunPhase::Running, skipped)
+    }
+
+    /// A receiver that changes with every update.
+    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
+        self.version.subscribe()
+    }
+
+    /// Whether an event of role `role` on participant `source` belongs to this run.
+    pub(crate) fn has_participant(&self, name: &str) -> bool {
+        self.participants.iter().any(|p| p == name)
+    }
+}
+
+/// All runs of a director.
+#[derive(Default)]
+pub(crate) struct Runs {
+    runs: Mutex<HashMap<String, Arc<Run>>>,
+}
+
+impl Runs {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Run>>> {
+        self.runs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub(crate) fn insert(&self, run: Arc<Run>) {
+        let mut runs = self.lock();
+        let mut finished: Vec<(Instant, String)> = runs
+            .values()
+            .filter_map(|r| r.lock().ended_at.map(|t| (t, r.id.clone())))
+            .collect();
+        if finished.len() > KEEP_FINISHED {
+            finished.sort();
+            for (_, id) in &finished[..finished.len() - KEEP_FINISHED] {
+                runs.remove(id);
+            }
+        }
+        runs.insert(run.id.clone(), run);
+    }
+
+    pub(crate) fn get(&self, id: &str) -> Option<Arc<Run>> {
+        self.lock().get(id).cloned()
+    }
+
+    pub(crate) fn running(&self) -> usize {
+        self.lock().values().filter(|r| !r.is_over()).count()
+    }
+}
+
+/// The director-side [`flspec::Observer`] of a run: records the driver's events.
+pub(crate) struct RunObserver(pub(crate) Arc<Run>);
+
+impl flspec::Observer for RunObserver {
+    fn on_event(&self, event: &flspec::Event<'_>) {
+        if let Some(e) = WireEvent::from_event(event) {
+            self.0.event("director", e);
+        }
+    }
+}
+
+/// Whether a wire event is a collaborator's (envoys may only report those).
+pub(crate) fn is_collaborator_event(event: &WireEvent, envoy: &str) -> bool {
+    match event {
+        WireEvent::StepStarted {
+            role, participant, ..
+        }
+        | WireEvent::StepFinished {
+            role, participant, ..
+        } => *role == WireRole::Collaborator && participant == envoy,
+        _ => false,
+    }
+}

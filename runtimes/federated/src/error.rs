@@ -1,0 +1,234 @@
+//! The errors of the federated runtime.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The result type of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why a director, an envoy or a client of the federated runtime failed.
+///
+/// Messages say what went wrong and what to do. None of them carries a key, a share or a
+/// collaborator's private value.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A certificate or key file could not be read.
+    #[error("could not read the {what} {path}: {source}")]
+    ReadFile {
+        /// What the file should hold (`CA certificate`, `private key`, ...).
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A certificate, key or TLS setting is unusable.
+    #[error("TLS configuration: {0}")]
+    TlsConfig(String),
+    /// A TLS handshake failed: the peer refused our certificate or we refused theirs.
+    #[error("TLS with {peer} failed: {reason}")]
+    Tls {
+        /// The peer (an address).
+        peer: String,
+        /// Why, in words.
+        reason: String,
+    },
+    /// Creating certificates failed.
+    #[error("could not create the certificate for {subject}: {source}")]
+    Certificate {
+        /// The certificate's subject.
+        subject: String,
+        /// What rcgen reported.
+        #[source]
+        source: rcgen::Error,
+    },
+    /// Writing or reading a file other than a certificate failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The director could not listen on its address.
+    #[error("could not listen on {addr}: {source}; is another director running on that port?")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The director could not be reached.
+    #[error(
+        "could not reach the director at {addr}: {reason}; check the address and that the director runs"
+    )]
+    Connect {
+        /// The director's address.
+        addr: String,
+        /// Why.
+        reason: String,
+    },
+    /// An address could not be parsed.
+    #[error("invalid address `{addr}`: expected HOST:PORT")]
+    Address {
+        /// What was given.
+        addr: String,
+    },
+    /// The director refused an envoy's registration.
+    #[error("the director refused envoy `{name}`: {reason}")]
+    Refused {
+        /// The name the envoy asked for.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// The director refused or could not answer a request.
+    #[error("the director answered {code:?}: {message}")]
+    Rpc {
+        /// The gRPC status code.
+        code: tonic::Code,
+        /// The director's message.
+        message: String,
+    },
+    /// Two participants were built from different versions of a flow.
+    #[error(
+        "flow `{flow}` has version {theirs} on {who} but version {ours} on {here}; \
+         build every participant from the same source of the flow"
+    )]
+    FingerprintMismatch {
+        /// The flow's name.
+        flow: String,
+        /// Where the first version is.
+        here: String,
+        /// Its fingerprint.
+        ours: String,
+        /// Where the other version is.
+        who: String,
+        /// Its fingerprint.
+        theirs: String,
+    },
+    /// A flow is not registered where it is needed.
+    #[error("flow `{flow}` is not registered on {who}; registered flows: {known}")]
+    UnknownFlow {
+        /// The flow's name.
+        flow: String,
+        /// The participant.
+        who: String,
+        /// The flows it has (comma-separated).
+        known: String,
+    },
+    /// Peers speak different versions of the wire protocol.
+    #[error(
+        "{peer} speaks wire protocol version {theirs}, this build speaks {ours}; \
+         upgrade the older side"
+    )]
+    ProtocolVersion {
+        /// The peer.
+        peer: String,
+        /// Our version.
+        ours: u32,
+        /// Theirs.
+        theirs: u32,
+    },
+    /// An envoy was lost while it ran a step of a flow that does not tolerate dropouts.
+    #[error(
+        "envoy `{name}` was lost during step `{step}` of run `{run_id}`: {reason}; \
+         the flow does not tolerate dropouts (`#[flow(tolerate_dropouts)]`), so the run ends: \
+         restart the envoy and submit the run again"
+    )]
+    EnvoyLost {
+        /// The envoy (collaborator) name.
+        name: String,
+        /// The step it was running.
+        step: String,
+        /// The run.
+        run_id: String,
+        /// What the director saw.
+        reason: String,
+    },
+    /// A message is over the configured size limit.
+    #[error(
+        "{what} is {size} bytes, over the limit of {limit} bytes; raise `Limits::max_message_bytes` \
+         on the director, the envoys and the client alike"
+    )]
+    TooLarge {
+        /// What was too large.
+        what: String,
+        /// Its size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// A message could not be decoded.
+    #[error("malformed {what}: {reason}")]
+    Malformed {
+        /// What was being decoded.
+        what: &'static str,
+        /// Why it failed.
+        reason: String,
+    },
+    /// A run failed on the director.
+    #[error("run `{run_id}` failed: {message}")]
+    RunFailed {
+        /// The run.
+        run_id: String,
+        /// The director's error.
+        message: String,
+    },
+    /// A run was cancelled.
+    #[error("run `{run_id}` was cancelled")]
+    Cancelled {
+        /// The run.
+        run_id: String,
+    },
+    /// Something did not happen in time.
+    #[error("{what} did not finish within {after:?}")]
+    Timeout {
+        /// What.
+        what: String,
+        /// The deadline.
+        after: Duration,
+    },
+    /// The connection to the director was lost.
+    #[error("lost the connection to the director: {0}")]
+    Disconnected(String),
+    /// The tokio runtime of a client could not be built.
+    #[error("could not start the client's async runtime: {0}")]
+    AsyncRuntime(#[source] std::io::Error),
+}
+
+impl From<Error> for flspec::Error {
+    fn from(e: Error) -> Self {
+        flspec::Error::Runtime(Box::new(e))
+    }
+}
+
+impl Error {
+    /// The error of a failed gRPC call, with TLS failures explained.
+    pub(crate) fn from_status(status: &tonic::Status, peer: &str) -> Self {
+        if let Some(reason) = crate::tls::explain_error(status) {
+            return Error::Tls {
+                peer: peer.to_string(),
+                reason,
+            };
+        }
+        match status.code() {
+            tonic::Code::Unavailable | tonic::Code::Unknown
+                if status.message().contains("transport") =>
+            {
+                Error::Connect {
+                    addr: peer.to_string(),
+                    reason: status.message().to_string(),
+                }
+            }
+            code => Error::Rpc {
+                code,
+                message: status.message().to_string(),
+            },
+        }
+    }
+}

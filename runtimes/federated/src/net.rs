@@ -1,0 +1,301 @@
+//! Connections: the director's TLS acceptor and the client side's TLS connector.
+//!
+//! TLS is done here with tokio-rustls, outside tonic, so that a refused handshake is logged on
+//! the director with its reason, the verified peer identity reaches the service as connection
+//! info, and a client sees rustls's own error (explained by [`crate::tls::explain`]).
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hyper_util::rt::TokioIo;
+use rustls::ServerConfig;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::server::Connected;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+use crate::tls::{PeerIdentity, TlsConfig, identity_of};
+use crate::{Error, Result};
+
+/// How long a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// HTTP/2 flow-control windows: large enough that a 10 MB state streams without stalls.
+pub(crate) const STREAM_WINDOW: u32 = 8 << 20;
+pub(crate) const CONNECTION_WINDOW: u32 = 32 << 20;
+
+/// One of two streams.
+pub(crate) enum Either<A, B> {
+    A(A),
+    B(B),
+}
+
+impl<A: AsyncRead + Unpin, B: AsyncRead + Unpin> AsyncRead for Either<A, B> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Either::A(a) => Pin::new(a).poll_read(cx, buf),
+            Either::B(b) => Pin::new(b).poll_read(cx, buf),
+        }
+    }
+}
+
+impl<A: AsyncWrite + Unpin, B: AsyncWrite + Unpin> AsyncWrite for Either<A, B> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Either::A(a) => Pin::new(a).poll_write(cx, buf),
+            Either::B(b) => Pin::new(b).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Either::A(a) => Pin::new(a).poll_flush(cx),
+            Either::B(b) => Pin::new(b).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Either::A(a) => Pin::new(a).poll_shutdown(cx),
+            Either::B(b) => Pin::new(b).poll_shutdown(cx),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Either::A(a) => Pin::new(a).poll_write_vectored(cx, bufs),
+            Either::B(b) => Pin::new(b).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Either::A(a) => a.is_write_vectored(),
+            Either::B(b) => b.is_write_vectored(),
+        }
+    }
+}
+
+/// Who is on the other end of a director's connection.
+#[derive(Debug, Clone)]
+pub(crate) struct PeerInfo {
+    /// The peer's address.
+    pub addr: SocketAddr,
+    /// The identity in its verified certificate; `None` in plaintext mode.
+    pub identity: Option<PeerIdentity>,
+}
+
+/// An accepted connection of the director.
+pub(crate) struct ServerConn {
+    io: Either<tokio_rustls::server::TlsStream<TcpStream>, TcpStream>,
+    info: PeerInfo,
+}
+
+impl AsyncRead for ServerConn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for ServerConn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+}
+
+impl Connected for ServerConn {
+    type ConnectInfo = PeerInfo;
+
+    fn connect_info(&self) -> PeerInfo {
+        self.info.clone()
+    }
+}
+
+/// Accepts connections on `listener`, doing the TLS handshake (if `tls`) off the accept loop.
+/// A refused handshake is logged with its reason and never reaches the service.
+pub(crate) fn incoming(
+    listener: TcpListener,
+    tls: Option<Arc<ServerConfig>>,
+) -> ReceiverStream<io::Result<ServerConn>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    tokio::spawn(async move {
+        loop {
+            let (tcp, addr) = match listener.accept().await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            let conn_tx = tx.clone();
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let conn = match acceptor {
+                    None => ServerConn {
+                        io: Either::B(tcp),
+                        info: PeerInfo {
+                            addr,
+                            identity: None,
+                        },
+                    },
+                    Some(acceptor) => {
+                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                            Ok(Ok(tls)) => {
+                                let identity = tls
+                                    .get_ref()
+                                    .1
+                                    .peer_certificates()
+                                    .and_then(|c| c.first())
+                                    .and_then(|c| identity_of(c));
+                                ServerConn {
+                                    io: Either::A(tls),
+                                    info: PeerInfo { addr, identity },
+                                }
+                            }
+                            Ok(Err(e)) => {
+                                let reason =
+                                    crate::tls::explain_error(&e).unwrap_or_else(|| e.to_string());
+                                tracing::warn!(peer = %addr, %reason, "refused a TLS connection");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::warn!(peer = %addr, "refused a connection: the TLS handshake took over 10 s");
+                                return;
+                            }
+                        }
+                    }
+                };
+                let _ = conn_tx.send(Ok(conn)).await;
+            });
+            if tx.is_closed() {
+                return;
+            }
+        }
+    });
+    ReceiverStream::new(rx)
+}
+
+/// Splits `HOST:PORT` (or `[v6]:PORT`) into the host and the whole address.
+pub(crate) fn host_of(addr: &str) -> Result<&str> {
+    let (host, port) = addr.rsplit_once(':').ok_or_else(|| Error::Address {
+        addr: addr.to_string(),
+    })?;
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(Error::Address {
+            addr: addr.to_string(),
+        });
+    }
+    Ok(host.trim_start_matches('[').trim_end_matches(']'))
+}
+
+/// Connects to the director at `addr` (TLS per `tls`). The TCP and TLS handshakes happen now,
+/// so an unreachable director or a refused director certificate fails here.
+///
+/// # Errors
+/// [`Error::Address`], [`Error::TlsConfig`], [`Error::Tls`] (with the reason) or
+/// [`Error::Connect`].
+pub(crate) async fn connect(addr: &str, tls: &TlsConfig) -> Result<Channel> {
+    let host = host_of(addr)?;
+    let client_tls = tls.client_config(host)?;
+    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|_| Error::Address {
+            addr: addr.to_string(),
+        })?
+        .connect_timeout(Duration::from_secs(10))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(20))
+        .keep_alive_while_idle(true)
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW);
+    let target = addr.to_string();
+    let connector = tower::service_fn(move |_: Uri| {
+        let client_tls = client_tls.clone();
+        let target = target.clone();
+        async move {
+            let tcp = TcpStream::connect(&target).await?;
+            tcp.set_nodelay(true)?;
+            let io = match client_tls {
+                Some((config, name)) => Either::A(
+                    tokio_rustls::TlsConnector::from(config)
+                        .connect(name, tcp)
+                        .await?,
+                ),
+                None => Either::B(tcp),
+            };
+            Ok::<_, io::Error>(TokioIo::new(io))
+        }
+    });
+    endpoint
+        .connect_with_connector(connector)
+        .await
+        .map_err(|e| match crate::tls::explain_error(&e) {
+            Some(reason) => Error::Tls {
+                peer: addr.to_string(),
+                reason,
+            },
+            None => Error::Connect {
+                addr: addr.to_string(),
+                reason: error_chain(&e),
+            },
+        })
+}
+
+/// An error and its sources, joined with `: `.
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(s) = next {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        next = s.source();
+    }
+    out
+}

@@ -1,0 +1,436 @@
+//! Flows shared by the test binary `fed-testbin` and the integration tests.
+#![allow(dead_code, missing_docs)]
+
+use std::time::Duration;
+
+use flspec::prelude::*;
+use flspec_federated::Registry;
+
+/// A value that lives only in a collaborator's private state. Tests prove it never appears in
+/// the bytes on the wire.
+pub fn private_marker(name: &str) -> String {
+    format!("PRIVATE-MARKER-{name}-7f3a9c")
+}
+
+/// A value that lives only in the aggregator's private state.
+pub const AGGREGATOR_MARKER: &str = "AGGREGATOR-PRIVATE-MARKER-51d0";
+
+/// A value that travels in the shared state (proves the recording sees payloads).
+pub const SHARED_MARKER: &str = "SHARED-VISIBLE-VALUE-0b7e";
+
+/// A site's private state.
+pub struct Site {
+    pub secret: u64,
+    pub marker: String,
+    pub visits: u32,
+}
+
+impl Site {
+    pub fn new(name: &str) -> Self {
+        Site {
+            secret: name.bytes().map(u64::from).sum(),
+            marker: private_marker(name),
+            visits: 0,
+        }
+    }
+}
+
+/// The aggregator's private state.
+pub struct AggSecret {
+    pub marker: String,
+}
+
+impl AggSecret {
+    pub fn new() -> Self {
+        AggSecret {
+            marker: AGGREGATOR_MARKER.to_string(),
+        }
+    }
+}
+
+/// Fan-out to every collaborator and a join.
+#[derive(Clone, Default, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FanOutFlow {
+    pub greeting: String,
+    pub value: u64,
+    pub marker_len: usize,
+    pub total: u64,
+    pub names: Vec<String>,
+    pub agg_marker_len: usize,
+}
+
+#[flow(collaborator = Site, aggregator = AggSecret)]
+impl FanOutFlow {
+    #[aggregator]
+    fn start(&mut self, ctx: &Ctx, agg: &mut AggSecret) -> Next<Self> {
+        self.greeting = SHARED_MARKER.to_string();
+        self.agg_marker_len = agg.marker.len();
+        next!(self.contribute, foreach = ctx.collaborators())
+    }
+
+    #[collaborator]
+    fn contribute(&mut self, ctx: &Ctx, site: &mut Site) -> Next<Self> {
+        tracing::info!(site = ctx.name(), "contributing to the sum");
+        self.value = site.secret * 2 + ctx.name().len() as u64;
+        self.marker_len = site.marker.len();
+        next!(self.join)
+    }
+
+    #[aggregator]
+    fn join(&mut self, inputs: Inputs<Self>) -> Next<Self> {
+        self.total = inputs.iter().map(|i| i.value + i.marker_len as u64).sum();
+        self.names = inputs.names().map(str::to_string).collect();
+        next!(self.end)
+    }
+
+    #[aggregator]
+    fn end(&mut self) {}
+}
+
+/// Three rounds of fan-out and join; the sites keep a visit count in private state.
+#[derive(Clone, Default, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LoopFlow {
+    pub rounds: u32,
+    pub round: u32,
+    pub model: f64,
+    pub local: f64,
+    pub visits: u32,
+    pub history: Vec<f64>,
+}
+
+#[flow(collaborator = Site)]
+impl LoopFlow {
+    #[aggregator]
+    fn start(&mut self, ctx: &Ctx) -> Next<Self> {
+        if self.rounds == 0 {
+            self.rounds = 3;
+        }
+        next!(
+            self.train,
+            foreach = ctx.collaborators(),
+            exclude = [history]
+        )
+    }
+
+    #[collaborator]
+    fn train(&mut self, site: &mut Site) -> Next<Self> {
+        site.visits += 1;
+        self.visits = site.visits;
+        self.local = self.model * 0.5 + site.secret as f64 / 100.0;
+        next!(self.validate)
+    }
+
+    #[collaborator]
+    fn validate(&mut self) -> Next<Self> {
+        self.local += 0.25;
+        next!(self.join, include = [local, visits])
+    }
+
+    #[aggregator]
+    fn join(&mut self, inputs: Inputs<Self>) -> Next<Self> {
+        self.model = inputs.iter().map(|i| i.local).sum::<f64>() / inputs.len() as f64;
+        self.visits = inputs.iter().map(|i| i.visits).sum();
+        self.history.push(self.model);
+        self.round += 1;
+        if self.round < self.rounds {
+            next!(self.train, foreach = inputs.names(), exclude = [history])
+        } else {
+            next!(self.end)
+        }
+    }
+
+    #[aggregator]
+    fn end(&mut self) {}
+}
+
+/// `exclude`/`include` on every kind of transition.
+#[derive(Clone, Default, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FilterFlow {
+    pub a: u32,
+    pub b: u32,
+    pub c: u32,
+    pub d: u32,
+    pub seen_by_collab: Vec<u32>,
+    pub seen_by_join: Vec<u32>,
+}
+
+#[flow]
+impl FilterFlow {
+    #[aggregator]
+    fn start(&mut self) -> Next<Self> {
+        self.a = 10;
+        self.b = 20;
+        next!(self.middle, exclude = [a])
+    }
+
+    #[aggregator]
+    fn middle(&mut self, ctx: &Ctx) -> Next<Self> {
+        self.a += 1;
+        self.c = 30;
+        self.d = 40;
+        next!(self.first, foreach = ctx.collaborators(), include = [b, c])
+    }
+
+    #[collaborator]
+    fn first(&mut self) -> Next<Self> {
+        self.seen_by_collab = vec![self.a, self.b, self.c, self.d];
+        self.a = 1;
+        self.d = 4;
+        next!(self.second, exclude = [a])
+    }
+
+    #[collaborator]
+    fn second(&mut self) -> Next<Self> {
+        self.seen_by_collab.extend([self.a, self.b, self.c, self.d]);
+        self.b += 100;
+        next!(self.join, exclude = [c])
+    }
+
+    #[aggregator]
+    fn join(&mut self, inputs: Inputs<Self>) -> Next<Self> {
+        for i in &inputs {
+            self.seen_by_join.extend([i.a, i.b, i.c, i.d]);
+            self.seen_by_join.extend(i.seen_by_collab.iter().copied());
+        }
+        next!(self.end)
+    }
+
+    #[aggregator]
+    fn end(&mut self) {}
+}
+
+/// A fan-out to a subset of the collaborators, then to all of them.
+#[derive(Clone, Default, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SubsetFlow {
+    pub picked: Vec<String>,
+    pub value: u64,
+    pub first: Vec<(String, u64)>,
+    pub second: Vec<(String, u64)>,
+}
+
+#[flow(collaborator = Site)]
+impl SubsetFlow {
+    #[aggregator]
+    fn start(&mut self, ctx: &Ctx) -> Next<Self> {
+        self.picked = ctx.collaborators().iter().rev().take(1).cloned().collect();
+        next!(self.work, foreach = self.picked.clone())
+    }
+
+    #[collaborator]
+    fn work(&mut self, site: &mut Site) -> Next<Self> {
+        site.visits += 1;
+        self.value = site.secret + u64::from(site.visits) * 1000;
+        next!(self.join_some)
+    }
+
+    #[aggregator]
+    fn join_some(&mut self, ctx: &Ctx, inputs: Inputs<Self>) -> Next<Self> {
+        self.first = inputs
+            .iter()
+            .map(|i| (i.name().to_string(), i.value))
+            .collect();
+        next!(self.work_all, foreach = ctx.collaborators())
+    }
+
+    #[collaborator]
+    fn work_all(&mut self, site: &mut Site) -> Next<Self> {
+        site.visits += 1;
+        self.value = site.secret + u64::from(site.visits) * 1000;
+        next!(self.join_all)
+    }
+
+    #[aggregator]
+    fn join_all(&mut self, inputs: Inputs<Self>) -> Next<Self> {
+        self.second = inputs
+            .iter()
+            .map(|i| (i.name().to_string(), i.value))
+            .collect();
+        next!(self.end)
+    }
+
+    #[aggregator]
+    fn end(&mut self) {}
+}
+
+/// One collaborator (`slow`) sleeps in its step, so a test can kill its envoy meanwhile. Does
+/// not tolerate dropouts.
+#[derive(Clone, Default, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SlowFlow {
+    pub slow: String,
+    pub sleep_ms: u64,
+    pub arrived: Vec<String>,
+}
+
+#[flow]
+impl SlowFlow {
+    #[aggregator]
+    fn start(&mut self, ctx: &Ctx) -> Next<Self> {
+        next!(self.work, foreach = ctx.collaborators())
+    }
+
+    #[collaborator]
+    fn work(&mut self, ctx: &Ctx) -> Next<Self> {
+        if ctx.name() == self.slow {
+            std::thread::sleep(Duration::from_millis(self.sleep_ms));
+        }
+        next!(self.join)
+    }
+
+    #[aggregator]
+    fn join(&mut self, inputs: Inputs<Self>) -> Next<Self> {
+        self.arrived = inputs.names().map(str::to_string).collect();
+        next!(self.end)
+    }
+
+    #[aggregator]
+    fn end(&mut self) {}
+}
+
+/// As [`SlowFlow`], tolerating dropouts.
+#[derive(Clone, Default, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SlowDropFlow {
+    pub slow: String,
+    pub sleep_ms: u64,
+    pub arrived: Vec<String>,
+}
+
+#[flow(tolerate_dropouts)]
+impl SlowDropFlow {
+    #[aggregator]
+    fn start(&mut self, ctx: &Ctx) -> Next<Self> {
+        next!(self.work, foreach = ctx.collaborators())
+    }
+
+    #[collaborator]
+    fn work(&mut self, ctx: &Ctx) -> Next<Self> {
+        if ctx.name() == self.slow {
+            std::thread::sleep(Duration::from_millis(self.sleep_ms));
+        }
+        next!(self.join)
+    }
+
+    #[aggregator]
+    fn join(&mut self, inputs: Inputs<Self>) -> Next<Self> {
+        self.arrived = inputs.names().map(str::to_string).collect();
+        next!(self.end)
+    }
+
+    #[aggregator]
+    fn end(&mut self) {}
+}
+
+/// A state with a large payload, for the benchmark.
+#[derive(Clone, Default, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PayloadFlow {
+    pub rounds: u32,
+    pub round: u32,
+    pub payload: Vec<u8>,
+    pub checksum: u64,
+}
+
+#[flow]
+impl PayloadFlow {
+    #[aggregator]
+    fn start(&mut self, ctx: &Ctx) -> Next<Self> {
+        next!(self.touch, foreach = ctx.collaborators())
+    }
+
+    #[collaborator]
+    fn touch(&mut self) -> Next<Self> {
+        if let Some(b) = self.payload.first_mut() {
+            *b = b.wrapping_add(1);
+        }
+        next!(self.join)
+    }
+
+    #[aggregator]
+    fn join(&mut self, ctx: &Ctx, inputs: Inputs<Self>) -> Next<Self> {
+        self.checksum += inputs
+            .iter()
+            .map(|i| u64::from(i.payload.first().copied().unwrap_or(0)))
+            .sum::<u64>();
+        self.round += 1;
+        if self.round < self.rounds {
+            next!(self.touch, foreach = ctx.collaborators())
+        } else {
+            next!(self.end)
+        }
+    }
+
+    #[aggregator]
+    fn end(&mut self) {}
+}
+
+/// Another version of [`FanOutFlow`] (one more step): a participant built with it has another
+/// fingerprint.
+pub mod v2 {
+    use flspec::prelude::*;
+
+    use super::{AggSecret, Site};
+
+    #[derive(Clone, Default, Debug, PartialEq, Serialize, Deserialize)]
+    pub struct FanOutFlow {
+        pub greeting: String,
+        pub value: u64,
+        pub marker_len: usize,
+        pub total: u64,
+        pub names: Vec<String>,
+        pub agg_marker_len: usize,
+    }
+
+    #[flow(collaborator = Site, aggregator = AggSecret)]
+    impl FanOutFlow {
+        #[aggregator]
+        fn start(&mut self, ctx: &Ctx) -> Next<Self> {
+            next!(self.contribute, foreach = ctx.collaborators())
+        }
+
+        #[collaborator]
+        fn contribute(&mut self, site: &mut Site) -> Next<Self> {
+            self.value = site.secret;
+            next!(self.double)
+        }
+
+        #[collaborator]
+        fn double(&mut self) -> Next<Self> {
+            self.value *= 2;
+            next!(self.join)
+        }
+
+        #[aggregator]
+        fn join(&mut self, inputs: Inputs<Self>) -> Next<Self> {
+            self.total = inputs.iter().map(|i| i.value).sum();
+            next!(self.end)
+        }
+
+        #[aggregator]
+        fn end(&mut self) {}
+    }
+}
+
+/// The test flows for envoys (`variant` `v2` swaps in the other version of `FanOutFlow`).
+pub fn envoy_registry(variant: Option<&str>) -> Registry {
+    let r = Registry::new()
+        .flow::<LoopFlow>(Site::new)
+        .flow::<FilterFlow>(|_| ())
+        .flow::<SubsetFlow>(Site::new)
+        .flow::<SlowFlow>(|_| ())
+        .flow::<SlowDropFlow>(|_| ())
+        .flow::<PayloadFlow>(|_| ());
+    match variant {
+        Some("v2") => r.flow::<v2::FanOutFlow>(Site::new),
+        _ => r.flow::<FanOutFlow>(Site::new),
+    }
+}
+
+/// The test flows for the director.
+pub fn director_registry() -> Registry {
+    Registry::new()
+        .aggregator::<FanOutFlow>(AggSecret::new)
+        .aggregator::<LoopFlow>(|| ())
+        .aggregator::<FilterFlow>(|| ())
+        .aggregator::<SubsetFlow>(|| ())
+        .aggregator::<SlowFlow>(|| ())
+        .aggregator::<SlowDropFlow>(|| ())
+        .aggregator::<PayloadFlow>(|| ())
+}
