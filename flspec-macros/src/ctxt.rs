@@ -22,11 +22,6 @@ impl Ctxt {
         self.push(syn::Error::new_spanned(at.into_token_stream(), msg));
     }
 
-    /// Records an error at a span.
-    pub fn error_at(&self, span: proc_macro2::Span, msg: impl Display) {
-        self.push(syn::Error::new(span, msg));
-    }
-
     /// Records a parse error.
     pub fn syn_error(&self, err: syn::Error) {
         self.push(err);

@@ -4,7 +4,7 @@
 //! `next!(..)` becomes a call to a generated transition constructor,
 //! `Self::__flspec_next_<id>(..)`, which `expand` defines.
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::TokenStream;
 use quote::{ToTokens, format_ident, quote_spanned};
 use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
@@ -193,6 +193,11 @@ fn strip_flow_syntax(item: &mut ItemImpl) {
                 failed: false,
             };
             rewriter.visit_block_mut(&mut method.block);
+            if rewriter.calls > 0 {
+                method
+                    .attrs
+                    .push(syn::parse_quote!(#[allow(unused_variables)]));
+            }
         }
     }
 }
@@ -329,7 +334,10 @@ fn step_params(cx: &Ctxt, def: &FlowDef, method: &ImplItemFn, role: Role) -> Vec
     if !receiver_ok {
         cx.error_spanned_by(
             &sig.ident,
-            format_args!("step `{}` must take `&mut self`", sig.ident),
+            format_args!(
+                "step `{}` has no `self`; give it `&mut self` as its first parameter",
+                sig.ident
+            ),
         );
     }
     params
@@ -409,30 +417,42 @@ fn param_kind(cx: &Ctxt, def: &FlowDef, ty: &Type, role: Role) -> Option<ParamKi
 }
 
 fn param_options(def: &FlowDef, role: Role) -> String {
-    match role {
-        Role::Aggregator => {
-            let private = match &def.aggregator_ty {
-                Some(t) => format!(", `&mut {}`", type_str(t)),
-                None => String::new(),
-            };
-            format!("aggregator steps may take `&Ctx`, `Inputs<Self>` (joins){private}")
-        }
-        Role::Collaborator => {
-            let private = match &def.collaborator_ty {
-                Some(t) => format!(" and `&mut {}`", type_str(t)),
-                None => String::new(),
-            };
-            format!("collaborator steps may take `&Ctx`{private}")
-        }
+    let (mut options, private) = match role {
+        Role::Aggregator => (
+            vec!["`&Ctx`".to_owned(), "`Inputs<Self>` (joins)".to_owned()],
+            &def.aggregator_ty,
+        ),
+        Role::Collaborator => (vec!["`&Ctx`".to_owned()], &def.collaborator_ty),
+    };
+    if let Some(t) = private {
+        options.push(format!("`&mut {}`", type_str(t)));
+    }
+    format!(
+        "{} steps may take {}",
+        role.as_str(),
+        one_of(&options, "and")
+    )
+}
+
+/// `a`, `a and b`, `a, b and c`.
+fn one_of(items: &[String], conj: &str) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} {conj} {last}", init.join(", ")),
     }
 }
 
 /// Finds `next!(..)` calls in a method body, records them and rewrites them.
 struct NextRewriter<'a> {
-    cx: &'a Ctxt,
+    /// Where errors go; `None` when `#[flow]` already gave up on the impl and only strips it.
+    cx: Option<&'a Ctxt>,
     from: Ident,
     transitions: &'a mut Vec<Transition>,
+    /// Every `next!` seen, including those whose arguments did not parse.
     calls: usize,
+    /// Whether a `next!` did not parse (and became `panic!()`).
+    failed: bool,
 }
 
 fn is_next_macro(mac: &Macro) -> bool {
@@ -446,8 +466,22 @@ impl NextRewriter<'_> {
         let span = mac.span();
         let id = self.transitions.len();
         let ctor = format_ident!("__flspec_next_{}", id, span = span);
-        match syn::parse2::<NextArgs>(mac.tokens.clone()) {
-            Ok(args) => {
+        let parsed = if mac.tokens.is_empty() {
+            Err(syn::Error::new_spanned(
+                mac,
+                "`next!` needs the step to go to, e.g. `next!(self.train)`",
+            ))
+        } else {
+            // `parse_body` reports a missing token at the closing delimiter, not at `#[flow]`.
+            mac.parse_body::<NextArgs>()
+        };
+        match (parsed, self.cx) {
+            (Ok(args), cx) => {
+                if let Some(cx) = cx {
+                    for e in args.errors {
+                        cx.syn_error(e);
+                    }
+                }
                 let call = match &args.foreach {
                     Some(e) => quote_spanned!(span=> Self::#ctor(#e)),
                     None => quote_spanned!(span=> Self::#ctor()),
@@ -458,10 +492,17 @@ impl NextRewriter<'_> {
                     foreach: args.foreach,
                     fields: args.fields,
                 });
+                if self.cx.is_none() {
+                    return syn::parse2(quote_spanned!(span=> ::core::panic!()))
+                        .expect("panic!() parses");
+                }
                 syn::parse2(call).expect("a path call parses as an expression")
             }
-            Err(e) => {
-                self.cx.syn_error(e);
+            (Err(e), cx) => {
+                if let Some(cx) = cx {
+                    cx.syn_error(e);
+                }
+                self.failed = true;
                 syn::parse2(quote_spanned!(span=> ::core::panic!())).expect("panic!() parses")
             }
         }
@@ -492,11 +533,19 @@ impl VisitMut for NextRewriter<'_> {
 }
 
 /// The arguments of `next!`: `self.step` then `foreach = ..`, `exclude = [..]`, `include = [..]`.
+///
+/// Malformed syntax and unknown arguments fail the parse. A mistake in well-formed arguments (a
+/// repeated argument, a field listed twice, both `exclude` and `include`) is kept in `errors`
+/// and the transition is still recorded, so that the graph checks see the whole graph and do
+/// not report a "never calls `next!`" or "unreachable" that is only a consequence.
 struct NextArgs {
     target: Ident,
     foreach: Option<Expr>,
     fields: Fields,
+    errors: Vec<syn::Error>,
 }
+
+const TARGET_HELP: &str = "expected `self.<step>`, e.g. `next!(self.train)`";
 
 impl Parse for NextArgs {
     fn parse(input: ParseStream) -> syn::Result<Self> {
@@ -506,20 +555,13 @@ impl Parse for NextArgs {
                 match &f.member {
                     syn::Member::Named(ident) => ident.clone(),
                     syn::Member::Unnamed(_) => {
-                        return Err(syn::Error::new_spanned(
-                            &target,
-                            "expected `self.<step>`, e.g. `next!(self.train)`",
-                        ));
+                        return Err(syn::Error::new_spanned(&target, TARGET_HELP));
                     }
                 }
             }
-            _ => {
-                return Err(syn::Error::new_spanned(
-                    &target,
-                    "expected `self.<step>`, e.g. `next!(self.train)`",
-                ));
-            }
+            _ => return Err(syn::Error::new_spanned(&target, TARGET_HELP)),
         };
+        let mut errors = Vec::new();
         let mut foreach = None;
         let mut exclude: Option<(Ident, Vec<Ident>)> = None;
         let mut include: Option<(Ident, Vec<Ident>)> = None;
@@ -532,39 +574,58 @@ impl Parse for NextArgs {
             input.parse::<Token![=]>()?;
             match key.to_string().as_str() {
                 "foreach" => {
+                    let list = input.parse::<Expr>()?;
                     if foreach.is_some() {
-                        return Err(syn::Error::new_spanned(&key, "duplicate `foreach`"));
+                        errors.push(syn::Error::new_spanned(
+                            &key,
+                            "duplicate `foreach`; give one list of collaborators",
+                        ));
+                    } else {
+                        foreach = Some(list);
                     }
-                    foreach = Some(input.parse::<Expr>()?);
                 }
                 "exclude" | "include" => {
                     let content;
                     syn::bracketed!(content in input);
-                    let fields: Punctuated<Ident, Token![,]> =
+                    let listed: Punctuated<Ident, Token![,]> =
                         content.parse_terminated(Ident::parse, Token![,])?;
-                    let fields: Vec<Ident> = fields.into_iter().collect();
-                    for (i, f) in fields.iter().enumerate() {
-                        if fields[..i].contains(f) {
-                            return Err(syn::Error::new_spanned(
-                                f,
-                                format_args!("field `{f}` is listed twice"),
+                    let mut fields: Vec<Ident> = Vec::new();
+                    for f in listed {
+                        if fields.contains(&f) {
+                            errors.push(syn::Error::new_spanned(
+                                &f,
+                                format_args!("field `{f}` is listed twice; remove one"),
                             ));
+                        } else {
+                            fields.push(f);
                         }
                     }
-                    let slot = if key == "exclude" {
-                        &mut exclude
+                    let (slot, other, other_key) = if key == "exclude" {
+                        (&mut exclude, &include, "include")
                     } else {
-                        &mut include
+                        (&mut include, &exclude, "exclude")
                     };
                     if slot.is_some() {
-                        return Err(syn::Error::new_spanned(
+                        errors.push(syn::Error::new_spanned(
                             &key,
-                            format_args!("duplicate `{key}`"),
+                            format_args!(
+                                "duplicate `{key}`; list all its fields in one `{key} = [..]`"
+                            ),
                         ));
+                    } else if other.is_some() {
+                        errors.push(syn::Error::new_spanned(
+                            &key,
+                            format_args!(
+                                "a transition takes either `exclude` or `include`, not both; remove `{key}` or `{other_key}`"
+                            ),
+                        ));
+                    } else {
+                        *slot = Some((key, fields));
                     }
-                    *slot = Some((key, fields));
                 }
                 _ => {
+                    // Not a soft error: a misspelt `foreach` would otherwise be checked as a
+                    // transition without a fan-out.
                     return Err(syn::Error::new_spanned(
                         &key,
                         format_args!(
@@ -575,13 +636,7 @@ impl Parse for NextArgs {
             }
         }
         let fields = match (exclude, include) {
-            (Some(_), Some((key, _))) => {
-                return Err(syn::Error::new_spanned(
-                    key,
-                    "use either `exclude` or `include` on a transition, not both",
-                ));
-            }
-            (Some((_, f)), None) => Fields::Exclude(f),
+            (Some((_, f)), _) => Fields::Exclude(f),
             (None, Some((_, f))) => Fields::Include(f),
             (None, None) => Fields::All,
         };
@@ -589,6 +644,94 @@ impl Parse for NextArgs {
             target,
             foreach,
             fields,
+            errors,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn next_args(tokens: TokenStream) -> syn::Result<NextArgs> {
+        syn::parse2(tokens)
+    }
+
+    fn messages(errors: &[syn::Error]) -> Vec<String> {
+        errors.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn tidy_tokens_writes_types_as_users_do() {
+        assert_eq!(type_str(quote::quote!(&mut Site)), "&mut Site");
+        assert_eq!(
+            type_str(quote::quote!(&mut std::collections::HashMap<String, Vec<u8>>)),
+            "&mut std::collections::HashMap<String, Vec<u8>>"
+        );
+        assert_eq!(type_str(quote::quote!(&self)), "&self");
+    }
+
+    #[test]
+    fn one_of_lists_options() {
+        let s = |v: &[&str]| v.iter().map(ToString::to_string).collect::<Vec<_>>();
+        assert_eq!(one_of(&s(&["a"]), "and"), "a");
+        assert_eq!(one_of(&s(&["a", "b"]), "and"), "a and b");
+        assert_eq!(one_of(&s(&["a", "b", "c"]), "or"), "a, b or c");
+    }
+
+    #[test]
+    fn next_args_full_form() {
+        let args = next_args(quote::quote!(
+            self.train,
+            foreach = ctx.collaborators(),
+            exclude = [a, b,]
+        ))
+        .expect("parses");
+        assert_eq!(args.target, "train");
+        assert!(args.foreach.is_some());
+        assert!(matches!(&args.fields, Fields::Exclude(f) if f.len() == 2));
+        assert!(args.errors.is_empty());
+    }
+
+    #[test]
+    fn next_args_mistakes_keep_the_transition() {
+        let args = next_args(quote::quote!(
+            self.join,
+            include = [a, a],
+            exclude = [b],
+            foreach = x,
+            foreach = y
+        ))
+        .expect("well-formed arguments parse");
+        assert_eq!(args.target, "join");
+        assert!(matches!(&args.fields, Fields::Include(f) if f.len() == 1));
+        let msgs = messages(&args.errors);
+        assert_eq!(msgs.len(), 3, "{msgs:?}");
+        assert!(msgs[0].contains("listed twice"));
+        assert!(msgs[1].contains("either `exclude` or `include`"));
+        assert!(msgs[2].contains("duplicate `foreach`"));
+    }
+
+    #[test]
+    fn next_args_unknown_argument_fails() {
+        let err = next_args(quote::quote!(self.train, for_each = names))
+            .err()
+            .expect("rejected");
+        assert!(
+            err.to_string()
+                .contains("unknown `next!` argument `for_each`")
+        );
+    }
+
+    #[test]
+    fn next_args_needs_a_self_field() {
+        for tokens in [
+            quote::quote!(train),
+            quote::quote!(self.0),
+            quote::quote!(other.train),
+        ] {
+            let err = next_args(tokens).err().expect("rejected");
+            assert!(err.to_string().contains("expected `self.<step>`"));
+        }
     }
 }

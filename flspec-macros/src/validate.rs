@@ -54,9 +54,11 @@ fn check_start_and_end(cx: &Ctxt, def: &FlowDef) {
                     def.name
                 ),
             ),
-            Some(s) if s.role != Role::Aggregator => cx.error_at(
-                s.role_span,
-                format_args!("`{name}` must be an `#[aggregator]` step"),
+            Some(s) if s.role != Role::Aggregator => cx.error_spanned_by(
+                &s.role_attr,
+                format_args!(
+                    "`{name}` is the {what} step of the flow and runs on the aggregator; mark it `#[aggregator]`"
+                ),
             ),
             Some(s) if s.is_join() => cx.error_spanned_by(
                 &s.ident,
@@ -142,7 +144,15 @@ fn check_transition(cx: &Ctxt, def: &FlowDef, index: &HashMap<String, usize>, t:
 }
 
 fn unknown_target(cx: &Ctxt, def: &FlowDef, t: &Transition) {
-    if def.helpers.iter().any(|h| *h == t.target) {
+    if t.target == "start" || t.target == "end" {
+        // `check_start_and_end` reported the missing step.
+        return;
+    }
+    if def.helpers.contains(&t.target) {
+        if def.transitions.iter().any(|u| u.from == t.target) {
+            // The helper calls `next!`: `parse` already said to give it a role.
+            return;
+        }
         cx.error_spanned_by(
             &t.target,
             format_args!(
@@ -164,7 +174,7 @@ fn unknown_target(cx: &Ctxt, def: &FlowDef, t: &Transition) {
 
 fn check_steps_have_transitions(cx: &Ctxt, def: &FlowDef) {
     for s in &def.steps {
-        if s.ident != "end" && !def.transitions.iter().any(|t| t.from == s.ident) {
+        if s.ident != "end" && s.next_calls == 0 {
             cx.error_spanned_by(
                 &s.ident,
                 format_args!(
@@ -183,16 +193,30 @@ fn check_reachable(cx: &Ctxt, def: &FlowDef, index: &HashMap<String, usize>) {
     let mut seen = vec![false; def.steps.len()];
     let mut queue = VecDeque::from([start]);
     seen[start] = true;
+    // Whether a reachable step has an exit the graph does not know (a `next!` that did not
+    // parse, an unknown target) or none at all. Then the steps after it look unreachable only
+    // because of that mistake, which is reported on its own: say nothing more.
+    let mut incomplete = false;
     while let Some(i) = queue.pop_front() {
         let from: &Step = &def.steps[i];
+        let mut known = 0;
         for t in def.transitions.iter().filter(|t| t.from == from.ident) {
-            if let Some(&j) = index.get(&t.target.to_string())
-                && !seen[j]
-            {
-                seen[j] = true;
-                queue.push_back(j);
+            known += 1;
+            match index.get(&t.target.to_string()) {
+                Some(&j) if !seen[j] => {
+                    seen[j] = true;
+                    queue.push_back(j);
+                }
+                Some(_) => {}
+                None => incomplete = true,
             }
         }
+        if known < from.next_calls || (from.next_calls == 0 && from.ident != "end") {
+            incomplete = true;
+        }
+    }
+    if incomplete {
+        return;
     }
     for (i, s) in def.steps.iter().enumerate() {
         if !seen[i] && index.get(&s.ident.to_string()) == Some(&i) {
@@ -204,5 +228,98 @@ fn check_reachable(cx: &Ctxt, def: &FlowDef, index: &HashMap<String, usize>) {
                 ),
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::ctxt::Ctxt;
+    use crate::{parse, validate};
+
+    /// The messages `#[flow]` reports for an impl block, in order.
+    fn errors(item: proc_macro2::TokenStream) -> Vec<String> {
+        let cx = Ctxt::new();
+        let args = parse::flow_args(&cx, proc_macro2::TokenStream::new());
+        let mut item: syn::ItemImpl = syn::parse2(item).expect("an impl block");
+        if let Some(def) = parse::flow_def(&cx, args, &mut item) {
+            validate::check(&cx, &def);
+        }
+        match cx.finish() {
+            Ok(()) => Vec::new(),
+            Err(e) => e.into_iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_valid_flow_has_no_errors() {
+        let errs = errors(quote::quote! {
+            impl F {
+                #[aggregator]
+                fn start(&mut self, ctx: &Ctx) -> Next<Self> { next!(self.a, foreach = ctx.collaborators()) }
+                #[collaborator]
+                fn a(&mut self) -> Next<Self> { next!(self.join) }
+                #[aggregator]
+                fn join(&mut self, inputs: Inputs<Self>) -> Next<Self> {
+                    if inputs.is_empty() { next!(self.end) } else { next!(self.a, foreach = inputs.names()) }
+                }
+                #[aggregator]
+                fn end(&mut self) {}
+            }
+        });
+        assert!(errs.is_empty(), "{errs:?}");
+    }
+
+    #[test]
+    fn an_unknown_target_is_reported_once() {
+        let errs = errors(quote::quote! {
+            impl F {
+                #[aggregator]
+                fn start(&mut self) -> Next<Self> { next!(self.middle) }
+                #[aggregator]
+                fn middle(&mut self) -> Next<Self> { next!(self.edn) }
+                #[aggregator]
+                fn end(&mut self) {}
+            }
+        });
+        assert_eq!(
+            errs,
+            ["unknown step `edn`; steps in this flow: start, middle, end"],
+            "no `end is unreachable` on top"
+        );
+    }
+
+    #[test]
+    fn unreachable_steps_are_reported_when_the_graph_is_whole() {
+        let errs = errors(quote::quote! {
+            impl F {
+                #[aggregator]
+                fn start(&mut self) -> Next<Self> { next!(self.end) }
+                #[aggregator]
+                fn orphan(&mut self) -> Next<Self> { next!(self.end) }
+                #[aggregator]
+                fn end(&mut self) {}
+            }
+        });
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].starts_with("step `orphan` is unreachable from `start`"));
+    }
+
+    #[test]
+    fn every_mistake_is_reported() {
+        let errs = errors(quote::quote! {
+            impl F {
+                #[aggregator]
+                fn start(&mut self) -> Next<Self> { next!(self.a) }
+                #[collaborator]
+                fn a(&mut self, inputs: Inputs<Self>) -> Next<Self> { next!(self.b) }
+                #[aggregator]
+                fn b(&mut self) -> Next<Self> { next!(self.end) }
+            }
+        });
+        assert_eq!(errs.len(), 4, "{errs:?}");
+        assert!(errs[0].starts_with("a collaborator step cannot take `Inputs`"));
+        assert!(errs[1].starts_with("flow `F` has no `end` step"));
+        assert!(errs[2].starts_with("aggregator step `start` moves to collaborator step `a`"));
+        assert!(errs[3].starts_with("collaborator step `a` returns to aggregator step `b`"));
     }
 }

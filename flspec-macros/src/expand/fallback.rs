@@ -12,6 +12,15 @@ use crate::model::FlowDef;
 pub fn with_errors(def: Option<&FlowDef>, item: &ItemImpl, errors: syn::Error) -> TokenStream {
     let errors = errors.to_compile_error();
     let Some(def) = def else {
+        // `#[flow]` gave up on this impl (a trait impl, a generic flow) and emits no `Flow`
+        // impl; a generic impl assumes one, so that its `Next<Self>` adds no error.
+        let mut item = item.clone();
+        if !item.generics.params.is_empty() && item.trait_.is_none() {
+            item.generics
+                .make_where_clause()
+                .predicates
+                .push(syn::parse_quote!(Self: ::flspec::__private::Flow));
+        }
         return quote!(#item #errors);
     };
     let self_ty = &def.self_ty;
@@ -45,7 +54,8 @@ pub fn with_errors(def: Option<&FlowDef>, item: &ItemImpl, errors: syn::Error) -
         .map_or_else(|| quote!(()), |t| quote!(#t));
     let name = def.name.to_string();
     // Fallback constructors take one argument; calls without one would add a second error.
-    let item = patch_arity(item);
+    let mut item = patch_arity(item);
+    remove_duplicate_steps(def, &mut item);
     quote! {
         #item
         #errors
@@ -128,6 +138,26 @@ fn patch_arity(item: &ItemImpl) -> ItemImpl {
     let mut item = item.clone();
     Patch.visit_item_impl_mut(&mut item);
     item
+}
+
+/// Drops the second and later methods named like an earlier step: `validate` reported the
+/// duplicate step, and rustc would report it again as duplicate definitions.
+fn remove_duplicate_steps(def: &FlowDef, item: &mut ItemImpl) {
+    let mut seen: Vec<syn::Ident> = Vec::new();
+    item.items.retain(|it| {
+        let syn::ImplItem::Fn(f) = it else {
+            return true;
+        };
+        let name = &f.sig.ident;
+        if !def.steps.iter().any(|s| s.ident == *name) {
+            return true;
+        }
+        if seen.contains(name) {
+            return false;
+        }
+        seen.push(name.clone());
+        true
+    });
 }
 
 /// `#[aggregator]` or `#[collaborator]` outside a `#[flow]` impl: the item, unchanged, and an

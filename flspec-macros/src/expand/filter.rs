@@ -1,7 +1,8 @@
 //! The field filters of `exclude`/`include`: `Flow::filter_in_place` and `Flow::filtered_clone`.
 //!
 //! Field accesses carry the user's spans, so an unknown field is a rustc error at the name the
-//! user wrote, listing the available fields.
+//! user wrote, listing the available fields. Each access is written `(*self).field`, on the flow
+//! type like the accesses to the other copies, so that rustc reports the field once.
 
 use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
@@ -19,7 +20,7 @@ pub fn generate(def: &FlowDef) -> TokenStream {
                     .iter()
                     .map(|f| {
                         quote_spanned!(f.span()=>
-                            ::flspec::__private::swap(&mut self.#f, &mut __flspec_default.#f);)
+                            ::flspec::__private::swap(&mut (*self).#f, &mut __flspec_default.#f);)
                     })
                     .collect();
                 in_place.push(quote! {
@@ -41,11 +42,11 @@ pub fn generate(def: &FlowDef) -> TokenStream {
             Fields::Include(fields) => {
                 let moves = fields.iter().map(|f| {
                     quote_spanned!(f.span()=>
-                        ::flspec::__private::swap(&mut self.#f, &mut __flspec_kept.#f);)
+                        ::flspec::__private::swap(&mut (*self).#f, &mut __flspec_kept.#f);)
                 });
                 let copies = fields.iter().map(|f| {
                     quote_spanned!(f.span()=>
-                        __flspec_copy.#f = ::core::clone::Clone::clone(&self.#f);)
+                        __flspec_copy.#f = ::core::clone::Clone::clone(&(*self).#f);)
                 });
                 in_place.push(quote! {
                     #i => {

@@ -108,3 +108,38 @@ fn flow_impl(def: &FlowDef) -> TokenStream {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::variant_name;
+    use proc_macro2::Span;
+    use syn::Ident;
+
+    fn variant(step: &str) -> String {
+        variant_name(&Ident::new(step, Span::call_site())).to_string()
+    }
+
+    #[test]
+    fn variant_name_is_camel_case() {
+        assert_eq!(variant("train"), "Train");
+        assert_eq!(variant("start"), "Start");
+        assert_eq!(
+            variant("aggregated_model_validation"),
+            "AggregatedModelValidation"
+        );
+    }
+
+    #[test]
+    fn variant_name_drops_extra_underscores() {
+        assert_eq!(variant("_private"), "Private");
+        assert_eq!(variant("local__train_"), "LocalTrain");
+        assert_eq!(variant("step_1"), "Step1");
+        assert_eq!(variant("step1"), "Step1");
+    }
+
+    #[test]
+    fn variant_name_strips_raw_prefix() {
+        let raw = Ident::new_raw("match", Span::call_site());
+        assert_eq!(variant_name(&raw).to_string(), "Match");
+    }
+}

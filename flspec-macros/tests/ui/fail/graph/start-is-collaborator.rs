@@ -1,0 +1,25 @@
+use flspec::prelude::*;
+
+#[derive(Clone, Default, Serialize, Deserialize)]
+pub struct Demo {
+    loss: f32,
+}
+
+#[flow]
+impl Demo {
+    #[collaborator]
+    fn start(&mut self) -> Next<Self> {
+        next!(self.join)
+    }
+
+    #[aggregator]
+    fn join(&mut self, inputs: Inputs<Self>) -> Next<Self> {
+        self.loss = inputs.iter().map(|i| i.loss).sum();
+        next!(self.end)
+    }
+
+    #[aggregator]
+    fn end(&mut self) {}
+}
+
+fn main() {}
