@@ -1,1 +1,3 @@
+//! Benchmarks of the federated runtime (written below).
+
 fn main() {}

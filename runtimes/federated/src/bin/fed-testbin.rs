@@ -24,6 +24,10 @@ use tracing_subscriber::util::SubscriberInitExt;
 #[derive(Parser)]
 #[command(about = "flspec federated runtime: test director and envoys")]
 struct Cli {
+    /// Exit when stdin reaches its end (tests hold its other end, so their children never
+    /// outlive them).
+    #[arg(long, global = true)]
+    exit_on_stdin_eof: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -40,6 +44,9 @@ enum Command {
         /// Milliseconds of silence after which an envoy is lost.
         #[arg(long, default_value_t = 10_000)]
         heartbeat_timeout_ms: u64,
+        /// The largest message, in bytes.
+        #[arg(long)]
+        max_message_bytes: Option<usize>,
     },
     /// Runs an envoy with the test flows.
     Envoy {
@@ -112,6 +119,13 @@ fn main() {
         .with(flspec_federated::envoy::log_layer())
         .init();
     let cli = Cli::parse();
+    if cli.exit_on_stdin_eof {
+        std::thread::spawn(|| {
+            let mut sink = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
+            std::process::exit(0);
+        });
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -135,12 +149,16 @@ async fn run(cli: Cli) -> anyhow_lite::Result<()> {
             listen,
             tls,
             heartbeat_timeout_ms,
+            max_message_bytes,
         } => {
-            let options = DirectorOptions {
+            let mut options = DirectorOptions {
                 heartbeat: Duration::from_millis((heartbeat_timeout_ms / 5).max(50)),
                 heartbeat_timeout: Duration::from_millis(heartbeat_timeout_ms),
                 ..DirectorOptions::default()
             };
+            if let Some(max) = max_message_bytes {
+                options.limits.max_message_bytes = max;
+            }
             let director = Director::start(
                 &listen,
                 tls.config("director")?,
