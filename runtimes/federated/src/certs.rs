@@ -131,7 +131,13 @@ impl Authority {
         let key = KeyPair::generate().map_err(rcgen_err(name))?;
         let mut params = CertificateParams::new(Vec::<String>::new()).map_err(rcgen_err(name))?;
         let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, name);
+        // A distinct name per CA, so that a certificate of another federation is reported as
+        // "unknown issuer" rather than as a bad signature.
+        let id: String = key.public_key_raw()[1..5]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        dn.push(DnType::CommonName, format!("{name} {id}"));
         params.distinguished_name = dn;
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![

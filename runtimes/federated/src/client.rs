@@ -54,6 +54,7 @@ pub struct FederatedRuntime {
     observer: Option<Arc<dyn Observer>>,
     step_timeout: Option<Duration>,
     limits: Limits,
+    probe: crate::net::TlsProbe,
 }
 
 impl std::fmt::Debug for FederatedRuntime {
@@ -87,7 +88,7 @@ impl FederatedRuntime {
             .enable_all()
             .build()
             .map_err(Error::AsyncRuntime)?;
-        let channel = runtime.block_on(crate::net::connect(addr, &tls))?;
+        let (channel, probe) = runtime.block_on(crate::net::connect(addr, &tls))?;
         let client = DirectorClient::new(channel)
             .max_decoding_message_size(limits.max_message_bytes)
             .max_encoding_message_size(limits.max_message_bytes);
@@ -99,6 +100,7 @@ impl FederatedRuntime {
             observer: None,
             step_timeout: None,
             limits,
+            probe,
         };
         rt.envoys()?;
         Ok(rt)
@@ -160,13 +162,14 @@ impl FederatedRuntime {
         fut: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     ) -> Result<T> {
         let addr = &self.addr;
+        let probe = &self.probe;
         self.runtime.block_on(async {
             match tokio::time::timeout(CALL_TIMEOUT, fut).await {
                 Err(_) => Err(Error::Timeout {
                     what: format!("{what} at {addr}"),
                     after: CALL_TIMEOUT,
                 }),
-                Ok(Err(status)) => Err(Error::from_status(&status, addr)),
+                Ok(Err(status)) => Err(Error::from_status(&status, addr, probe)),
                 Ok(Ok(r)) => Ok(r.into_inner()),
             }
         })
@@ -222,6 +225,7 @@ impl FederatedRuntime {
             runtime: self.runtime.clone(),
             client: self.client.clone(),
             addr: self.addr.clone(),
+            probe: self.probe.clone(),
             done: done_rx,
             _flow: PhantomData,
         })
@@ -395,6 +399,7 @@ pub struct RunHandle<F> {
     runtime: Arc<tokio::runtime::Runtime>,
     client: DirectorClient<Channel>,
     addr: String,
+    probe: crate::net::TlsProbe,
     done: watch::Receiver<Option<Arc<Ending>>>,
     _flow: PhantomData<fn() -> F>,
 }
@@ -426,6 +431,7 @@ impl<F: Flow> RunHandle<F> {
         let mut client = self.client.clone();
         let id = self.run_id.clone();
         let addr = self.addr.clone();
+        let probe = self.probe.clone();
         self.runtime.block_on(async move {
             match tokio::time::timeout(
                 CALL_TIMEOUT,
@@ -437,7 +443,7 @@ impl<F: Flow> RunHandle<F> {
                     what: "the run's status".into(),
                     after: CALL_TIMEOUT,
                 }),
-                Ok(Err(s)) => Err(Error::from_status(&s, &addr)),
+                Ok(Err(s)) => Err(Error::from_status(&s, &addr, &probe)),
                 Ok(Ok(r)) => Ok(r.into_inner()),
             }
         })
@@ -452,6 +458,7 @@ impl<F: Flow> RunHandle<F> {
         let mut client = self.client.clone();
         let id = self.run_id.clone();
         let addr = self.addr.clone();
+        let probe = self.probe.clone();
         self.runtime.block_on(async move {
             match tokio::time::timeout(
                 CALL_TIMEOUT,
@@ -463,7 +470,7 @@ impl<F: Flow> RunHandle<F> {
                     what: "cancelling the run".into(),
                     after: CALL_TIMEOUT,
                 }),
-                Ok(Err(s)) => Err(Error::from_status(&s, &addr)),
+                Ok(Err(s)) => Err(Error::from_status(&s, &addr, &probe)),
                 Ok(Ok(r)) => Ok(r.into_inner().was_running),
             }
         })

@@ -140,7 +140,7 @@ impl Envoy {
     }
 
     async fn session(&self, backoff: &mut Duration) -> End {
-        let channel = match crate::net::connect(&self.director, &self.tls).await {
+        let (channel, probe) = match crate::net::connect(&self.director, &self.tls).await {
             Ok(c) => c,
             Err(e @ (Error::Tls { .. } | Error::TlsConfig(_) | Error::Address { .. })) => {
                 return End::Fatal(e);
@@ -169,7 +169,7 @@ impl Envoy {
                     after: Duration::from_secs(15),
                 });
             }
-            Ok(Err(status)) => return self.refusal(&status),
+            Ok(Err(status)) => return self.refusal(&status, &probe),
             Ok(Ok(r)) => r.into_inner(),
         };
         let welcome = match tokio::time::timeout(Duration::from_secs(15), inbound.message()).await {
@@ -179,7 +179,7 @@ impl Envoy {
                     after: Duration::from_secs(15),
                 });
             }
-            Ok(Err(status)) => return self.refusal(&status),
+            Ok(Err(status)) => return self.refusal(&status, &probe),
             Ok(Ok(m)) => m,
         };
         let heartbeat = match welcome {
@@ -233,8 +233,8 @@ impl Envoy {
         end
     }
 
-    fn refusal(&self, status: &tonic::Status) -> End {
-        let e = Error::from_status(status, &self.director);
+    fn refusal(&self, status: &tonic::Status, probe: &crate::net::TlsProbe) -> End {
+        let e = Error::from_status(status, &self.director, probe);
         match (&e, status.code()) {
             (Error::Tls { .. }, _) => End::Fatal(e),
             (

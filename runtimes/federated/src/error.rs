@@ -209,8 +209,12 @@ impl From<Error> for flspec::Error {
 
 impl Error {
     /// The error of a failed gRPC call, with TLS failures explained.
-    pub(crate) fn from_status(status: &tonic::Status, peer: &str) -> Self {
-        if let Some(reason) = crate::tls::explain_error(status) {
+    pub(crate) fn from_status(
+        status: &tonic::Status,
+        peer: &str,
+        probe: &crate::net::TlsProbe,
+    ) -> Self {
+        if let Some(reason) = probe.reason().or_else(|| crate::tls::explain_error(status)) {
             return Error::Tls {
                 peer: peer.to_string(),
                 reason,

@@ -238,7 +238,9 @@ pub(crate) fn host_of(addr: &str) -> Result<&str> {
 /// # Errors
 /// [`Error::Address`], [`Error::TlsConfig`], [`Error::Tls`] (with the reason) or
 /// [`Error::Connect`].
-pub(crate) async fn connect(addr: &str, tls: &TlsConfig) -> Result<Channel> {
+pub(crate) async fn connect(addr: &str, tls: &TlsConfig) -> Result<(Channel, TlsProbe)> {
+    let probe = TlsProbe::default();
+    let seen = probe.clone();
     let host = host_of(addr)?;
     let client_tls = tls.client_config(host)?;
     let endpoint = Endpoint::from_shared(format!("http://{addr}"))
@@ -256,33 +258,128 @@ pub(crate) async fn connect(addr: &str, tls: &TlsConfig) -> Result<Channel> {
     let connector = tower::service_fn(move |_: Uri| {
         let client_tls = client_tls.clone();
         let target = target.clone();
+        let probe = seen.clone();
         async move {
             let tcp = TcpStream::connect(&target).await?;
             tcp.set_nodelay(true)?;
             let io = match client_tls {
-                Some((config, name)) => Either::A(
-                    tokio_rustls::TlsConnector::from(config)
+                Some((config, name)) => {
+                    let tls = tokio_rustls::TlsConnector::from(config)
                         .connect(name, tcp)
-                        .await?,
-                ),
+                        .await
+                        .inspect_err(|e| probe.note(e))?;
+                    Either::A(tls)
+                }
                 None => Either::B(tcp),
             };
-            Ok::<_, io::Error>(TokioIo::new(io))
+            Ok::<_, io::Error>(TokioIo::new(Watched { io, probe }))
         }
     });
     endpoint
         .connect_with_connector(connector)
         .await
-        .map_err(|e| match crate::tls::explain_error(&e) {
-            Some(reason) => Error::Tls {
-                peer: addr.to_string(),
-                reason,
+        .map_err(
+            |e| match probe.reason().or_else(|| crate::tls::explain_error(&e)) {
+                Some(reason) => Error::Tls {
+                    peer: addr.to_string(),
+                    reason,
+                },
+                None => Error::Connect {
+                    addr: addr.to_string(),
+                    reason: error_chain(&e),
+                },
             },
-            None => Error::Connect {
-                addr: addr.to_string(),
-                reason: error_chain(&e),
-            },
-        })
+        )
+        .map(|channel| (channel, probe))
+}
+
+/// Remembers the TLS failure of a client connection. In TLS 1.3 the server verifies the
+/// client's certificate after the client considers the handshake done, so its refusal (an
+/// alert) arrives on a later read, inside tonic's connection task, which reports only
+/// "transport error"; the probe keeps the reason for the error the caller sees.
+#[derive(Clone, Default, Debug)]
+pub(crate) struct TlsProbe(Arc<std::sync::Mutex<Option<String>>>);
+
+impl TlsProbe {
+    fn note(&self, e: &io::Error) {
+        if let Some(reason) = crate::tls::explain_error(e) {
+            let mut slot = self
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            slot.get_or_insert(reason);
+        }
+    }
+
+    /// The TLS failure seen on this connection, explained.
+    pub(crate) fn reason(&self) -> Option<String> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// A client stream whose I/O errors are shown to a [`TlsProbe`].
+struct Watched<T> {
+    io: T,
+    probe: TlsProbe,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.io).poll_read(cx, buf);
+        if let Poll::Ready(Err(e)) = &r {
+            this.probe.note(e);
+        }
+        r
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.io).poll_write(cx, buf);
+        if let Poll::Ready(Err(e)) = &r {
+            this.probe.note(e);
+        }
+        r
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.io).poll_flush(cx);
+        if let Poll::Ready(Err(e)) = &r {
+            this.probe.note(e);
+        }
+        r
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Err(e)) = &r {
+            this.probe.note(e);
+        }
+        r
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
 }
 
 /// An error and its sources, joined with `: `.

@@ -366,7 +366,7 @@ pub(crate) fn explain_error(error: &(dyn std::error::Error + 'static)) -> Option
 pub(crate) fn explain(error: &rustls::Error) -> String {
     use rustls::Error as E;
     match error {
-        E::AlertReceived(AlertDescription::UnknownCA) => {
+        E::AlertReceived(AlertDescription::UnknownCA | AlertDescription::DecryptError) => {
             "the peer refused our certificate: it was not issued by the federation's CA; use the \
              certificate `flspec-fed certs` made for this federation"
                 .into()
@@ -387,7 +387,7 @@ pub(crate) fn explain(error: &rustls::Error) -> String {
                 .into()
         }
         E::InvalidCertificate(c) => match c {
-            CertificateError::UnknownIssuer => {
+            CertificateError::UnknownIssuer | CertificateError::BadSignature => {
                 "the peer's certificate was not issued by our CA; check that both sides use the \
                  same federation's `ca.pem`"
                     .into()
