@@ -9,3 +9,10 @@
 pub mod mnist;
 #[cfg(feature = "torch")]
 pub mod model;
+#[cfg(feature = "torch")]
+pub mod secagg_mnist;
+
+/// The README's code blocks, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -119,6 +119,10 @@ pub mod __private {
     pub use serde;
 
     /// Turns what a step returned into a [`StepOutcome`].
+    #[diagnostic::on_unimplemented(
+        message = "a step returns `Next<Self>`, `Result<Next<Self>, E>`, or for `end` `()`; found `{Self}`",
+        label = "this step's return type"
+    )]
     pub trait IntoStepOutcome<F: Flow> {
         /// The conversion.
         fn into_step_outcome(self) -> StepOutcome<F>;

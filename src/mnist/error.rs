@@ -7,6 +7,14 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// No mirror served a file with the pinned SHA-256.
+    #[error("could not download `{name}`: {reasons}")]
+    Download {
+        /// The file.
+        name: String,
+        /// What each mirror answered.
+        reasons: String,
+    },
     /// The file could not be opened or read.
     #[error("cannot read `{}`", path.display())]
     Io {

@@ -19,6 +19,7 @@
 //! ```
 
 mod checksum;
+pub mod download;
 mod error;
 mod idx;
 

@@ -96,7 +96,7 @@ fn addressed(def: &FlowDef) -> TokenStream {
         };
     }
     let takes = def.addressed.iter().map(|f| {
-        quote_spanned!(f.span()=> ::flspec::__private::swap(&mut self.#f, &mut __flspec_parts.#f);)
+        quote_spanned!(f.span()=> ::flspec::__private::swap(&mut (*self).#f, &mut __flspec_parts.#f);)
     });
     let gives = def.addressed.iter().map(|f| {
         quote_spanned!(f.span()=>

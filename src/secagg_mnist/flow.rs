@@ -1,0 +1,501 @@
+//! The SecAgg MNIST flow, written with the public DSL only.
+//!
+//! Per round: each collaborator validates the aggregated model, trains one epoch and validates
+//! its local model (the seed's steps); then, under secure aggregation, it makes fresh keys
+//! (`generate_keys`), the aggregator numbers the collaborators and broadcasts their public keys
+//! (`generate_collaborator_index`), each collaborator encrypts Shamir shares of its secrets for
+//! its peers (`generate_ciphertexts`), the aggregator routes each collaborator only the
+//! ciphertexts addressed to it (`filter_ciphertexts`), each collaborator decrypts them and sends
+//! its masked contribution (`decrypt_ciphertext`), the aggregator asks the survivors for the
+//! shares it needs (`reconstruct`), they reveal them (`reveal_shares`), and the aggregator
+//! removes the masks and averages the sum (`join`).
+//!
+//! The seed runs its key exchange once, before training, and lets the aggregator rebuild every
+//! collaborator's secrets; here keys are fresh each round and the aggregator only ever holds
+//! shares it may hold, so it learns the sum and nothing else. Everything it averages (every
+//! parameter, the loss times the sample count, the validation counts, the sample count) travels
+//! inside the masked vector ([`super::update`]).
+
+use flspec::prelude::*;
+use flspec::secagg::{self, ClientId, Mode, Quantizer};
+use flspec::{BoxError, PerCollaborator};
+use rand_core::{OsRng, RngCore};
+
+use super::site::Site;
+use super::update::{self, Measurements};
+use crate::model::{train_one_epoch_on, validate_on};
+
+/// Public settings of a run; they travel to the collaborators.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
+    /// Training rounds.
+    pub rounds: u32,
+    /// Secure aggregation on (`false`: plain FedAvg, `--no-secagg`).
+    pub secure: bool,
+    /// Shamir threshold; 0 picks `n / 2 + 1` (at least 2) each round.
+    pub threshold: u32,
+    /// SecAgg+ neighbours per collaborator; 0 for the full graph.
+    pub neighbours: u32,
+    /// Parameters are clipped to `[-clip, clip]` before aggregation.
+    pub clip: f32,
+    /// The most training samples a collaborator may hold (sample counts are sent as fractions
+    /// of it).
+    pub max_samples: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            rounds: 2,
+            secure: true,
+            threshold: 0,
+            neighbours: 0,
+            clip: 4.0,
+            max_samples: 60_000,
+        }
+    }
+}
+
+/// One row of the results table.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RoundRow {
+    /// Round number, from 0.
+    pub round: u32,
+    /// Accuracy of the aggregated model at the start of the round, over all test shards.
+    pub agg_accuracy: f64,
+    /// Mean training loss, weighted by sample count.
+    pub train_loss: f64,
+    /// Accuracy of the local models after training, over all test shards.
+    pub local_accuracy: f64,
+    /// Collaborators whose contribution is in the sum.
+    pub contributors: Vec<String>,
+    /// Collaborators invited to the round that did not finish it.
+    pub dropped: Vec<String>,
+    /// Training samples in the sum.
+    pub train_samples: u64,
+}
+
+/// The flow state: what travels between the aggregator and the collaborators, as each
+/// transition's `include` list says.
+#[derive(Clone, Default, Serialize, Deserialize)]
+pub struct SecAggMnist {
+    /// Public settings.
+    pub settings: Settings,
+    /// The current round.
+    pub round: u32,
+    /// The global model, as [`crate::model::Net::to_flat`] lays it out.
+    pub model: Vec<f32>,
+    /// The round's SecAgg parameters (public).
+    pub secagg: Option<secagg::Config>,
+    /// Collaborator → aggregator: public keys.
+    pub advertise: Option<secagg::AdvertiseKeys>,
+    /// Aggregator → collaborators: everyone's public keys.
+    pub public_keys: Option<secagg::AllAdvertised>,
+    /// Collaborator → aggregator: encrypted shares for its peers.
+    pub outbox: Vec<secagg::EncryptedShare>,
+    /// Aggregator → each collaborator: only the shares addressed to it.
+    pub inbox: PerCollaborator<Vec<secagg::EncryptedShare>>,
+    /// Collaborator → aggregator: the masked contribution.
+    pub masked: Option<secagg::MaskedInput>,
+    /// Aggregator → survivors: which shares to reveal.
+    pub unmask_request: Option<secagg::UnmaskRequest>,
+    /// Survivor → aggregator: the shares.
+    pub unmask_response: Option<secagg::UnmaskResponse>,
+    /// Collaborator → aggregator, only with `--no-secagg`: the contribution in the clear.
+    pub plain_contribution: Vec<f32>,
+    /// The collaborators invited to the current round (aggregator only).
+    pub invited: Vec<String>,
+    /// The results table (aggregator only).
+    pub results: Vec<RoundRow>,
+}
+
+impl SecAggMnist {
+    /// A run with these settings starting from `model`.
+    pub fn new(settings: Settings, model: Vec<f32>) -> Self {
+        SecAggMnist {
+            settings,
+            model,
+            ..Default::default()
+        }
+    }
+}
+
+/// The aggregator's private state: this round's SecAgg server and the session id.
+#[derive(Default)]
+pub struct Coordinator {
+    server: Option<secagg::Server>,
+    session: [u8; 32],
+}
+
+impl std::fmt::Debug for Coordinator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Coordinator").finish_non_exhaustive()
+    }
+}
+
+fn client_id(ctx: &Ctx, name: &str) -> Result<ClientId, BoxError> {
+    let position = ctx
+        .collaborators()
+        .iter()
+        .position(|n| n == name)
+        .ok_or_else(|| format!("`{name}` is not a collaborator of this run"))?;
+    Ok(ClientId(u32::try_from(position + 1)?))
+}
+
+fn name_of(ctx: &Ctx, id: ClientId) -> Result<String, BoxError> {
+    (id.0 as usize)
+        .checked_sub(1)
+        .and_then(|i| ctx.collaborators().get(i))
+        .cloned()
+        .ok_or_else(|| format!("no collaborator has SecAgg id {id}").into())
+}
+
+fn missing(what: &str) -> BoxError {
+    format!("the flow state carries no {what}; was a step skipped?").into()
+}
+
+#[flow(collaborator = Site, aggregator = Coordinator, addressed = [inbox], tolerate_dropouts)]
+impl SecAggMnist {
+    /// Invites every collaborator to the first round.
+    #[aggregator]
+    fn start(&mut self, ctx: &Ctx, coordinator: &mut Coordinator) -> Result<Next<Self>, BoxError> {
+        OsRng.fill_bytes(&mut coordinator.session);
+        self.invited = ctx.collaborators().to_vec();
+        self.begin_round(ctx, coordinator)?;
+        Ok(next!(
+            self.aggregated_model_validation,
+            foreach = self.invited.clone(),
+            include = [settings, round, model, secagg]
+        ))
+    }
+
+    /// Validates the aggregated model on the local test shard.
+    #[collaborator]
+    fn aggregated_model_validation(&mut self, site: &mut Site) -> Result<Next<Self>, BoxError> {
+        site.check_presence("aggregated_model_validation")?;
+        site.net.set_flat(&self.model)?;
+        let accuracy = validate_on(&site.net, &site.test, 1000)?;
+        site.measured = Measurements {
+            test_count: site.test.len(),
+            agg_correct: (accuracy * site.test.len() as f64).round() as usize,
+            ..Measurements::default()
+        };
+        Ok(next!(self.train))
+    }
+
+    /// Trains one epoch on the local training shard.
+    #[collaborator]
+    fn train(&mut self, site: &mut Site) -> Result<Next<Self>, BoxError> {
+        site.check_presence("train")?;
+        let loss = train_one_epoch_on(&mut site.net, &site.train, &site.config)?;
+        site.measured.train_loss = loss;
+        site.measured.train_count = site.train.len();
+        Ok(next!(self.local_model_validation))
+    }
+
+    /// Validates the local model, then builds this round's contribution.
+    #[collaborator]
+    fn local_model_validation(&mut self, site: &mut Site) -> Result<Next<Self>, BoxError> {
+        site.check_presence("local_model_validation")?;
+        let accuracy = validate_on(&site.net, &site.test, 1000)?;
+        site.measured.local_correct = (accuracy * site.test.len() as f64).round() as usize;
+        let max_samples = self.settings.max_samples as usize;
+        if site.measured.train_count > max_samples {
+            return Err(format!(
+                "{} training samples exceed `--max-samples {max_samples}`; raise it",
+                site.measured.train_count
+            )
+            .into());
+        }
+        let (contribution, _clipped) = update::encode(
+            &site.net.to_flat()?,
+            &site.measured,
+            self.settings.clip,
+            max_samples,
+        );
+        if self.settings.secure {
+            site.contribution = contribution;
+            Ok(next!(self.generate_keys))
+        } else {
+            self.plain_contribution = contribution;
+            Ok(next!(self.join, include = [plain_contribution]))
+        }
+    }
+
+    /// Makes this round's key pairs and advertises the public keys.
+    #[collaborator]
+    fn generate_keys(&mut self, ctx: &Ctx, site: &mut Site) -> Result<Next<Self>, BoxError> {
+        site.check_presence("generate_keys")?;
+        let config = self
+            .secagg
+            .clone()
+            .ok_or_else(|| missing("SecAgg config"))?;
+        let mut client = secagg::Client::new(config, client_id(ctx, ctx.name())?, &mut OsRng)?;
+        self.advertise = Some(client.advertise()?);
+        site.client = Some(client);
+        Ok(next!(
+            self.generate_collaborator_index,
+            include = [advertise]
+        ))
+    }
+
+    /// Collects the public keys and broadcasts them.
+    #[aggregator]
+    fn generate_collaborator_index(
+        &mut self,
+        inputs: Inputs<Self>,
+        coordinator: &mut Coordinator,
+    ) -> Result<Next<Self>, BoxError> {
+        let config = self
+            .secagg
+            .clone()
+            .ok_or_else(|| missing("SecAgg config"))?;
+        let mut server = secagg::Server::new(config)?;
+        for input in &inputs {
+            let keys = input
+                .advertise
+                .clone()
+                .ok_or_else(|| missing("public keys"))?;
+            server.receive_advertise(keys)?;
+        }
+        self.public_keys = Some(server.broadcast_keys()?);
+        coordinator.server = Some(server);
+        Ok(next!(
+            self.generate_ciphertexts,
+            foreach = inputs.names(),
+            include = [public_keys]
+        ))
+    }
+
+    /// Encrypts shares of this round's secrets for each peer.
+    #[collaborator]
+    fn generate_ciphertexts(&mut self, site: &mut Site) -> Result<Next<Self>, BoxError> {
+        site.check_presence("generate_ciphertexts")?;
+        let keys = self
+            .public_keys
+            .as_ref()
+            .ok_or_else(|| missing("public keys"))?;
+        let client = site
+            .client
+            .as_mut()
+            .ok_or_else(|| missing("SecAgg client"))?;
+        self.outbox = client.share_keys(keys)?;
+        Ok(next!(self.filter_ciphertexts, include = [outbox]))
+    }
+
+    /// Routes each collaborator the ciphertexts addressed to it (it cannot read them).
+    #[aggregator]
+    fn filter_ciphertexts(
+        &mut self,
+        ctx: &Ctx,
+        inputs: Inputs<Self>,
+        coordinator: &mut Coordinator,
+    ) -> Result<Next<Self>, BoxError> {
+        let server = coordinator
+            .server
+            .as_mut()
+            .ok_or_else(|| missing("SecAgg server"))?;
+        let names: Vec<String> = inputs.names().map(str::to_string).collect();
+        for input in inputs {
+            let (name, state) = input.into_parts();
+            server.receive_shares(client_id(ctx, &name)?, state.outbox)?;
+        }
+        self.public_keys = None;
+        self.inbox = PerCollaborator::new();
+        for (id, shares) in server.route_shares()? {
+            self.inbox.insert(name_of(ctx, id)?, shares);
+        }
+        Ok(next!(
+            self.decrypt_ciphertext,
+            foreach = names,
+            include = [inbox]
+        ))
+    }
+
+    /// Decrypts the shares addressed to this collaborator and sends its masked contribution.
+    #[collaborator]
+    fn decrypt_ciphertext(&mut self, ctx: &Ctx, site: &mut Site) -> Result<Next<Self>, BoxError> {
+        site.check_presence("decrypt_ciphertext")?;
+        let received = self.inbox.remove(ctx.name()).unwrap_or_default();
+        let client = site
+            .client
+            .as_mut()
+            .ok_or_else(|| missing("SecAgg client"))?;
+        self.masked = Some(client.masked_input(&site.contribution, &received)?);
+        site.contribution = Vec::new();
+        Ok(next!(self.reconstruct, include = [masked]))
+    }
+
+    /// Collects the masked contributions and asks the survivors for the shares it needs.
+    #[aggregator]
+    fn reconstruct(
+        &mut self,
+        inputs: Inputs<Self>,
+        coordinator: &mut Coordinator,
+    ) -> Result<Next<Self>, BoxError> {
+        let server = coordinator
+            .server
+            .as_mut()
+            .ok_or_else(|| missing("SecAgg server"))?;
+        let names: Vec<String> = inputs.names().map(str::to_string).collect();
+        for input in inputs {
+            let (_, state) = input.into_parts();
+            server.receive_masked(state.masked.ok_or_else(|| missing("masked input"))?)?;
+        }
+        self.inbox = PerCollaborator::new();
+        self.unmask_request = Some(server.unmask_request()?);
+        Ok(next!(
+            self.reveal_shares,
+            foreach = names,
+            include = [unmask_request]
+        ))
+    }
+
+    /// Reveals the requested shares (never both of one peer's secrets).
+    #[collaborator]
+    fn reveal_shares(&mut self, site: &mut Site) -> Result<Next<Self>, BoxError> {
+        site.check_presence("reveal_shares")?;
+        let request = self
+            .unmask_request
+            .as_ref()
+            .ok_or_else(|| missing("unmask request"))?;
+        let mut client = site.client.take().ok_or_else(|| missing("SecAgg client"))?;
+        self.unmask_response = Some(client.unmask(request)?);
+        Ok(next!(self.join, include = [unmask_response]))
+    }
+
+    /// Removes the masks, averages, records the round and starts the next one.
+    #[aggregator]
+    fn join(
+        &mut self,
+        ctx: &Ctx,
+        inputs: Inputs<Self>,
+        coordinator: &mut Coordinator,
+    ) -> Result<Next<Self>, BoxError> {
+        let survivors: Vec<String> = inputs.names().map(str::to_string).collect();
+        let (sum, contributors) = if self.settings.secure {
+            let mut server = coordinator
+                .server
+                .take()
+                .ok_or_else(|| missing("SecAgg server"))?;
+            for input in inputs {
+                let (_, state) = input.into_parts();
+                let response = state
+                    .unmask_response
+                    .ok_or_else(|| missing("unmask response"))?;
+                server.receive_unmask(response)?;
+            }
+            let sum = server.finish()?;
+            let contributors = sum
+                .contributors
+                .iter()
+                .map(|&id| name_of(ctx, id))
+                .collect::<Result<Vec<_>, _>>()?;
+            (sum.values, contributors)
+        } else {
+            let mut sum = vec![0f32; update::LEN];
+            for input in &inputs {
+                if input.plain_contribution.len() != update::LEN {
+                    return Err(missing("contribution"));
+                }
+                for (s, v) in sum.iter_mut().zip(&input.plain_contribution) {
+                    *s += v;
+                }
+            }
+            (sum, survivors.clone())
+        };
+        let decoded = update::decode(&sum, self.settings.max_samples as usize)?;
+        self.model = decoded.model;
+        let dropped = self
+            .invited
+            .iter()
+            .filter(|n| !survivors.contains(n))
+            .cloned()
+            .collect();
+        self.results.push(RoundRow {
+            round: self.round,
+            agg_accuracy: decoded.agg_accuracy,
+            train_loss: decoded.train_loss,
+            local_accuracy: decoded.local_accuracy,
+            contributors,
+            dropped,
+            train_samples: decoded.train_samples,
+        });
+        self.clear_messages();
+        self.round += 1;
+        if self.round < self.settings.rounds {
+            self.invited = survivors;
+            self.begin_round(ctx, coordinator)?;
+            Ok(next!(
+                self.aggregated_model_validation,
+                foreach = self.invited.clone(),
+                include = [settings, round, model, secagg]
+            ))
+        } else {
+            Ok(next!(self.end))
+        }
+    }
+
+    /// The end of the flow.
+    #[aggregator]
+    fn end(&mut self) {}
+
+    /// The public parameters of the round about to start.
+    fn begin_round(&mut self, ctx: &Ctx, coordinator: &Coordinator) -> Result<(), BoxError> {
+        if !self.settings.secure {
+            self.secagg = None;
+            return Ok(());
+        }
+        let n = self.invited.len();
+        if n < 2 {
+            return Err(format!(
+                "secure aggregation needs at least 2 collaborators, but round {} has {n}; use more collaborators or `--no-secagg`",
+                self.round
+            )
+            .into());
+        }
+        let ids = self
+            .invited
+            .iter()
+            .map(|name| client_id(ctx, name))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mode = match self.settings.neighbours {
+            0 => Mode::Full,
+            k => Mode::SecAggPlus {
+                k,
+                graph_seed: u64::from_le_bytes(
+                    coordinator.session[..8]
+                        .try_into()
+                        .expect("a session id has 32 bytes"),
+                ),
+            },
+        };
+        let hood = match mode {
+            Mode::Full => n,
+            Mode::SecAggPlus { k, .. } => k as usize + 1,
+        };
+        let threshold = match self.settings.threshold {
+            0 => (hood / 2 + 1).max(2) as u32,
+            t => t,
+        };
+        let quantizer = Quantizer::new(self.settings.clip.max(1.0), u32::try_from(n)?)?;
+        let config = secagg::Config::new(ids, threshold, update::LEN, quantizer)
+            .with_mode(mode)
+            .with_session(coordinator.session)
+            .with_round(u64::from(self.round));
+        config.validate()?;
+        self.secagg = Some(config);
+        Ok(())
+    }
+
+    fn clear_messages(&mut self) {
+        self.advertise = None;
+        self.public_keys = None;
+        self.outbox.clear();
+        self.inbox = PerCollaborator::new();
+        self.masked = None;
+        self.unmask_request = None;
+        self.unmask_response = None;
+        self.plain_contribution.clear();
+    }
+}

@@ -1,0 +1,167 @@
+//! The SecAgg MNIST flow of `cargo run --example secagg_mnist`, as a library so that tests and
+//! benchmarks run the very same flow: [`flow::SecAggMnist`] (the DSL flow), [`site::Site`] (a
+//! collaborator's private state), [`update`] (what travels inside the masked vector) and
+//! [`report`] (the results table and plot).
+
+pub mod flow;
+pub mod report;
+pub mod site;
+pub mod update;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use flspec::Flow;
+use flspec_local::LocalRuntime;
+
+use crate::mnist::Mnist;
+use crate::model::Net;
+pub use flow::{Coordinator, RoundRow, SecAggMnist, Settings};
+pub use site::Site;
+
+/// The seed tutorial's collaborators, then generated names.
+pub fn collaborator_names(count: usize) -> Vec<String> {
+    const SEED_NAMES: [&str; 2] = ["Bengaluru", "Portland"];
+    (0..count)
+        .map(|i| match SEED_NAMES.get(i) {
+            Some(name) => (*name).to_string(),
+            None => format!("collaborator-{:03}", i + 1),
+        })
+        .collect()
+}
+
+/// A collaborator that vanishes at a step (`--drop NAME@STEP`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Drop {
+    /// The collaborator.
+    pub name: String,
+    /// The collaborator step at which it vanishes.
+    pub step: String,
+}
+
+impl std::str::FromStr for Drop {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        let Some((name, step)) = s.split_once('@') else {
+            bail!("`--drop {s}`: expected NAME@STEP, e.g. Portland@decrypt_ciphertext");
+        };
+        Ok(Drop {
+            name: name.to_string(),
+            step: step.to_string(),
+        })
+    }
+}
+
+/// How to run the flow locally.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Collaborator names; collaborator `i` of `n` takes every `n`-th sample from `i`.
+    pub collaborators: Vec<String>,
+    /// The data: loaded once and sharded per collaborator.
+    pub data: Arc<Mnist>,
+    /// Public settings of the flow.
+    pub settings: Settings,
+    /// Seed of the initial model.
+    pub seed: i64,
+    /// Collaborators trained at once (1: one after the other).
+    pub workers: usize,
+    /// Checkpoint folder.
+    pub checkpoint: Option<PathBuf>,
+    /// Collaborators that vanish at a step.
+    pub drops: Vec<Drop>,
+}
+
+impl RunOptions {
+    /// Options for `count` collaborators on `data` with default settings.
+    pub fn new(count: usize, data: Arc<Mnist>) -> Self {
+        RunOptions {
+            collaborators: collaborator_names(count),
+            data,
+            settings: Settings::default(),
+            seed: 42,
+            workers: 1,
+            checkpoint: None,
+            drops: Vec::new(),
+        }
+    }
+
+    /// Checks the options against the flow.
+    ///
+    /// # Errors
+    /// An unknown collaborator or step in a `--drop`, or no collaborator.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.collaborators.is_empty() {
+            bail!("give at least one collaborator");
+        }
+        let graph = SecAggMnist::graph();
+        let steps: Vec<&str> = graph
+            .steps()
+            .iter()
+            .filter(|s| s.role() == flspec::Role::Collaborator)
+            .map(|s| s.name())
+            .collect();
+        for d in &self.drops {
+            if !self.collaborators.contains(&d.name) {
+                bail!(
+                    "`--drop {}@{}`: no collaborator `{}`; collaborators: {}",
+                    d.name,
+                    d.step,
+                    d.name,
+                    self.collaborators.join(", ")
+                );
+            }
+            if !steps.contains(&d.step.as_str()) {
+                bail!(
+                    "`--drop {}@{}`: `{}` is not a collaborator step; steps: {}",
+                    d.name,
+                    d.step,
+                    d.step,
+                    steps.join(", ")
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The flow's initial state: the seed's model from `seed`.
+    ///
+    /// # Errors
+    /// A libtorch error.
+    pub fn initial_state(&self) -> anyhow::Result<SecAggMnist> {
+        let model = Net::new(self.seed)?.to_flat()?;
+        Ok(SecAggMnist::new(self.settings.clone(), model))
+    }
+
+    /// The local runtime for these options (the observer and run id are the caller's).
+    ///
+    /// # Errors
+    /// As [`RunOptions::validate`].
+    pub fn local_runtime(&self) -> anyhow::Result<LocalRuntime<Site, Coordinator>> {
+        self.validate()?;
+        let names = self.collaborators.clone();
+        let count = names.len();
+        let data = Arc::clone(&self.data);
+        let seed = self.seed;
+        let drops = self.drops.clone();
+        let factory = move |name: &str| -> anyhow::Result<Site> {
+            let index = names
+                .iter()
+                .position(|n| n == name)
+                .with_context(|| format!("unknown collaborator `{name}`"))?;
+            let drop_at = drops
+                .iter()
+                .find(|d| d.name == name)
+                .map(|d| d.step.clone());
+            Site::new(name, &data, index, count, seed, drop_at)
+        };
+        let mut runtime = LocalRuntime::try_new(self.collaborators.clone(), factory)
+            .with_aggregator(Coordinator::default)
+            .parallel(self.workers);
+        if let Some(dir) = &self.checkpoint {
+            runtime = runtime.checkpoint_dir(dir);
+        }
+        Ok(runtime)
+    }
+}

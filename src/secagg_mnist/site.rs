@@ -1,0 +1,80 @@
+//! A collaborator's private state: its shard of MNIST, its model, its SecAgg client for the
+//! current round, and what it measured. Never serialized, never sent.
+
+use flspec::Dropout;
+use flspec::secagg;
+
+use crate::mnist::Mnist;
+use crate::model::{Batches, Net, TrainConfig};
+
+use super::update::Measurements;
+
+/// The private state of one collaborator.
+pub struct Site {
+    name: String,
+    pub(crate) train: Batches,
+    pub(crate) test: Batches,
+    pub(crate) net: Net,
+    pub(crate) config: TrainConfig,
+    /// This round's SecAgg client (fresh keys every round).
+    pub(crate) client: Option<secagg::Client>,
+    /// This round's contribution, before masking.
+    pub(crate) contribution: Vec<f32>,
+    pub(crate) measured: Measurements,
+    drop_at: Option<String>,
+    dropped: bool,
+}
+
+impl std::fmt::Debug for Site {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Site")
+            .field("name", &self.name)
+            .field("train", &self.train.len())
+            .field("test", &self.test.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Site {
+    /// Collaborator `index` of `count`: every `count`-th sample of `data` from `index`, train and
+    /// test (the seed's sharding). `drop_at` names a step at which the site vanishes.
+    ///
+    /// # Errors
+    /// A loader or libtorch error.
+    pub fn new(
+        name: &str,
+        data: &Mnist,
+        index: usize,
+        count: usize,
+        seed: i64,
+        drop_at: Option<String>,
+    ) -> anyhow::Result<Self> {
+        let shard = data.shard(index, count)?;
+        Ok(Site {
+            name: name.to_string(),
+            train: Batches::new(&shard.train)?,
+            test: Batches::new(&shard.test)?,
+            net: Net::new(seed)?,
+            config: TrainConfig::default(),
+            client: None,
+            contribution: Vec::new(),
+            measured: Measurements::default(),
+            drop_at,
+            dropped: false,
+        })
+    }
+
+    /// The collaborator's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Vanishes at the step named by `--drop`, and stays gone.
+    pub(crate) fn check_presence(&mut self, step: &str) -> Result<(), Dropout> {
+        if self.dropped || self.drop_at.as_deref() == Some(step) {
+            self.dropped = true;
+            return Err(Dropout::new(format!("`--drop {}@{step}`", self.name)));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,262 @@
+//! The SecAgg MNIST flow on the bundled data: accuracy, secure = plain within the quantization
+//! bound, dropouts, and what the aggregator sees.
+
+use std::sync::{Arc, OnceLock};
+
+use flspec::checkpoint::RunCheckpoints;
+use flspec::codec::encode_state;
+use flspec::{Flow, Role, TransitionId};
+use flspec_examples::mnist::Mnist;
+use flspec_examples::model::{Batches, Net, TrainConfig, train_one_epoch_on};
+use flspec_examples::secagg_mnist::{Drop, RunOptions, SecAggMnist};
+
+fn data() -> Arc<Mnist> {
+    static DATA: OnceLock<Arc<Mnist>> = OnceLock::new();
+    Arc::clone(DATA.get_or_init(|| {
+        flspec_examples::model::set_num_threads(1);
+        Arc::new(Mnist::load_bundled().expect("the bundled data loads"))
+    }))
+}
+
+fn run(options: &RunOptions) -> SecAggMnist {
+    let runtime = options.local_runtime().expect("valid options");
+    options
+        .initial_state()
+        .expect("the initial model")
+        .run(&runtime)
+        .expect("the flow runs")
+}
+
+#[test]
+fn two_collaborators_one_round_reach_a_sane_accuracy() {
+    let mut options = RunOptions::new(2, data());
+    options.settings.rounds = 1;
+    let flow = run(&options);
+    assert_eq!(flow.results.len(), 1);
+    let row = &flow.results[0];
+    // The untrained model guesses; one epoch on 2,000 images reaches well above chance.
+    assert!(row.agg_accuracy < 0.2, "{row:?}");
+    assert!(row.local_accuracy > 0.25, "{row:?}");
+    assert!(row.train_loss > 0.5 && row.train_loss < 2.4, "{row:?}");
+    assert_eq!(row.contributors, ["Bengaluru", "Portland"]);
+    assert_eq!(row.train_samples, 4000);
+    assert!(row.dropped.is_empty());
+}
+
+#[test]
+fn secure_and_plain_runs_average_the_same_weights_within_the_quantization_bound() {
+    let mut options = RunOptions::new(2, data());
+    options.settings.rounds = 2;
+    let secure = run(&options);
+    options.settings.secure = false;
+    let plain = run(&options);
+    // Bound: each summed coordinate is off by at most n / scale (stochastic rounding), with
+    // scale = (2^32 / n) / (2 * clip); divided by the summed weight w = 4000 / 60000.
+    let n = 2.0f64;
+    let scale = (f64::from(u32::MAX) / n).floor() / (2.0 * f64::from(options.settings.clip));
+    let bound_round = n / scale / (4000.0 / 60000.0);
+    let max_diff = secure
+        .model
+        .iter()
+        .zip(&plain.model)
+        .map(|(a, b)| f64::from((a - b).abs()))
+        .fold(0.0, f64::max);
+    // Two rounds: the first round's difference also flows through the second round's training.
+    assert!(
+        max_diff < 1e-4,
+        "secure and plain models differ by {max_diff} (one round's bound {bound_round:e})"
+    );
+    for (s, p) in secure.results.iter().zip(&plain.results) {
+        assert!(
+            (s.agg_accuracy - p.agg_accuracy).abs() < 0.01,
+            "{s:?} {p:?}"
+        );
+        assert!((s.train_loss - p.train_loss).abs() < 1e-3, "{s:?} {p:?}");
+    }
+}
+
+#[test]
+fn a_collaborator_dropped_before_unmasking_leaves_the_survivors_sum() {
+    let mut options = RunOptions::new(3, data());
+    options.settings.rounds = 1;
+    options.settings.threshold = 2;
+    options.drops = vec![
+        "Portland@decrypt_ciphertext"
+            .parse::<Drop>()
+            .expect("valid"),
+    ];
+    let flow = run(&options);
+    let row = &flow.results[0];
+    assert_eq!(row.dropped, ["Portland"]);
+    assert_eq!(row.contributors, ["Bengaluru", "collaborator-003"]);
+    // Two shards of 3: 1,334 + 1,333 training samples.
+    assert_eq!(row.train_samples, 1334 + 1333);
+    assert!(row.local_accuracy > 0.2, "{row:?}");
+}
+
+#[test]
+fn a_collaborator_dropped_after_sending_its_masked_input_still_counts() {
+    let mut options = RunOptions::new(3, data());
+    options.settings.rounds = 1;
+    options.settings.threshold = 2;
+    options.drops = vec!["Portland@reveal_shares".parse::<Drop>().expect("valid")];
+    let flow = run(&options);
+    let row = &flow.results[0];
+    assert_eq!(row.dropped, ["Portland"]);
+    assert_eq!(row.contributors.len(), 3, "{row:?}");
+    assert_eq!(row.train_samples, 4000);
+}
+
+#[test]
+fn too_few_survivors_abort_the_round_with_a_clear_error() {
+    let mut options = RunOptions::new(3, data());
+    options.settings.rounds = 1;
+    options.settings.threshold = 3;
+    options.drops = vec![
+        "Portland@decrypt_ciphertext"
+            .parse::<Drop>()
+            .expect("valid"),
+    ];
+    let runtime = options.local_runtime().expect("valid options");
+    let err = options
+        .initial_state()
+        .expect("model")
+        .run(&runtime)
+        .err()
+        .expect("the round cannot complete")
+        .to_string();
+    assert!(err.contains("threshold"), "{err}");
+}
+
+#[test]
+fn bad_drop_options_name_the_choices() {
+    let mut options = RunOptions::new(2, data());
+    options.drops = vec!["Lisbon@train".parse::<Drop>().expect("valid")];
+    let err = options
+        .validate()
+        .expect_err("unknown collaborator")
+        .to_string();
+    assert!(err.contains("Bengaluru, Portland"), "{err}");
+    options.drops = vec!["Portland@join".parse::<Drop>().expect("valid")];
+    let err = options
+        .validate()
+        .expect_err("not a collaborator step")
+        .to_string();
+    assert!(err.contains("decrypt_ciphertext"), "{err}");
+    assert!("Portland".parse::<Drop>().is_err());
+}
+
+/// Each collaborator's locally trained weights and loss, computed here independently.
+fn local_updates(options: &RunOptions) -> Vec<(Vec<f32>, f64)> {
+    let initial = options.initial_state().expect("model").model;
+    let n = options.collaborators.len();
+    (0..n)
+        .map(|i| {
+            let shard = options.data.shard(i, n).expect("shard");
+            let mut net = Net::new(0).expect("net");
+            net.set_flat(&initial).expect("set");
+            let batches = Batches::new(&shard.train).expect("batches");
+            let loss =
+                train_one_epoch_on(&mut net, &batches, &TrainConfig::default()).expect("train");
+            (net.to_flat().expect("flat"), loss)
+        })
+        .collect()
+}
+
+/// Every byte the aggregator held or received in a checkpointed run: its own states after each
+/// step, and each collaborator's state as it arrived at a join (filtered by the transition).
+fn aggregator_view(options: &RunOptions) -> Vec<Vec<u8>> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut options = options.clone();
+    options.checkpoint = Some(dir.path().to_path_buf());
+    let runtime = options.local_runtime().expect("runtime").run_id("view");
+    options
+        .initial_state()
+        .expect("model")
+        .run(&runtime)
+        .expect("run");
+    let run = RunCheckpoints::open(dir.path(), "view").expect("checkpoints");
+    let graph = SecAggMnist::graph();
+    let mut view = Vec::new();
+    for record in run.records() {
+        let mut state: SecAggMnist = run.load(record).expect("state");
+        if record.role == Role::Aggregator {
+            view.push(encode_state(&state).expect("encode"));
+            continue;
+        }
+        let Some(next) = &record.next else { continue };
+        let t = TransitionId::new(next.transition);
+        let to = graph.transition(t).expect("edge").to();
+        if graph.step(to).expect("step").role() == Role::Aggregator {
+            state.filter_in_place(t);
+            view.push(encode_state(&state).expect("encode"));
+        }
+    }
+    view
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Whether any of `view` holds 4 consecutive values of `weights` (at 64 places where training
+/// changed all 4 from `initial`: parameters training left alone are in the global model) or the
+/// loss as f32 or f64.
+fn leaks(view: &[Vec<u8>], weights: &[f32], initial: &[f32], loss: f64) -> bool {
+    let step = weights.len() / 64;
+    let mut needles: Vec<Vec<u8>> = (0..64)
+        .filter_map(|k| {
+            (k * step..(k + 1) * step - 4)
+                .find(|&i| (i..i + 4).all(|j| weights[j] != initial[j]))
+                .map(|i| {
+                    weights[i..i + 4]
+                        .iter()
+                        .flat_map(|w| w.to_le_bytes())
+                        .collect()
+                })
+        })
+        .collect();
+    assert!(needles.len() > 32, "training changes most parameters");
+    needles.push(loss.to_le_bytes().to_vec());
+    needles.push((loss as f32).to_le_bytes().to_vec());
+    view.iter()
+        .any(|bytes| needles.iter().any(|n| contains(bytes, n)))
+}
+
+#[test]
+fn the_aggregator_never_holds_one_collaborators_weights_or_loss() {
+    let mut options = RunOptions::new(2, data());
+    options.settings.rounds = 1;
+    let updates = local_updates(&options);
+    let initial = options.initial_state().expect("model").model;
+    let w = 2000.0 / 60000.0f32;
+    let initial_weighted: Vec<f32> = initial.iter().map(|x| x.clamp(-4.0, 4.0) * w).collect();
+    // The detector works: without secure aggregation the aggregator receives each update.
+    options.settings.secure = false;
+    let plain_view = aggregator_view(&options);
+    // Plain contributions are weighted (w * x); the detector looks for those exact values.
+    let (weights0, _) = &updates[0];
+    let weighted: Vec<f32> = weights0.iter().map(|x| x.clamp(-4.0, 4.0) * w).collect();
+    assert!(
+        leaks(&plain_view, &weighted, &initial_weighted, f64::NAN),
+        "the detector must find a plain update"
+    );
+    options.settings.secure = true;
+    let secure_view = aggregator_view(&options);
+    for (weights, loss) in &updates {
+        let weighted: Vec<f32> = weights.iter().map(|x| x.clamp(-4.0, 4.0) * w).collect();
+        assert!(
+            !leaks(&secure_view, weights, &initial, *loss),
+            "raw update leaked"
+        );
+        assert!(
+            !leaks(
+                &secure_view,
+                &weighted,
+                &initial_weighted,
+                *loss * f64::from(w)
+            ),
+            "weighted update leaked"
+        );
+    }
+}
