@@ -33,7 +33,7 @@
 //! ```
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -156,6 +156,7 @@ impl CheckpointStore {
     pub fn reopen<F: Flow>(run: &RunCheckpoints) -> Result<Self> {
         run.check_flow::<F>()?;
         let journal_path = run.folder.join("journal.jsonl");
+        repair_journal(&journal_path)?;
         let journal = OpenOptions::new()
             .append(true)
             .open(&journal_path)
@@ -249,6 +250,29 @@ impl CheckpointStore {
         guard.1 += 1;
         Ok(())
     }
+}
+
+/// Makes a journal end with a complete line before appending to it: a last line cut short by a
+/// crash is removed, a complete last record missing only its newline gets it.
+fn repair_journal(path: &Path) -> Result<()> {
+    let bytes = fs::read(path).map_err(io_err(path))?;
+    if bytes.is_empty() || bytes.ends_with(b"\n") {
+        return Ok(());
+    }
+    let start = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let complete = serde_json::from_slice::<Record>(&bytes[start..]).is_ok();
+    let file = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(io_err(path))?;
+    if complete {
+        let mut file = file;
+        file.seek(std::io::SeekFrom::End(0)).map_err(io_err(path))?;
+        file.write_all(b"\n").map_err(io_err(path))?;
+    } else {
+        file.set_len(start as u64).map_err(io_err(path))?;
+    }
+    Ok(())
 }
 
 fn check_run_id(dir: &Path, run_id: &str) -> Result<()> {

@@ -7,7 +7,7 @@
 //! transition's field filter, checks fan-out lists, checks that all collaborators reach the same
 //! join, records checkpoints and reports progress.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Instant;
 
@@ -97,6 +97,8 @@ pub struct FanOutRequest<'a, F: Flow> {
     pub transition: TransitionId,
     /// The collaborators to run, in fan-out order.
     pub names: &'a [String],
+    /// Each name's position in [`RunSetup::collaborators`], in the same order.
+    pub positions: &'a [usize],
     /// The aggregator's state. Give each collaborator its copy with [`Copies`].
     pub state: &'a mut F,
 }
@@ -166,7 +168,7 @@ pub trait FanOut<F: Flow> {
 pub struct RunSetup<'a> {
     /// The run's identifier.
     pub run_id: &'a str,
-    /// All collaborators of the run.
+    /// All collaborators of the run (unique names).
     pub collaborators: &'a [String],
     /// Progress reports.
     pub observer: Option<&'a dyn Observer>,
@@ -292,9 +294,9 @@ impl<F: Flow> Resume<F> {
 /// # Errors
 /// See [`Error`]: failures of steps (named with their participant), bad fan-out lists,
 /// collaborators that reach different joins, checkpoint I/O, and whatever `fan_out` reports.
-pub fn drive<F: Flow>(
+pub fn drive<'a, F: Flow>(
     resume: Resume<F>,
-    setup: &RunSetup<'_>,
+    setup: &RunSetup<'a>,
     private: &mut F::Aggregator,
     fan_out: &mut dyn FanOut<F>,
 ) -> Result<F> {
@@ -308,6 +310,10 @@ pub fn drive<F: Flow>(
         mut state,
         position,
     } = resume;
+    let mut fan = FanOutContext {
+        index: None,
+        seen: Vec::new(),
+    };
     let (mut step, mut inputs) = match position {
         Position::Start => {
             if let Some(store) = setup.checkpoints {
@@ -330,7 +336,7 @@ pub fn drive<F: Flow>(
                 after_step: step.as_str(),
                 recovered: recovered.len(),
             });
-            follow(&mut state, next, recovered, setup, fan_out)?
+            follow(&mut state, next, recovered, setup, fan_out, &mut fan)?
         }
     };
     loop {
@@ -341,41 +347,58 @@ pub fn drive<F: Flow>(
             });
             return Ok(state);
         };
-        (step, inputs) = follow(&mut state, next, Vec::new(), setup, fan_out)?;
+        (step, inputs) = follow(&mut state, next, Vec::new(), setup, fan_out, &mut fan)?;
     }
+}
+
+/// What the driver keeps between fan-outs: the collaborators' positions by name and a scratch
+/// set for spotting duplicates, both built on the first fan-out to a proper subset or another
+/// order (a fan-out to every collaborator in the runtime's order needs neither).
+struct FanOutContext<'a> {
+    index: Option<HashMap<&'a str, usize>>,
+    seen: Vec<bool>,
 }
 
 /// Takes one transition from the aggregator: on to the next aggregator step, or through a
 /// fan-out to its join.
-fn follow<F: Flow>(
+fn follow<'a, F: Flow>(
     state: &mut F,
     mut next: Next<F>,
     recovered: Vec<Arrival<F>>,
-    setup: &RunSetup<'_>,
+    setup: &RunSetup<'a>,
     fan_out: &mut dyn FanOut<F>,
+    fan: &mut FanOutContext<'a>,
 ) -> Result<(F::Step, Option<Inputs<F>>)> {
     let Some(names) = next.take_foreach() else {
         state.filter_in_place(next.transition());
         return Ok((next.step(), None));
     };
-    check_fan_out::<F>(next.step(), &names, setup.collaborators)?;
+    let positions = check_fan_out::<F>(next.step(), &names, setup.collaborators, fan)?;
     setup.emit(Event::FanOut {
         step: next.step().as_str(),
         collaborators: names.len(),
     });
-    let done: HashSet<&str> = recovered.iter().map(|a| a.name.as_str()).collect();
-    let to_run: Vec<String> = names
-        .iter()
-        .filter(|n| !done.contains(n.as_str()))
-        .cloned()
-        .collect();
+    let remaining: (Vec<String>, Vec<usize>);
+    let (to_run, to_run_positions): (&[String], &[usize]) = if recovered.is_empty() {
+        (&names, &positions)
+    } else {
+        let done: HashSet<&str> = recovered.iter().map(|a| a.name.as_str()).collect();
+        remaining = names
+            .iter()
+            .zip(&positions)
+            .filter(|(n, _)| !done.contains(n.as_str()))
+            .map(|(n, &p)| (n.clone(), p))
+            .unzip();
+        (&remaining.0, &remaining.1)
+    };
     let result = if to_run.is_empty() {
         FanOutResult::default()
     } else {
         fan_out.run(FanOutRequest {
             step: next.step(),
             transition: next.transition(),
-            names: &to_run,
+            names: to_run,
+            positions: to_run_positions,
             state,
         })?
     };
@@ -461,30 +484,54 @@ fn check_dropouts<F: Flow>(
     })
 }
 
-fn check_fan_out<F: Flow>(step: F::Step, names: &[String], known: &[String]) -> Result<()> {
+/// Checks a fan-out list and returns each name's position among the run's collaborators.
+fn check_fan_out<'a, F: Flow>(
+    step: F::Step,
+    names: &[String],
+    known: &'a [String],
+    fan: &mut FanOutContext<'a>,
+) -> Result<Vec<usize>> {
     if names.is_empty() {
         return Err(Error::EmptyFanOut {
             step: step.as_str(),
         });
     }
-    let known_set: HashSet<&str> = known.iter().map(String::as_str).collect();
-    let mut seen = HashSet::with_capacity(names.len());
+    // The common case: every collaborator, in the runtime's order (whose names are unique).
+    if names == known {
+        return Ok((0..names.len()).collect());
+    }
+    let index = fan.index.get_or_insert_with(|| {
+        known
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.as_str(), i))
+            .collect()
+    });
+    fan.seen.resize(known.len(), false);
+    let mut positions = Vec::with_capacity(names.len());
+    let mut result = Ok(());
     for name in names {
-        if !known_set.contains(name.as_str()) {
-            return Err(Error::UnknownCollaborator {
+        let Some(&p) = index.get(name.as_str()) else {
+            result = Err(Error::UnknownCollaborator {
                 step: step.as_str(),
                 name: name.clone(),
                 known: short_list(known.iter().map(String::as_str)),
             });
-        }
-        if !seen.insert(name.as_str()) {
-            return Err(Error::DuplicateCollaborator {
+            break;
+        };
+        if std::mem::replace(&mut fan.seen[p], true) {
+            result = Err(Error::DuplicateCollaborator {
                 step: step.as_str(),
                 name: name.clone(),
             });
+            break;
         }
+        positions.push(p);
     }
-    Ok(())
+    for &p in &positions {
+        fan.seen[p] = false;
+    }
+    result.map(|()| positions)
 }
 
 fn short_list<'a>(names: impl ExactSizeIterator<Item = &'a str>) -> String {
@@ -543,21 +590,22 @@ fn run_aggregator_step<F: Flow>(
         role: Role::Aggregator,
         participant: "aggregator",
     });
-    let began = Instant::now();
+    let began = setup.observer.map(|_| Instant::now());
     let ctx = Ctx::aggregator(F::NAME, setup.run_id, setup.collaborators);
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         state.run_aggregator_step(step, &ctx, private, inputs)
     }));
     let next = step_result::<F>(outcome, step, ParticipantName::Aggregator)?;
     check_end::<F>(step, next.as_ref())?;
-    let elapsed = began.elapsed();
-    debug!(?elapsed, "step done");
-    setup.emit(Event::StepFinished {
-        step: step.as_str(),
-        role: Role::Aggregator,
-        participant: "aggregator",
-        elapsed,
-    });
+    debug!("step done");
+    if let Some(began) = began {
+        setup.emit(Event::StepFinished {
+            step: step.as_str(),
+            role: Role::Aggregator,
+            participant: "aggregator",
+            elapsed: began.elapsed(),
+        });
+    }
     if let Some(store) = setup.checkpoints {
         store.record_step(step, Role::Aggregator, "aggregator", next.as_ref(), state)?;
     }
@@ -646,7 +694,7 @@ pub fn run_collaborator<F: Flow>(
             role: Role::Collaborator,
             participant: name,
         });
-        let began = Instant::now();
+        let began = setup.observer.map(|_| Instant::now());
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             state.run_collaborator_step(step, &ctx, private)
         }));
@@ -664,12 +712,14 @@ pub fn run_collaborator<F: Flow>(
                 ),
             });
         };
-        setup.emit(Event::StepFinished {
-            step: step.as_str(),
-            role: Role::Collaborator,
-            participant: name,
-            elapsed: began.elapsed(),
-        });
+        if let Some(began) = began {
+            setup.emit(Event::StepFinished {
+                step: step.as_str(),
+                role: Role::Collaborator,
+                participant: name,
+                elapsed: began.elapsed(),
+            });
+        }
         if let Some(store) = setup.checkpoints {
             store.record_step(step, Role::Collaborator, name, Some(&next), &state)?;
         }

@@ -1,19 +1,26 @@
 //! The collaborator side of a fan-out, in one process: one after the other, or on a bounded
 //! pool of worker threads.
+//!
+//! The parallel mode hands the workers batches of collaborators (a few per worker and fan-out),
+//! so that a thread wakes up per batch rather than per collaborator; results go back to their
+//! place in the fan-out order, so a run gives the same result on any number of workers.
 
-use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::mpsc;
+use std::sync::{Mutex, PoisonError, mpsc};
 
 use flspec::driver::{
-    Arrival, Copies, FanOut, FanOutRequest, FanOutResult, RunSetup, panic_message, run_collaborator,
+    Arrival, Copies, FanOut, FanOutRequest, FanOutResult, RunSetup, dropout_reason, panic_message,
+    run_collaborator,
 };
 use flspec::{BoxError, Error, Flow, Result};
 
 use crate::Factory;
 
+/// Batches per worker and fan-out in the parallel mode: enough to balance uneven steps, few
+/// enough that hand-offs stay rare.
+const BATCHES_PER_WORKER: usize = 4;
+
 pub(crate) struct LocalFanOut<'a, C> {
-    index: HashMap<&'a str, usize>,
     privates: Vec<Option<C>>,
     factory: &'a Factory<C>,
     workers: usize,
@@ -28,23 +35,11 @@ impl<'a, C: Send> LocalFanOut<'a, C> {
         setup: &'a RunSetup<'a>,
     ) -> Self {
         LocalFanOut {
-            index: collaborators
-                .iter()
-                .enumerate()
-                .map(|(i, n)| (n.as_str(), i))
-                .collect(),
             privates: collaborators.iter().map(|_| None).collect(),
             factory,
             workers,
             setup,
         }
-    }
-
-    fn slot(&self, name: &str) -> Result<usize> {
-        self.index
-            .get(name)
-            .copied()
-            .ok_or_else(|| Error::InvalidCollaborators(format!("unknown collaborator `{name}`")))
     }
 
     fn sequential<F: Flow<Collaborator = C>>(
@@ -53,9 +48,11 @@ impl<'a, C: Send> LocalFanOut<'a, C> {
     ) -> Result<FanOutResult<F>> {
         let mut copies = Copies::new(request.state, request.transition);
         let count = request.names.len();
-        let mut result = FanOutResult::default();
-        for (i, name) in request.names.iter().enumerate() {
-            let slot = self.slot(name)?;
+        let mut result = FanOutResult {
+            arrivals: Vec::with_capacity(count),
+            dropped: Vec::new(),
+        };
+        for (i, (name, &slot)) in request.names.iter().zip(request.positions).enumerate() {
             let state = copies.copy_for(name, i + 1 == count);
             let private = match &mut self.privates[slot] {
                 Some(p) => p,
@@ -73,32 +70,27 @@ impl<'a, C: Send> LocalFanOut<'a, C> {
     ) -> Result<FanOutResult<F>> {
         let count = request.names.len();
         let workers = self.workers.min(count);
-        let slots: Vec<usize> = request
-            .names
-            .iter()
-            .map(|n| self.slot(n))
-            .collect::<Result<_>>()?;
+        let batch = count.div_ceil(workers * BATCHES_PER_WORKER).max(1);
         let mut copies = Copies::new(request.state, request.transition);
         let mut results: Vec<Option<Result<Arrival<F>>>> = (0..count).map(|_| None).collect();
         let (factory, setup, step) = (self.factory, self.setup, request.step);
+        let (names, positions) = (request.names, request.positions);
         let privates = &mut self.privates;
-        let (job_tx, job_rx) = mpsc::sync_channel::<Job<F, C>>(workers);
-        let job_rx = std::sync::Mutex::new(job_rx);
-        let (done_tx, done_rx) = mpsc::channel::<Done<F, C>>();
+        let (job_tx, job_rx) = mpsc::sync_channel::<Vec<Job<F, C>>>(workers);
+        let job_rx = Mutex::new(job_rx);
+        let (done_tx, done_rx) = mpsc::channel::<Vec<Done<F, C>>>();
         std::thread::scope(|scope| {
             for _ in 0..workers {
                 let done_tx = done_tx.clone();
                 let job_rx = &job_rx;
                 scope.spawn(move || {
                     loop {
-                        let job = {
-                            let rx = job_rx
-                                .lock()
-                                .unwrap_or_else(std::sync::PoisonError::into_inner);
-                            rx.recv()
-                        };
-                        let Ok(job) = job else { break };
-                        let done = run_job(job, factory, step, setup);
+                        let jobs = job_rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
+                        let Ok(jobs) = jobs else { break };
+                        let done = jobs
+                            .into_iter()
+                            .map(|job| run_job(job, factory, step, setup))
+                            .collect();
                         if done_tx.send(done).is_err() {
                             break;
                         }
@@ -107,31 +99,36 @@ impl<'a, C: Send> LocalFanOut<'a, C> {
             }
             drop(done_tx);
             let mut failed = false;
-            let mut collect = |done: Done<F, C>, privates: &mut Vec<Option<C>>| {
-                if let Some(p) = done.private {
-                    privates[slots[done.position]] = Some(p);
+            let mut collect = |done: Vec<Done<F, C>>, privates: &mut Vec<Option<C>>| {
+                let mut err = false;
+                for d in done {
+                    if let Some(p) = d.private {
+                        privates[positions[d.position]] = Some(p);
+                    }
+                    err |= d
+                        .result
+                        .as_ref()
+                        .is_err_and(|e| dropout_reason(e).is_none());
+                    results[d.position] = Some(d.result);
                 }
-                let err = done
-                    .result
-                    .as_ref()
-                    .is_err_and(|e| flspec::driver::dropout_reason(e).is_none());
-                results[done.position] = Some(done.result);
                 err
             };
-            for (position, name) in request.names.iter().enumerate() {
+            for start in (0..count).step_by(batch) {
                 while let Ok(done) = done_rx.try_recv() {
                     failed |= collect(done, privates);
                 }
                 if failed {
                     break;
                 }
-                let job = Job {
-                    position,
-                    name: name.clone(),
-                    state: copies.copy_for(name, position + 1 == count),
-                    private: privates[slots[position]].take(),
-                };
-                if job_tx.send(job).is_err() {
+                let jobs = (start..(start + batch).min(count))
+                    .map(|position| Job {
+                        position,
+                        name: &names[position],
+                        state: copies.copy_for(&names[position], position + 1 == count),
+                        private: privates[positions[position]].take(),
+                    })
+                    .collect();
+                if job_tx.send(jobs).is_err() {
                     break;
                 }
             }
@@ -140,21 +137,24 @@ impl<'a, C: Send> LocalFanOut<'a, C> {
                 collect(done, privates);
             }
         });
-        let mut out = FanOutResult::default();
+        let mut out = FanOutResult {
+            arrivals: Vec::with_capacity(count),
+            dropped: Vec::new(),
+        };
         let mut missing = false;
-        for (name, r) in request.names.iter().zip(results) {
+        for (name, r) in names.iter().zip(results) {
             match r {
                 Some(outcome) => out.push(name, outcome)?,
                 // Not dispatched because another collaborator failed; that error comes first.
                 None => missing = true,
             }
         }
-        if !missing {
-            Ok(out)
-        } else {
+        if missing {
             Err(Error::Runtime(
                 "a worker thread stopped without reporting its collaborator".into(),
             ))
+        } else {
+            Ok(out)
         }
     }
 }
@@ -169,9 +169,9 @@ impl<C: Send, F: Flow<Collaborator = C>> FanOut<F> for LocalFanOut<'_, C> {
     }
 }
 
-struct Job<F, C> {
+struct Job<'n, F, C> {
     position: usize,
-    name: String,
+    name: &'n str,
     state: F,
     private: Option<C>,
 }
@@ -183,14 +183,14 @@ struct Done<F: Flow, C> {
 }
 
 fn run_job<F: Flow<Collaborator = C>, C>(
-    job: Job<F, C>,
+    job: Job<'_, F, C>,
     factory: &Factory<C>,
     step: F::Step,
     setup: &RunSetup<'_>,
 ) -> Done<F, C> {
     let mut private = match job.private {
         Some(p) => p,
-        None => match build_private(factory, &job.name) {
+        None => match build_private(factory, job.name) {
             Ok(p) => p,
             Err(e) => {
                 return Done {
@@ -201,7 +201,7 @@ fn run_job<F: Flow<Collaborator = C>, C>(
             }
         },
     };
-    let result = run_collaborator(&job.name, job.state, step, &mut private, setup);
+    let result = run_collaborator(job.name, job.state, step, &mut private, setup);
     Done {
         position: job.position,
         result,

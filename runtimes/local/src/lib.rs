@@ -55,7 +55,7 @@ mod fan_out;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use flspec::checkpoint::{CheckpointStore, RunCheckpoints};
 use flspec::driver::{Resume, RunSetup, drive};
@@ -75,6 +75,8 @@ pub struct LocalRuntime<C, A = ()> {
     run_id: Option<String>,
     observer: Option<Arc<dyn Observer>>,
     last_run_id: Mutex<Option<String>>,
+    /// The verdict of [`LocalRuntime::check_collaborators`], computed once.
+    checked: OnceLock<std::result::Result<(), String>>,
 }
 
 impl<C> LocalRuntime<C, ()> {
@@ -111,6 +113,7 @@ impl<C> LocalRuntime<C, ()> {
             run_id: None,
             observer: None,
             last_run_id: Mutex::new(None),
+            checked: OnceLock::new(),
         }
     }
 }
@@ -130,6 +133,7 @@ impl<C, A> LocalRuntime<C, A> {
             run_id: self.run_id,
             observer: self.observer,
             last_run_id: self.last_run_id,
+            checked: self.checked,
         }
     }
 
@@ -147,7 +151,9 @@ impl<C, A> LocalRuntime<C, A> {
         self
     }
 
-    /// Names the next run (by default `run-<unix time>-<pid>-<n>`).
+    /// Names the runs of this runtime (by default each run gets `run-<unix time>-<pid>-<n>`).
+    /// With checkpointing on, a second run under the same name fails, since its folder exists:
+    /// name each run, or leave the default.
     pub fn run_id(mut self, id: impl Into<String>) -> Self {
         self.run_id = Some(id.into());
         self
@@ -178,25 +184,10 @@ impl<C, A> LocalRuntime<C, A> {
     }
 
     fn check_collaborators(&self) -> Result<()> {
-        if self.collaborators.is_empty() {
-            return Err(Error::InvalidCollaborators(
-                "a run needs at least one collaborator".into(),
-            ));
-        }
-        let mut seen = std::collections::HashSet::new();
-        for name in &self.collaborators {
-            if name.is_empty() {
-                return Err(Error::InvalidCollaborators(
-                    "a collaborator name is empty".into(),
-                ));
-            }
-            if !seen.insert(name.as_str()) {
-                return Err(Error::InvalidCollaborators(format!(
-                    "collaborator `{name}` is listed twice"
-                )));
-            }
-        }
-        Ok(())
+        self.checked
+            .get_or_init(|| check_names(&self.collaborators))
+            .clone()
+            .map_err(Error::InvalidCollaborators)
     }
 
     fn new_run_id(&self) -> String {
@@ -234,6 +225,17 @@ impl<C, A> LocalRuntime<C, A> {
             });
         };
         let run = RunCheckpoints::open(dir, run_id)?;
+        self.check_collaborators()?;
+        if run.header().collaborators != self.collaborators {
+            return Err(Error::CheckpointFormat {
+                path: run.folder().to_path_buf(),
+                reason: format!(
+                    "the run was made with collaborators {} but this runtime has {}; resume it with the same collaborators",
+                    short(&run.header().collaborators),
+                    short(&self.collaborators)
+                ),
+            });
+        }
         let resume = Resume::<F>::from_checkpoint(&run)?;
         let store = CheckpointStore::reopen::<F>(&run)?;
         self.set_last_run_id(run_id);
@@ -257,7 +259,6 @@ impl<C, A> LocalRuntime<C, A> {
         F: Flow<Collaborator = C, Aggregator = A>,
         C: Send,
     {
-        self.check_collaborators()?;
         let setup = RunSetup {
             run_id,
             collaborators: &self.collaborators,
@@ -297,5 +298,30 @@ where
             None => None,
         };
         self.execute_from(Resume::start(flow), &run_id, store.as_ref())
+    }
+}
+
+fn check_names(names: &[String]) -> std::result::Result<(), String> {
+    if names.is_empty() {
+        return Err("a run needs at least one collaborator".into());
+    }
+    let mut seen = std::collections::HashSet::with_capacity(names.len());
+    for name in names {
+        if name.is_empty() {
+            return Err("a collaborator name is empty".into());
+        }
+        if !seen.insert(name.as_str()) {
+            return Err(format!("collaborator `{name}` is listed twice"));
+        }
+    }
+    Ok(())
+}
+
+fn short(names: &[String]) -> String {
+    let shown: Vec<&str> = names.iter().take(5).map(String::as_str).collect();
+    if names.len() > shown.len() {
+        format!("[{}, ... ({} in all)]", shown.join(", "), names.len())
+    } else {
+        format!("[{}]", shown.join(", "))
     }
 }
