@@ -28,6 +28,8 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// HTTP/2 flow-control windows: large enough that a 10 MB state streams without stalls.
 pub(crate) const STREAM_WINDOW: u32 = 8 << 20;
 pub(crate) const CONNECTION_WINDOW: u32 = 32 << 20;
+/// HTTP/2 frame size: fewer, larger frames for large states.
+pub(crate) const MAX_FRAME: u32 = 1 << 20;
 
 /// One of two streams.
 pub(crate) enum Either<A, B> {
@@ -253,7 +255,8 @@ pub(crate) async fn connect(addr: &str, tls: &TlsConfig) -> Result<(Channel, Tls
         .keep_alive_timeout(Duration::from_secs(20))
         .keep_alive_while_idle(true)
         .initial_stream_window_size(STREAM_WINDOW)
-        .initial_connection_window_size(CONNECTION_WINDOW);
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_frame_size(MAX_FRAME);
     let target = addr.to_string();
     let connector = tower::service_fn(move |_: Uri| {
         let client_tls = client_tls.clone();

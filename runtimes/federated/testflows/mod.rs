@@ -319,12 +319,13 @@ impl SlowDropFlow {
     fn end(&mut self) {}
 }
 
-/// A state with a large payload, for the benchmark.
+/// A state with a large payload (sent to every collaborator and back), for the benchmark.
 #[derive(Clone, Default, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PayloadFlow {
     pub rounds: u32,
     pub round: u32,
-    pub payload: Vec<u8>,
+    pub payload: bytes::Bytes,
+    pub seen: u64,
     pub checksum: u64,
 }
 
@@ -337,9 +338,8 @@ impl PayloadFlow {
 
     #[collaborator]
     fn touch(&mut self) -> Next<Self> {
-        if let Some(b) = self.payload.first_mut() {
-            *b = b.wrapping_add(1);
-        }
+        self.seen =
+            self.payload.len() as u64 + u64::from(self.payload.last().copied().unwrap_or(0));
         next!(self.join)
     }
 
@@ -347,7 +347,7 @@ impl PayloadFlow {
     fn join(&mut self, ctx: &Ctx, inputs: Inputs<Self>) -> Next<Self> {
         self.checksum += inputs
             .iter()
-            .map(|i| u64::from(i.payload.first().copied().unwrap_or(0)))
+            .map(|i| i.seen + i.payload.len() as u64)
             .sum::<u64>();
         self.round += 1;
         if self.round < self.rounds {

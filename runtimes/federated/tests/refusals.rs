@@ -199,7 +199,7 @@ fn oversized_states_are_refused_with_a_clear_error() {
         // Over the director's limit (the client's is the default 256 MiB).
         let flow = testflows::PayloadFlow {
             rounds: 1,
-            payload: vec![7; 4_000_000],
+            payload: vec![7; 4_000_000].into(),
             ..Default::default()
         };
         let err = flow.run(&runtime).expect_err("refused");
@@ -220,7 +220,7 @@ fn oversized_states_are_refused_with_a_clear_error() {
         let err = small
             .submit(testflows::PayloadFlow {
                 rounds: 1,
-                payload: vec![7; 3_000_000],
+                payload: vec![7; 3_000_000].into(),
                 ..Default::default()
             })
             .expect_err("refused");
@@ -228,7 +228,7 @@ fn oversized_states_are_refused_with_a_clear_error() {
         // The director still serves normal runs.
         testflows::PayloadFlow {
             rounds: 2,
-            payload: vec![1; 1000],
+            payload: vec![1; 1000].into(),
             ..Default::default()
         }
         .run(&runtime)

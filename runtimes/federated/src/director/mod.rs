@@ -38,7 +38,7 @@ use self::envoys::Envoys;
 use self::fan_out::Remote;
 use self::runs::{Run, RunObserver, Runs, is_collaborator_event};
 use crate::codec::Limits;
-use crate::net::{CONNECTION_WINDOW, PeerInfo, STREAM_WINDOW};
+use crate::net::{CONNECTION_WINDOW, MAX_FRAME, PeerInfo, STREAM_WINDOW};
 use crate::registry::{DirectorFlow, Registry};
 use crate::rpc::director_server::{Director as DirectorService, DirectorServer};
 use crate::tls::{CertRole, TlsConfig};
@@ -165,6 +165,7 @@ impl Director {
         let server = tonic::transport::Server::builder()
             .initial_stream_window_size(STREAM_WINDOW)
             .initial_connection_window_size(CONNECTION_WINDOW)
+            .max_frame_size(MAX_FRAME)
             .http2_keepalive_interval(Some(Duration::from_secs(10)))
             .http2_keepalive_timeout(Some(Duration::from_secs(20)))
             .add_service(service)
