@@ -16,9 +16,37 @@ use testflows::{AggSecret, FanOutFlow, FilterFlow, LoopFlow, Site, SubsetFlow};
 
 const SITES: [&str; 2] = ["Bengaluru", "Portland"];
 
+/// Collects the log lines the client re-emits for the participants (`flspec_federated::remote`).
+#[derive(Clone, Default)]
+struct RemoteLogs(Arc<Mutex<Vec<String>>>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for RemoteLogs {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        if event.metadata().target() != "flspec_federated::remote" {
+            return;
+        }
+        struct Text(String);
+        impl tracing::field::Visit for Text {
+            fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+                self.0.push_str(&format!(" {}={v:?}", f.name()));
+            }
+        }
+        let mut text = Text(String::new());
+        event.record(&mut text);
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(text.0);
+    }
+}
+
 #[test]
 fn federated_runs_equal_local_runs() {
-    within(Duration::from_secs(180), || {
+    use tracing_subscriber::layer::SubscriberExt;
+    let logs = RemoteLogs::default();
+    tracing::subscriber::set_global_default(tracing_subscriber::registry().with(logs.clone()))
+        .expect("the only subscriber of this test binary");
+    within(Duration::from_secs(180), move || {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().to_path_buf();
         certs(&path, &SITES);
@@ -105,6 +133,21 @@ fn federated_runs_equal_local_runs() {
             .expect("federated run");
         assert_eq!(got, expected);
         assert_eq!(got.first.len(), 1);
+
+        // The envoys' log lines reached this program, named by participant.
+        let lines = logs
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        for site in SITES {
+            assert!(
+                lines
+                    .iter()
+                    .any(|l| l.contains("contributing to the sum") && l.contains(site)),
+                "no log line from {site}: {lines:?}"
+            );
+        }
 
         // The observer saw the envoys' collaborator steps.
         let seen = seen

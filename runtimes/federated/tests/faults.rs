@@ -48,7 +48,9 @@ fn killed_envoys_are_dropouts_or_clear_errors_and_can_come_back() {
         let path = dir.path().to_path_buf();
         certs(&path, &SITES);
         let tls = Tls::Certs(path.clone());
-        let (director_proc, addr) = director(&path, &tls, &[]);
+        let checkpoints = path.join("checkpoints");
+        let checkpoint_arg = checkpoints.display().to_string();
+        let (director_proc, addr) = director(&path, &tls, &["--checkpoint-dir", &checkpoint_arg]);
         let _bengaluru = envoy(&path, &addr, "Bengaluru", &tls, &[]);
         let mut portland = envoy(&path, &addr, "Portland", &tls, &[]);
         let (runtime, started) = watching_client(&path, &addr);
@@ -115,6 +117,16 @@ fn killed_envoys_are_dropouts_or_clear_errors_and_can_come_back() {
             text.contains("`Portland`") && text.contains("lost") && text.contains("tolerate"),
             "{text}"
         );
+        // The failed run left its checkpoint: the aggregator's state up to the fan-out.
+        let runs = flspec::checkpoint::RunCheckpoints::list(&checkpoints).expect("checkpoints");
+        assert_eq!(runs.len(), 3, "{runs:?}");
+        let failed = runs
+            .iter()
+            .map(|id| flspec::checkpoint::RunCheckpoints::open(&checkpoints, id).expect("opens"))
+            .find(|r| !r.is_finished())
+            .expect("the failed run's checkpoint");
+        let state: SlowFlow = failed.last_state().expect("its last state");
+        assert_eq!(state.slow, "Portland");
 
         // 4. And the director still serves runs.
         let _portland = envoy(&path, &addr, "Portland", &tls, &[]);

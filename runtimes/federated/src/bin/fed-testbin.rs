@@ -47,6 +47,9 @@ enum Command {
         /// The largest message, in bytes.
         #[arg(long)]
         max_message_bytes: Option<usize>,
+        /// Where runs write their checkpoints.
+        #[arg(long)]
+        checkpoint_dir: Option<PathBuf>,
     },
     /// Runs an envoy with the test flows.
     Envoy {
@@ -150,10 +153,12 @@ async fn run(cli: Cli) -> anyhow_lite::Result<()> {
             tls,
             heartbeat_timeout_ms,
             max_message_bytes,
+            checkpoint_dir,
         } => {
             let mut options = DirectorOptions {
                 heartbeat: Duration::from_millis((heartbeat_timeout_ms / 5).max(50)),
                 heartbeat_timeout: Duration::from_millis(heartbeat_timeout_ms),
+                checkpoint_dir,
                 ..DirectorOptions::default()
             };
             if let Some(max) = max_message_bytes {
