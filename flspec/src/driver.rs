@@ -151,6 +151,11 @@ impl<F: Flow> Copies<F> {
     pub fn shared(&self) -> Option<&F> {
         self.template.as_ref()
     }
+
+    /// Whether the flow has addressed fields, so that collaborators' copies differ.
+    pub fn has_addressed(&self) -> bool {
+        self.addressed.is_some()
+    }
 }
 
 /// How a runtime runs the collaborator side of a fan-out.

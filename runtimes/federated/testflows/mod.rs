@@ -408,6 +408,43 @@ pub mod v2 {
     }
 }
 
+/// An addressed field: each collaborator receives only its own entry of `inbox`.
+#[derive(Clone, Default, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MailFlow {
+    pub inbox: PerCollaborator<String>,
+    pub seen: Vec<String>,
+    pub received: Vec<(String, Vec<String>)>,
+}
+
+#[flow(addressed = [inbox])]
+impl MailFlow {
+    #[aggregator]
+    fn start(&mut self, ctx: &Ctx) -> Next<Self> {
+        for name in ctx.collaborators() {
+            self.inbox.insert(name.clone(), format!("for {name}"));
+        }
+        next!(self.read, foreach = ctx.collaborators())
+    }
+
+    #[collaborator]
+    fn read(&mut self) -> Next<Self> {
+        self.seen = self.inbox.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+        next!(self.join, exclude = [inbox])
+    }
+
+    #[aggregator]
+    fn join(&mut self, inputs: Inputs<Self>) -> Next<Self> {
+        self.received = inputs
+            .iter()
+            .map(|i| (i.name().to_string(), i.seen.clone()))
+            .collect();
+        next!(self.end)
+    }
+
+    #[aggregator]
+    fn end(&mut self) {}
+}
+
 /// The test flows for envoys (`variant` `v2` swaps in the other version of `FanOutFlow`).
 pub fn envoy_registry(variant: Option<&str>) -> Registry {
     let r = Registry::new()
@@ -416,7 +453,8 @@ pub fn envoy_registry(variant: Option<&str>) -> Registry {
         .flow::<SubsetFlow>(Site::new)
         .flow::<SlowFlow>(|_| ())
         .flow::<SlowDropFlow>(|_| ())
-        .flow::<PayloadFlow>(|_| ());
+        .flow::<PayloadFlow>(|_| ())
+        .flow::<MailFlow>(|_| ());
     match variant {
         Some("v2") => r.flow::<v2::FanOutFlow>(Site::new),
         _ => r.flow::<FanOutFlow>(Site::new),
@@ -433,4 +471,5 @@ pub fn director_registry() -> Registry {
         .aggregator::<SlowFlow>(|| ())
         .aggregator::<SlowDropFlow>(|| ())
         .aggregator::<PayloadFlow>(|| ())
+        .aggregator::<MailFlow>(|| ())
 }

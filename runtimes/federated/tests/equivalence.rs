@@ -12,7 +12,7 @@ use common::{Tls, certs, client, director, envoy, wait_online, within};
 use flspec::{Event, Flow};
 use flspec_federated::{EnvoyState, RunPhase};
 use flspec_local::LocalRuntime;
-use testflows::{AggSecret, FanOutFlow, FilterFlow, LoopFlow, Site, SubsetFlow};
+use testflows::{AggSecret, FanOutFlow, FilterFlow, LoopFlow, MailFlow, Site, SubsetFlow};
 
 const SITES: [&str; 2] = ["Bengaluru", "Portland"];
 
@@ -133,6 +133,15 @@ fn federated_runs_equal_local_runs() {
             .expect("federated run");
         assert_eq!(got, expected);
         assert_eq!(got.first.len(), 1);
+
+        // Addressed fields: each envoy receives only its own entry.
+        let local = LocalRuntime::new(SITES, |_| ());
+        let expected = MailFlow::default().run(&local).expect("local run");
+        let got = MailFlow::default().run(&federated).expect("federated run");
+        assert_eq!(got, expected);
+        for (name, seen) in &got.received {
+            assert_eq!(seen, &vec![format!("{name}:for {name}")]);
+        }
 
         // The envoys' log lines reached this program, named by participant.
         let lines = logs

@@ -2,7 +2,8 @@
 //! the collaborator's steps with its private state and sends back the state for the join.
 //!
 //! The filtered template is encoded once; every envoy of the fan-out is sent the same bytes
-//! (a reference-counted buffer). The fan-out waits for all answers until the step deadline; an
+//! (a reference-counted buffer). A flow with addressed fields (`#[flow(addressed = [..])]`)
+//! instead gets one encoding per collaborator, holding only that collaborator's entries. The fan-out waits for all answers until the step deadline; an
 //! envoy that is lost or misses the deadline drops out (in a flow that tolerates dropouts) or
 //! ends the run with [`crate::Error::EnvoyLost`].
 
@@ -14,7 +15,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use flspec::checkpoint::CheckpointStore;
 use flspec::driver::{
-    Arrival, Departure, FanOut, FanOutRequest, FanOutResult, Resume, RunSetup, drive,
+    Arrival, Copies, Departure, FanOut, FanOutRequest, FanOutResult, Resume, RunSetup, drive,
 };
 use flspec::{Flow, ParticipantName, Role, StepError, StepId};
 use tokio::runtime::Handle;
@@ -34,26 +35,34 @@ pub(crate) struct Remote<'a> {
 }
 
 impl Remote<'_> {
-    /// Sends `state` to each of `names` to run from `step`; returns their outcomes in order.
-    /// Runs on the run's own thread, never on an async worker.
+    /// Sends each of `names` its state (`states` holds one shared buffer, or one per name) to
+    /// run from `step`; returns their outcomes in order. Runs on the run's own thread, never on
+    /// an async worker.
     fn dispatch(
         &mut self,
         step: &str,
-        state: Bytes,
+        states: Vec<Bytes>,
         names: &[String],
     ) -> flspec::Result<Vec<RemoteOutcome>> {
-        self.limits
-            .check_state(|| format!("the state sent to step `{step}`"), state.len())?;
+        for state in &states {
+            self.limits
+                .check_state(|| format!("the state sent to step `{step}`"), state.len())?;
+        }
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let mut outcomes: Vec<Option<RemoteOutcome>> = names.iter().map(|_| None).collect();
         let mut sent = Vec::with_capacity(names.len());
         for (position, name) in names.iter().enumerate() {
+            let state = if states.len() == 1 {
+                states[0].clone()
+            } else {
+                states[position].clone()
+            };
             let task = Task {
                 task: 0,
                 run_id: self.run.id.clone(),
                 collaborator: name.clone(),
                 step: step.to_string(),
-                state: state.clone(),
+                state,
             };
             match self.envoys.send_task(name, position, task, tx.clone()) {
                 Ok(id) => sent.push(id),
@@ -61,7 +70,7 @@ impl Remote<'_> {
             }
         }
         drop(tx);
-        drop(state);
+        drop(states);
         let mut waiting = outcomes.iter().filter(|o| o.is_none()).count();
         let deadline = tokio::time::Instant::now() + self.step_timeout;
         let mut cancel = self.run.cancel.subscribe();
@@ -127,11 +136,26 @@ fn step_name<F: Flow>(name: &str) -> flspec::Result<&'static str> {
 
 impl<F: Flow> FanOut<F> for Typed<'_, '_, F> {
     fn run(&mut self, request: FanOutRequest<'_, F>) -> flspec::Result<FanOutResult<F>> {
-        let template = request.state.filtered_clone(request.transition);
-        let bytes = Bytes::from(flspec::codec::encode_state(&template)?);
-        drop(template);
+        // One buffer for all, unless addressed fields give each collaborator its own entries.
+        let mut copies = Copies::new(request.state, request.transition);
+        let states = if copies.has_addressed() {
+            let count = request.names.len();
+            request
+                .names
+                .iter()
+                .enumerate()
+                .map(|(i, name)| {
+                    let copy = copies.copy_for(name, i + 1 == count);
+                    flspec::codec::encode_state(&copy).map(Bytes::from)
+                })
+                .collect::<flspec::Result<Vec<_>>>()?
+        } else {
+            let shared = copies.copy_for("", true);
+            vec![Bytes::from(flspec::codec::encode_state(&shared)?)]
+        };
+        drop(copies);
         let step = request.step.as_str();
-        let outcomes = self.remote.dispatch(step, bytes, request.names)?;
+        let outcomes = self.remote.dispatch(step, states, request.names)?;
         let mut result = FanOutResult::default();
         for (name, outcome) in request.names.iter().zip(outcomes) {
             let who = || ParticipantName::Collaborator(name.clone());
