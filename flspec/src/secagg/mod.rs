@@ -27,6 +27,10 @@ pub use simulate::{
     DropoutPlan, Input, SimulationOutcome, Transcript, TranscriptEntry, simulate_round,
 };
 
+/// The longest vector one round can mask: ChaCha20 (RFC 8439) has a 32-bit block counter,
+/// `2^32` blocks of 16 words.
+pub const MAX_VECTOR_LEN: u64 = 1 << 36;
+
 /// A collaborator's id in a round (any distinct `u32`s; Shamir evaluation points come from
 /// positions in the neighbour graph, not from the ids).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -210,6 +214,16 @@ impl Config {
                     self.quantizer.n_max()
                 ),
                 format!("build the Quantizer with n_max >= {n}"),
+            ));
+        }
+        if self.vector_len as u64 > MAX_VECTOR_LEN {
+            return Err(SecAggError::param(
+                "vector_len",
+                format!(
+                    "vector_len = {} exceeds {MAX_VECTOR_LEN}, the most one ChaCha20 key can mask",
+                    self.vector_len
+                ),
+                "split the update into several rounds",
             ));
         }
         if self.vector_len == 0 {
