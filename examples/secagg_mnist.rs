@@ -9,17 +9,28 @@
 //! cargo run --release --example secagg_mnist -- --collaborators 3 --drop Portland@decrypt_ciphertext
 //! cargo run --release --example secagg_mnist -- --no-secagg       # plain FedAvg, for comparison
 //! ```
+//!
+//! The same binary is the federation's director and envoys (`make demo-federated` starts them):
+//!
+//! ```text
+//! secagg_mnist director --listen 127.0.0.1:50050 --certs certs
+//! secagg_mnist envoy --director 127.0.0.1:50050 --name Portland --certs certs
+//! secagg_mnist --runtime federated --director 127.0.0.1:50050 --certs certs
+//! ```
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 use flspec::{Event, Flow, Role};
 use flspec_examples::mnist::{self, Mnist};
 use flspec_examples::model;
-use flspec_examples::secagg_mnist::{Drop, RunOptions, SecAggMnist, report};
+use flspec_examples::secagg_mnist::{
+    Coordinator, Drop, RunOptions, SecAggMnist, Site, collaborator_names, report,
+};
+use flspec_federated::{FederatedRuntime, Registry, TlsConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// Where the flow runs.
@@ -33,8 +44,11 @@ enum RuntimeKind {
 
 /// Secure aggregation with MNIST, as an flspec flow.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version, about, args_conflicts_with_subcommands = true)]
 struct Args {
+    /// Serve as the federation's director or as an envoy instead of running the flow.
+    #[command(subcommand)]
+    serve: Option<Serve>,
     /// Collaborators (the first two are Bengaluru and Portland).
     #[arg(long, default_value_t = 2)]
     collaborators: usize,
@@ -47,6 +61,9 @@ struct Args {
     /// The director's address, for `--runtime federated`.
     #[arg(long)]
     director: Option<String>,
+    /// The federation's certificate folder (`flspec-fed certs`), for `--runtime federated`.
+    #[arg(long)]
+    certs: Option<PathBuf>,
     /// Train the collaborators in parallel (local runtime), with this many workers.
     #[arg(long, num_args = 0..=1, default_missing_value = "2")]
     parallel: Option<usize>,
@@ -84,31 +101,63 @@ struct Args {
     /// Download MNIST into the --data folder (or .cache/mnist), verifying SHA-256, first.
     #[arg(long)]
     download: bool,
-    /// libtorch threads per operation (default: all cores, or 1 per worker with --parallel).
-    #[arg(long)]
-    threads: Option<usize>,
+    /// libtorch threads per operation. The CNN's batches are small: one thread per training
+    /// collaborator is fastest, and more oversubscribe a busy machine badly.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
 }
 
+/// The federation's servers, built with this flow.
+#[derive(Subcommand, Debug)]
+enum Serve {
+    /// The director: runs the aggregator's steps and coordinates the envoys.
+    Director {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:50050")]
+        listen: String,
+        /// The federation's certificate folder (uses director.pem).
+        #[arg(long)]
+        certs: PathBuf,
+    },
+    /// An envoy: runs one collaborator's steps next to its data.
+    Envoy {
+        /// The director's address.
+        #[arg(long, default_value = "127.0.0.1:50050")]
+        director: String,
+        /// The collaborator this envoy serves (its certificate's name).
+        #[arg(long)]
+        name: String,
+        /// The federation's certificate folder (uses envoys/NAME.pem).
+        #[arg(long)]
+        certs: PathBuf,
+        /// How many collaborators share the data (this one takes every N-th sample from its
+        /// position among Bengaluru, Portland, collaborator-003, ...).
+        #[arg(long, default_value_t = 2)]
+        collaborators: usize,
+        /// A full MNIST folder instead of the bundled subset.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Vanish at this collaborator step (to see the dropout path).
+        #[arg(long)]
+        drop_at: Option<String>,
+        /// libtorch threads per operation.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+    },
+}
+
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let args = Args::parse();
-    if args.runtime == RuntimeKind::Federated {
-        bail!(
-            "`--runtime federated` needs a director (`--director HOST:PORT`) and envoys; the federated runtime is not wired into this example yet: use `--runtime local`"
-        );
+    init_logs(args.serve.as_ref());
+    if let Some(serve) = args.serve {
+        return serve_federation(serve);
     }
     let data = load_data(&args)?;
     let workers = args.parallel.unwrap_or(1).max(1);
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    model::set_num_threads(args.threads.unwrap_or((cores / workers).max(1)));
+    model::set_num_threads(args.threads);
     let mut options = RunOptions::new(args.collaborators, Arc::new(data));
     options.settings.rounds = args.rounds;
     options.settings.secure = !args.no_secagg;
@@ -124,6 +173,9 @@ fn main() -> anyhow::Result<()> {
     options.workers = workers;
     options.checkpoint = args.checkpoint.clone();
     options.drops = args.drops.clone();
+    if args.runtime == RuntimeKind::Federated {
+        return run_federated(&args, &options);
+    }
 
     let progress = Progress::new(args.rounds, args.collaborators, args.quiet);
     let runtime = options.local_runtime()?.observer(progress.observer());
@@ -132,14 +184,7 @@ fn main() -> anyhow::Result<()> {
         args.collaborators,
         options.collaborators.join(", "),
         args.rounds,
-        if args.no_secagg {
-            "plain FedAvg".to_string()
-        } else {
-            match options.settings.neighbours {
-                0 => "secure aggregation".to_string(),
-                k => format!("secure aggregation (SecAgg+, k = {k})"),
-            }
-        }
+        mode(&options)
     );
     let started = Instant::now();
     let flow = options.initial_state()?.run(&runtime);
@@ -154,6 +199,29 @@ fn main() -> anyhow::Result<()> {
         }
     };
     println!("********** Simulation results **********");
+    print_results(&flow, &progress, started);
+    if let Some(path) = &args.plot {
+        report::plot(&flow.results, path)?;
+        println!("plot: {}", path.display());
+    }
+    if let (Some(dir), Some(id)) = (&args.checkpoint, runtime.last_run_id()) {
+        println!("checkpoints: {}", dir.join(id).display());
+    }
+    Ok(())
+}
+
+fn mode(options: &RunOptions) -> String {
+    if !options.settings.secure {
+        "plain FedAvg".to_string()
+    } else {
+        match options.settings.neighbours {
+            0 => "secure aggregation".to_string(),
+            k => format!("secure aggregation (SecAgg+, k = {k})"),
+        }
+    }
+}
+
+fn print_results(flow: &SecAggMnist, progress: &Progress, started: Instant) {
     print!(
         "{}",
         report::results_table(&flow.results, &progress.round_times())
@@ -174,12 +242,116 @@ fn main() -> anyhow::Result<()> {
         started.elapsed().as_secs_f64(),
         SecAggMnist::graph().fingerprint()
     );
+}
+
+/// Log lines to stderr (warnings for a run, info for the servers); an envoy also forwards its
+/// lines to the program that submitted the run.
+fn init_logs(serve: Option<&Serve>) {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| if serve.is_some() { "info" } else { "warn" }.into());
+    let forward =
+        matches!(serve, Some(Serve::Envoy { .. })).then(flspec_federated::envoy::log_layer);
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_filter(filter),
+        )
+        .with(forward)
+        .init();
+}
+
+/// Runs the flow through a director and its envoys.
+fn run_federated(args: &Args, options: &RunOptions) -> anyhow::Result<()> {
+    let Some(director) = &args.director else {
+        bail!("`--runtime federated` needs the director's address: `--director HOST:PORT`");
+    };
+    if args.checkpoint.is_some() || args.parallel.is_some() || !args.drops.is_empty() {
+        bail!(
+            "with `--runtime federated`, checkpoints are the director's (`director --checkpoint`), envoys run in parallel anyway, and a dropout is an envoy's `--drop-at`: drop `--checkpoint`, `--parallel` and `--drop` here"
+        );
+    }
+    let tls = match &args.certs {
+        Some(dir) => TlsConfig::from_dir(dir, "client")?,
+        None => bail!(
+            "`--runtime federated` needs the federation's certificates: `--certs DIR` (make them with `flspec-fed certs`)"
+        ),
+    };
+    let progress = Progress::new(args.rounds, args.collaborators, args.quiet);
+    let runtime = FederatedRuntime::connect(director, tls)
+        .with_context(|| format!("connecting to the director at {director}"))?
+        .collaborators(options.collaborators.clone())
+        .observer(progress.observer());
+    let envoys = runtime.envoys().context("listing the envoys")?;
+    println!(
+        "flspec SecAgg MNIST: {} collaborators ({}), {} rounds, {} through the director at {director} ({} envoys registered)",
+        options.collaborators.len(),
+        options.collaborators.join(", "),
+        args.rounds,
+        mode(options),
+        envoys.len()
+    );
+    let started = Instant::now();
+    let flow = options.initial_state()?.run(&runtime);
+    progress.finish();
+    let flow = flow.context("the federated run failed")?;
+    println!("********** Federation results **********");
+    print_results(&flow, &progress, started);
     if let Some(path) = &args.plot {
         report::plot(&flow.results, path)?;
         println!("plot: {}", path.display());
     }
-    if let (Some(dir), Some(id)) = (&args.checkpoint, runtime.last_run_id()) {
-        println!("checkpoints: {}", dir.join(id).display());
+    Ok(())
+}
+
+/// Serves as the director or as an envoy until stopped.
+fn serve_federation(serve: Serve) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting tokio")?;
+    match serve {
+        Serve::Director { listen, certs } => {
+            let tls = TlsConfig::from_dir(&certs, "director")?;
+            let registry = Registry::new().aggregator::<SecAggMnist>(Coordinator::default);
+            runtime.block_on(flspec_federated::director::serve(&listen, tls, registry))?;
+        }
+        Serve::Envoy {
+            director,
+            name,
+            certs,
+            collaborators,
+            data,
+            drop_at,
+            threads,
+        } => {
+            model::set_num_threads(threads);
+            let names = collaborator_names(collaborators);
+            let Some(index) = names.iter().position(|n| *n == name) else {
+                bail!(
+                    "`--name {name}` is not one of the {collaborators} collaborators: {}",
+                    names.join(", ")
+                );
+            };
+            let data = Arc::new(match &data {
+                Some(dir) => Mnist::load(dir)
+                    .with_context(|| format!("reading MNIST from {}", dir.display()))?,
+                None => Mnist::load_bundled().context("reading the bundled MNIST subset")?,
+            });
+            let tls = TlsConfig::from_dir(&certs, &format!("envoys/{name}"))?;
+            let registry = Registry::new().try_flow::<SecAggMnist, anyhow::Error>(
+                move |site: &str| -> anyhow::Result<Site> {
+                    Site::new(site, &data, index, collaborators, 42, drop_at.clone())
+                },
+            );
+            runtime.block_on(flspec_federated::envoy::serve(
+                &director, tls, &name, registry,
+            ))?;
+        }
     }
     Ok(())
 }
