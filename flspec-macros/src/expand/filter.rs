@@ -100,7 +100,7 @@ fn addressed(def: &FlowDef) -> TokenStream {
     });
     let gives = def.addressed.iter().map(|f| {
         quote_spanned!(f.span()=>
-            copy.#f = ::flspec::__private::take_for(&mut parts.#f, collaborator);)
+            (*copy).#f = ::flspec::__private::take_for(&mut (*parts).#f, collaborator);)
     });
     quote! {
         fn take_addressed(&mut self) -> ::core::option::Option<Self> {
