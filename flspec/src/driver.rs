@@ -600,7 +600,7 @@ fn run_aggregator_step<F: Flow>(
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         state.run_aggregator_step(step, &ctx, private, inputs)
     }));
-    let next = step_result::<F>(outcome, step, ParticipantName::Aggregator)?;
+    let next = step_result::<F>(outcome, step, || ParticipantName::Aggregator)?;
     check_end::<F>(step, next.as_ref())?;
     debug!("step done");
     if let Some(began) = began {
@@ -637,14 +637,14 @@ fn check_end<F: Flow>(step: F::Step, next: Option<&Next<F>>) -> Result<()> {
 fn step_result<F: Flow>(
     outcome: std::thread::Result<crate::StepOutcome<F>>,
     step: F::Step,
-    participant: ParticipantName,
+    participant: impl FnOnce() -> ParticipantName,
 ) -> Result<Option<Next<F>>> {
     match outcome {
         Ok(Ok(next)) => Ok(next),
         Ok(Err(StepError::Failed(source))) => Err(Error::StepFailed {
             flow: F::NAME,
             step: step.as_str(),
-            participant,
+            participant: participant(),
             source,
         }),
         Ok(Err(other)) => Err(Error::Protocol {
@@ -654,7 +654,7 @@ fn step_result<F: Flow>(
         Err(payload) => Err(Error::StepPanicked {
             flow: F::NAME,
             step: step.as_str(),
-            participant,
+            participant: participant(),
             message: panic_message(payload.as_ref()),
         }),
     }
@@ -704,7 +704,7 @@ pub fn run_collaborator<F: Flow>(
             state.run_collaborator_step(step, &ctx, private)
         }));
         let participant = || ParticipantName::Collaborator(name.to_string());
-        let next = step_result::<F>(outcome, step, participant())?;
+        let next = step_result::<F>(outcome, step, participant)?;
         let Some(next) = next else {
             return Err(Error::Protocol {
                 flow: F::NAME,
