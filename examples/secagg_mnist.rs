@@ -180,7 +180,7 @@ fn main() -> anyhow::Result<()> {
     let progress = Progress::new(args.rounds, args.collaborators, args.quiet);
     let runtime = options.local_runtime()?.observer(progress.observer());
     println!(
-        "flspec SecAgg MNIST: {} collaborators ({}), {} rounds, {} on the local runtime",
+        "flspec SecAgg MNIST: {} collaborators ({}), {} round(s), {} on the local runtime",
         args.collaborators,
         options.collaborators.join(", "),
         args.rounds,
@@ -287,7 +287,7 @@ fn run_federated(args: &Args, options: &RunOptions) -> anyhow::Result<()> {
         .observer(progress.observer());
     let envoys = runtime.envoys().context("listing the envoys")?;
     println!(
-        "flspec SecAgg MNIST: {} collaborators ({}), {} rounds, {} through the director at {director} ({} envoys registered)",
+        "flspec SecAgg MNIST: {} collaborators ({}), {} round(s), {} through the director at {director} ({} envoys registered)",
         options.collaborators.len(),
         options.collaborators.join(", "),
         args.rounds,
