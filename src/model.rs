@@ -348,6 +348,9 @@ pub fn train_one_epoch_on(net: &mut Net, data: &Batches, config: &TrainConfig) -
         opt.step();
         total += loss.f_double_value(&[])? * ys.size()[0] as f64;
     }
+    // Free the gradients (libtorch's zero_grad sets them to none): a collaborator keeps its
+    // model between rounds, and 88 KB of stale gradients each add up over many collaborators.
+    opt.zero_grad();
     Ok(total / data.len() as f64)
 }
 
