@@ -585,6 +585,7 @@ fn run_aggregator_step<F: Flow>(
 ) -> Result<Option<Next<F>>> {
     let span = info_span!(
         "step",
+        run = setup.run_id,
         flow = F::NAME,
         step = step.as_str(),
         participant = "aggregator"
@@ -689,6 +690,7 @@ pub fn run_collaborator<F: Flow>(
     loop {
         let span = info_span!(
             "step",
+            run = setup.run_id,
             flow = F::NAME,
             step = step.as_str(),
             participant = name
