@@ -45,6 +45,27 @@ use crate::{Error, Result};
 /// The deadline of the short calls (submit, status, cancel, envoys).
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// One unary call to the director, from a thread outside the runtime, bounded by
+/// [`CALL_TIMEOUT`]; a failure names the director and, for TLS, the certificate problem.
+fn call_blocking<T>(
+    runtime: &tokio::runtime::Runtime,
+    addr: &str,
+    probe: &crate::net::TlsProbe,
+    what: &str,
+    fut: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+) -> Result<T> {
+    runtime.block_on(async {
+        match tokio::time::timeout(CALL_TIMEOUT, fut).await {
+            Err(_) => Err(Error::Timeout {
+                what: format!("{what} at {addr}"),
+                after: CALL_TIMEOUT,
+            }),
+            Ok(Err(status)) => Err(Error::from_status(&status, addr, probe)),
+            Ok(Ok(r)) => Ok(r.into_inner()),
+        }
+    })
+}
+
 /// A connection to a director that runs flows on its envoys. See the [module docs](self).
 pub struct FederatedRuntime {
     runtime: Arc<tokio::runtime::Runtime>,
@@ -161,18 +182,7 @@ impl FederatedRuntime {
         what: &str,
         fut: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     ) -> Result<T> {
-        let addr = &self.addr;
-        let probe = &self.probe;
-        self.runtime.block_on(async {
-            match tokio::time::timeout(CALL_TIMEOUT, fut).await {
-                Err(_) => Err(Error::Timeout {
-                    what: format!("{what} at {addr}"),
-                    after: CALL_TIMEOUT,
-                }),
-                Ok(Err(status)) => Err(Error::from_status(&status, addr, probe)),
-                Ok(Ok(r)) => Ok(r.into_inner()),
-            }
-        })
+        call_blocking(&self.runtime, &self.addr, &self.probe, what, fut)
     }
 
     /// Submits a run of `flow` and returns at once with its handle; the run goes on on the
@@ -429,24 +439,16 @@ impl<F: Flow> RunHandle<F> {
     /// [`Error::Rpc`] or [`Error::Timeout`].
     pub fn status(&self) -> Result<RunStatus> {
         let mut client = self.client.clone();
-        let id = self.run_id.clone();
-        let addr = self.addr.clone();
-        let probe = self.probe.clone();
-        self.runtime.block_on(async move {
-            match tokio::time::timeout(
-                CALL_TIMEOUT,
-                client.status(request(StatusRequest { run_id: id })),
-            )
-            .await
-            {
-                Err(_) => Err(Error::Timeout {
-                    what: "the run's status".into(),
-                    after: CALL_TIMEOUT,
-                }),
-                Ok(Err(s)) => Err(Error::from_status(&s, &addr, &probe)),
-                Ok(Ok(r)) => Ok(r.into_inner()),
-            }
-        })
+        let req = StatusRequest {
+            run_id: self.run_id.clone(),
+        };
+        call_blocking(
+            &self.runtime,
+            &self.addr,
+            &self.probe,
+            "querying the run's status",
+            async move { client.status(request(req)).await },
+        )
     }
 
     /// Asks the director to cancel the run: it stops at its next fan-out (a step that is
@@ -456,24 +458,17 @@ impl<F: Flow> RunHandle<F> {
     /// [`Error::Rpc`] or [`Error::Timeout`].
     pub fn cancel(&self) -> Result<bool> {
         let mut client = self.client.clone();
-        let id = self.run_id.clone();
-        let addr = self.addr.clone();
-        let probe = self.probe.clone();
-        self.runtime.block_on(async move {
-            match tokio::time::timeout(
-                CALL_TIMEOUT,
-                client.cancel(request(CancelRequest { run_id: id })),
-            )
-            .await
-            {
-                Err(_) => Err(Error::Timeout {
-                    what: "cancelling the run".into(),
-                    after: CALL_TIMEOUT,
-                }),
-                Ok(Err(s)) => Err(Error::from_status(&s, &addr, &probe)),
-                Ok(Ok(r)) => Ok(r.into_inner().was_running),
-            }
-        })
+        let req = CancelRequest {
+            run_id: self.run_id.clone(),
+        };
+        let reply = call_blocking(
+            &self.runtime,
+            &self.addr,
+            &self.probe,
+            "cancelling the run",
+            async move { client.cancel(request(req)).await },
+        )?;
+        Ok(reply.was_running)
     }
 
     /// Whether the run has ended (its result is ready for [`wait`](Self::wait)).
