@@ -108,6 +108,8 @@ pub(crate) struct PeerInfo {
 pub(crate) struct ServerConn {
     io: Either<tokio_rustls::server::TlsStream<TcpStream>, TcpStream>,
     info: PeerInfo,
+    /// The connection's place under the director's `max_connections`.
+    _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl AsyncRead for ServerConn {
@@ -155,22 +157,39 @@ impl Connected for ServerConn {
 }
 
 /// Accepts connections on `listener`, doing the TLS handshake (if `tls`) off the accept loop.
-/// A refused handshake is logged with its reason and never reaches the service.
+/// A refused handshake is logged with its reason and never reaches the service. At most
+/// `max_connections` are open at once (handshakes included); one more is closed at once, with a
+/// warning. The listener closes when the returned stream is dropped (the server stopped).
 pub(crate) fn incoming(
     listener: TcpListener,
     tls: Option<Arc<ServerConfig>>,
+    max_connections: usize,
 ) -> ReceiverStream<io::Result<ServerConn>> {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
     tokio::spawn(async move {
         loop {
-            let (tcp, addr) = match listener.accept().await {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                () = tx.closed() => return,
+            };
+            let (tcp, addr) = match accepted {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
+            };
+            let Ok(permit) = slots.clone().try_acquire_owned() else {
+                tracing::warn!(
+                    peer = %addr,
+                    limit = max_connections,
+                    "refused a connection: the director serves `DirectorOptions::max_connections` \
+                     connections already; raise it if this is expected"
+                );
+                continue;
             };
             let _ = tcp.set_nodelay(true);
             let conn_tx = tx.clone();
@@ -183,6 +202,7 @@ pub(crate) fn incoming(
                             addr,
                             identity: None,
                         },
+                        _permit: permit,
                     },
                     Some(acceptor) => {
                         match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
@@ -196,6 +216,7 @@ pub(crate) fn incoming(
                                 ServerConn {
                                     io: Either::A(tls),
                                     info: PeerInfo { addr, identity },
+                                    _permit: permit,
                                 }
                             }
                             Ok(Err(e)) => {
@@ -213,9 +234,6 @@ pub(crate) fn incoming(
                 };
                 let _ = conn_tx.send(Ok(conn)).await;
             });
-            if tx.is_closed() {
-                return;
-            }
         }
     });
     ReceiverStream::new(rx)

@@ -4,7 +4,8 @@
 //! certificate and key, all made by [`crate::certs`]. The director accepts a connection only
 //! from a peer whose certificate the CA issued and that is valid now; it reads the peer's name
 //! and role from the certificate (subject common name and organizational unit). An envoy may
-//! register only under the name in its certificate.
+//! register only under the name in its certificate. A director may also refuse certificates by
+//! their SHA-256 fingerprint ([`fingerprint_of`], `DirectorOptions::revocation_list`).
 //!
 //! # Security
 //! [`TlsConfig::insecure_plaintext`] turns all of this off; it exists for development and for
@@ -15,8 +16,14 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject};
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::pki_types::UnixTime;
 use rustls::server::WebPkiClientVerifier;
-use rustls::{AlertDescription, CertificateError, ClientConfig, RootCertStore, ServerConfig};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{
+    AlertDescription, CertificateError, ClientConfig, DigitallySignedStruct, DistinguishedName,
+    RootCertStore, ServerConfig, SignatureScheme,
+};
 
 use crate::{Error, Result};
 
@@ -58,6 +65,102 @@ pub struct PeerIdentity {
     pub name: String,
     /// Its role, if the certificate names one flspec knows.
     pub role: Option<CertRole>,
+    /// The SHA-256 fingerprint of the certificate (DER), as [`fingerprint_of`] writes it.
+    pub fingerprint: String,
+}
+
+/// The SHA-256 fingerprint of a DER certificate: 64 lowercase hex digits, no separators (the
+/// digest `openssl x509 -noout -fingerprint -sha256` prints, without its colons). A director's
+/// revocation list holds these.
+pub fn fingerprint_of(der: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let digest = ring::digest::digest(&ring::digest::SHA256, der);
+    digest
+        .as_ref()
+        .iter()
+        .fold(String::with_capacity(64), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        })
+}
+
+/// The SHA-256 fingerprint of the first certificate of a PEM text (see [`fingerprint_of`]).
+///
+/// # Errors
+/// [`Error::TlsConfig`] if the text holds no PEM certificate.
+pub fn fingerprint_pem(cert_pem: &[u8]) -> Result<String> {
+    let certs = parse_certs("certificate", cert_pem)?;
+    Ok(fingerprint_of(&certs[0]))
+}
+
+/// Says whether a certificate (by its [`fingerprint_of`]) is revoked; the director's
+/// revocation list.
+pub(crate) type RevocationCheck = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// The CA's verifier, then the revocation list: a revoked certificate fails the handshake with
+/// the `certificate_revoked` alert.
+struct RevokingVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+    revoked: RevocationCheck,
+}
+
+impl fmt::Debug for RevokingVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RevokingVerifier")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientCertVerifier for RevokingVerifier {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> std::result::Result<ClientCertVerified, rustls::Error> {
+        let verified = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        if (self.revoked)(&fingerprint_of(end_entity)) {
+            return Err(rustls::Error::InvalidCertificate(CertificateError::Revoked));
+        }
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 /// Reads the subject common name and organizational unit of a DER certificate.
@@ -75,7 +178,11 @@ pub(crate) fn identity_of(der: &[u8]) -> Option<PeerIdentity> {
         .next()
         .and_then(|ou| ou.as_str().ok())
         .and_then(CertRole::parse);
-    Some(PeerIdentity { name, role })
+    Some(PeerIdentity {
+        name,
+        role,
+        fingerprint: fingerprint_of(der),
+    })
 }
 
 /// A participant's certificate material.
@@ -270,8 +377,12 @@ impl TlsConfig {
         }
     }
 
-    /// The rustls server configuration (for the director), or `None` in plaintext mode.
-    pub(crate) fn server_config(&self) -> Result<Option<Arc<ServerConfig>>> {
+    /// The rustls server configuration (for the director), or `None` in plaintext mode. A
+    /// client certificate for which `revoked` says yes fails the handshake.
+    pub(crate) fn server_config(
+        &self,
+        revoked: Option<RevocationCheck>,
+    ) -> Result<Option<Arc<ServerConfig>>> {
         let Mode::Mutual(m) = &*self.mode else {
             tracing::warn!(
                 "INSECURE: the director accepts plaintext connections without authentication"
@@ -288,6 +399,13 @@ impl TlsConfig {
             .map_err(|e| {
                 Error::TlsConfig(format!("the CA certificate cannot verify clients: {e}"))
             })?;
+        let verifier: Arc<dyn ClientCertVerifier> = match revoked {
+            Some(revoked) => Arc::new(RevokingVerifier {
+                inner: verifier,
+                revoked,
+            }),
+            None => verifier,
+        };
         let mut config = ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| Error::TlsConfig(e.to_string()))?
@@ -381,6 +499,11 @@ pub(crate) fn explain(error: &rustls::Error) -> String {
              participant its certificate and key"
                 .into()
         }
+        E::AlertReceived(AlertDescription::CertificateRevoked) => {
+            "the director refused our certificate: it is revoked (its SHA-256 fingerprint is on \
+             the director's revocation list); ask the federation's operator for a new certificate"
+                .into()
+        }
         E::AlertReceived(AlertDescription::BadCertificate) => {
             "the peer refused our certificate as invalid (wrong key usage or corrupt); issue a new \
              one with `flspec-fed certs`"
@@ -390,6 +513,11 @@ pub(crate) fn explain(error: &rustls::Error) -> String {
             CertificateError::UnknownIssuer | CertificateError::BadSignature => {
                 "the peer's certificate was not issued by our CA; check that both sides use the \
                  same federation's `ca.pem`"
+                    .into()
+            }
+            CertificateError::Revoked => {
+                "the peer's certificate is revoked (its SHA-256 fingerprint is on the revocation \
+                 list)"
                     .into()
             }
             CertificateError::Expired | CertificateError::ExpiredContext { .. } => {

@@ -143,6 +143,12 @@ impl LoopFlow {
     fn end(&mut self) {}
 }
 
+/// The four fields, read through a function so that `#[flow]` does not see the reads: this
+/// flow reads fields a transition dropped on purpose, to prove they arrive as their default.
+fn abcd(s: &FilterFlow) -> [u32; 4] {
+    [s.a, s.b, s.c, s.d]
+}
+
 /// `exclude`/`include` on every kind of transition.
 #[derive(Clone, Default, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FilterFlow {
@@ -173,7 +179,7 @@ impl FilterFlow {
 
     #[collaborator]
     fn first(&mut self) -> Next<Self> {
-        self.seen_by_collab = vec![self.a, self.b, self.c, self.d];
+        self.seen_by_collab = abcd(self).to_vec();
         self.a = 1;
         self.d = 4;
         next!(self.second, exclude = [a])
@@ -181,7 +187,7 @@ impl FilterFlow {
 
     #[collaborator]
     fn second(&mut self) -> Next<Self> {
-        self.seen_by_collab.extend([self.a, self.b, self.c, self.d]);
+        self.seen_by_collab.extend(abcd(self));
         self.b += 100;
         next!(self.join, exclude = [c])
     }
@@ -189,7 +195,7 @@ impl FilterFlow {
     #[aggregator]
     fn join(&mut self, inputs: Inputs<Self>) -> Next<Self> {
         for i in &inputs {
-            self.seen_by_join.extend([i.a, i.b, i.c, i.d]);
+            self.seen_by_join.extend(abcd(i));
             self.seen_by_join.extend(i.seen_by_collab.iter().copied());
         }
         next!(self.end)
@@ -445,6 +451,64 @@ impl MailFlow {
     fn end(&mut self) {}
 }
 
+/// A field of a join's input that its transition does not carry, read through a function so
+/// that `#[flow]` does not see the read (the trust tests check that it stays empty).
+fn leak_of(s: &TrustFlow) -> String {
+    s.leak.clone()
+}
+
+/// Two fan-outs with a join each; the first carries back only `value`. The trust tests send it
+/// answers from a modified envoy: a `leak` that the transition into `join` does not carry, or
+/// a join (`join2`, `end`) the first fan-out cannot reach.
+#[derive(Clone, Default, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrustFlow {
+    pub value: u64,
+    pub leak: String,
+    pub total: u64,
+    pub leaks: Vec<String>,
+    pub second: Vec<u64>,
+}
+
+#[flow]
+impl TrustFlow {
+    #[aggregator]
+    fn start(&mut self, ctx: &Ctx) -> Next<Self> {
+        next!(self.work, foreach = ctx.collaborators())
+    }
+
+    #[collaborator]
+    fn work(&mut self) -> Next<Self> {
+        self.value = 7;
+        next!(self.join, include = [value])
+    }
+
+    #[aggregator]
+    fn join(&mut self, inputs: Inputs<Self>) -> Next<Self> {
+        self.total = inputs.iter().map(|i| i.value).sum();
+        self.leaks = inputs
+            .iter()
+            .map(|i| leak_of(i))
+            .filter(|leak| !leak.is_empty())
+            .collect();
+        next!(self.work2, foreach = inputs.names())
+    }
+
+    #[collaborator]
+    fn work2(&mut self) -> Next<Self> {
+        self.value += 1;
+        next!(self.join2)
+    }
+
+    #[aggregator]
+    fn join2(&mut self, inputs: Inputs<Self>) -> Next<Self> {
+        self.second = inputs.iter().map(|i| i.value).collect();
+        next!(self.end)
+    }
+
+    #[aggregator]
+    fn end(&mut self) {}
+}
+
 /// The test flows for envoys (`variant` `v2` swaps in the other version of `FanOutFlow`).
 pub fn envoy_registry(variant: Option<&str>) -> Registry {
     let r = Registry::new()
@@ -454,7 +518,8 @@ pub fn envoy_registry(variant: Option<&str>) -> Registry {
         .flow::<SlowFlow>(|_| ())
         .flow::<SlowDropFlow>(|_| ())
         .flow::<PayloadFlow>(|_| ())
-        .flow::<MailFlow>(|_| ());
+        .flow::<MailFlow>(|_| ())
+        .flow::<TrustFlow>(|_| ());
     match variant {
         Some("v2") => r.flow::<v2::FanOutFlow>(Site::new),
         _ => r.flow::<FanOutFlow>(Site::new),
@@ -472,4 +537,5 @@ pub fn director_registry() -> Registry {
         .aggregator::<SlowDropFlow>(|| ())
         .aggregator::<PayloadFlow>(|| ())
         .aggregator::<MailFlow>(|| ())
+        .aggregator::<TrustFlow>(|| ())
 }

@@ -27,6 +27,8 @@ pub(crate) type SessionTx = UnboundedSender<Result<DirectorMsg, Status>>;
 
 struct Entry {
     session: u64,
+    /// The SHA-256 fingerprint of the envoy's certificate (`None` in plaintext mode).
+    fingerprint: Option<String>,
     tx: Option<SessionTx>,
     flows: Vec<FlowInfo>,
     address: String,
@@ -67,15 +69,33 @@ impl Envoys {
 
     /// Registers an envoy's session, replacing an older session under the same name (an envoy
     /// that restarted); the old session's tasks are reported lost.
+    ///
+    /// # Errors
+    /// `ResourceExhausted` if `max_envoys` other envoys are online already.
     pub(crate) fn register(
         &self,
         name: &str,
+        fingerprint: Option<String>,
         flows: Vec<FlowInfo>,
         address: String,
         tx: SessionTx,
-    ) -> u64 {
-        let session = self.next_session.fetch_add(1, Ordering::Relaxed) + 1;
+        max_envoys: usize,
+    ) -> Result<u64, Status> {
         let mut inner = self.lock();
+        let replaces = inner.envoys.get(name).is_some_and(|e| e.tx.is_some());
+        let online = inner.envoys.values().filter(|e| e.tx.is_some()).count();
+        if !replaces && online >= max_envoys {
+            return Err(Status::resource_exhausted(format!(
+                "the director has {online} envoys connected, its limit \
+                 (`DirectorOptions::max_envoys` = {max_envoys}); stop an envoy or raise \
+                 `max_envoys` on the director"
+            )));
+        }
+        if !inner.envoys.contains_key(name) && inner.envoys.len() >= max_envoys.saturating_mul(2)
+        {
+            forget_oldest_offline(&mut inner);
+        }
+        let session = self.next_session.fetch_add(1, Ordering::Relaxed) + 1;
         let now = Instant::now();
         if let Some(old) = inner.envoys.get(name)
             && old.tx.is_some()
@@ -96,6 +116,7 @@ impl Envoys {
             name.to_string(),
             Entry {
                 session,
+                fingerprint,
                 tx: Some(tx),
                 flows,
                 address,
@@ -106,7 +127,46 @@ impl Envoys {
                 tasks: 0,
             },
         );
-        session
+        Ok(session)
+    }
+
+    /// Ends every session, telling each envoy with `status` (its stream ends with it); their
+    /// tasks are reported lost. Returns how many were ended.
+    pub(crate) fn end_sessions(
+        &self,
+        status: impl Fn(&str) -> Option<Status>,
+        reason: &str,
+    ) -> usize {
+        let mut inner = self.lock();
+        let ended: Vec<(String, u64)> = inner
+            .envoys
+            .iter_mut()
+            .filter_map(|(name, e)| {
+                let tx = e.tx.as_ref()?;
+                let status = status(name)?;
+                let _ = tx.send(Err(status));
+                e.tx = None;
+                e.offline_reason = Some(reason.to_string());
+                e.run_id = None;
+                e.tasks = 0;
+                Some((name.clone(), e.session))
+            })
+            .collect();
+        for (name, session) in &ended {
+            tracing::warn!(envoy = %name, %reason, "envoy session ended by the director");
+            fail_pending(&mut inner, name, *session, reason);
+        }
+        ended.len()
+    }
+
+    /// The online envoys whose certificate `revoked` says is revoked.
+    pub(crate) fn revoked(&self, revoked: impl Fn(&str) -> bool) -> Vec<String> {
+        self.lock()
+            .envoys
+            .iter()
+            .filter(|(_, e)| e.tx.is_some() && e.fingerprint.as_deref().is_some_and(&revoked))
+            .map(|(n, _)| n.clone())
+            .collect()
     }
 
     /// Notes that a session sent something.
@@ -319,6 +379,19 @@ impl Envoys {
             }
             Some(_) => Ok(()),
         }
+    }
+}
+
+/// Forgets the offline envoy seen longest ago, so that the table stays bounded.
+fn forget_oldest_offline(inner: &mut Inner) {
+    let oldest = inner
+        .envoys
+        .iter()
+        .filter(|(_, e)| e.tx.is_none())
+        .min_by_key(|(_, e)| e.last_seen)
+        .map(|(n, _)| n.clone());
+    if let Some(name) = oldest {
+        inner.envoys.remove(&name);
     }
 }
 

@@ -3,9 +3,16 @@
 //!
 //! The filtered template is encoded once; every envoy of the fan-out is sent the same bytes
 //! (a reference-counted buffer). A flow with addressed fields (`#[flow(addressed = [..])]`)
-//! instead gets one encoding per collaborator, holding only that collaborator's entries. The fan-out waits for all answers until the step deadline; an
-//! envoy that is lost or misses the deadline drops out (in a flow that tolerates dropouts) or
-//! ends the run with [`crate::Error::EnvoyLost`].
+//! instead gets one encoding per collaborator, holding only that collaborator's entries. The
+//! fan-out waits for all answers until the step deadline; an envoy that is lost or misses the
+//! deadline drops out (in a flow that tolerates dropouts) or ends the run with
+//! [`crate::Error::EnvoyLost`].
+//!
+//! Envoys are not trusted with the graph: the join an envoy names must be one that the
+//! fan-out's collaborator steps can reach, the steps it names in a failure must be among those
+//! steps, and the state it returns is filtered again by the transition into the join (see
+//! [`Reach`]). An answer counts only on the session of the envoy the task was sent to, so each
+//! arrival is bound to the name in that envoy's certificate.
 
 use std::marker::PhantomData;
 use std::path::Path;
@@ -17,7 +24,8 @@ use flspec::checkpoint::CheckpointStore;
 use flspec::driver::{
     Arrival, Copies, Departure, FanOut, FanOutRequest, FanOutResult, Resume, RunSetup, drive,
 };
-use flspec::{Flow, ParticipantName, Role, StepError, StepId};
+use flspec::graph::FieldFilter;
+use flspec::{Flow, ParticipantName, Role, StepError, StepId, TransitionId};
 use tokio::runtime::Handle;
 
 use super::envoys::{Envoys, RemoteOutcome};
@@ -127,15 +135,93 @@ fn protocol<F: Flow>(message: String) -> flspec::Error {
     }
 }
 
-/// A step name from an envoy, as the flow's step (its `&'static` name).
-fn step_name<F: Flow>(name: &str) -> flspec::Result<&'static str> {
-    name.parse::<F::Step>()
-        .map(StepId::as_str)
-        .map_err(|e| protocol::<F>(format!("an envoy named {e}")))
+
+/// What the collaborator steps of a fan-out can do, by the flow's graph: the collaborator steps
+/// reachable from its first step, and the transitions from those steps to aggregator steps
+/// (the joins the fan-out can reach).
+pub(crate) struct Reach {
+    /// Per step of the graph: whether it is one of the fan-out's collaborator steps.
+    steps: Vec<bool>,
+    /// The transitions (positions in the graph) from those steps into aggregator steps.
+    exits: Vec<usize>,
+}
+
+impl Reach {
+    /// The reach of a fan-out whose first collaborator step is `first`.
+    pub(crate) fn of<F: Flow>(first: usize) -> Self {
+        let graph = F::graph();
+        let mut steps = vec![false; graph.steps().len()];
+        let mut exits = Vec::new();
+        let mut todo = vec![first];
+        if let Some(seen) = steps.get_mut(first) {
+            *seen = true;
+        }
+        while let Some(step) = todo.pop() {
+            for (index, t) in graph.transitions().iter().enumerate() {
+                if t.from() != step {
+                    continue;
+                }
+                match graph.step(t.to()).map(|s| s.role()) {
+                    Some(Role::Collaborator) => {
+                        if let Some(seen) = steps.get_mut(t.to())
+                            && !*seen
+                        {
+                            *seen = true;
+                            todo.push(t.to());
+                        }
+                    }
+                    Some(Role::Aggregator) => exits.push(index),
+                    None => {}
+                }
+            }
+        }
+        Reach { steps, exits }
+    }
+
+    /// Whether `step` is one of the fan-out's collaborator steps.
+    pub(crate) fn has_step(&self, step: usize) -> bool {
+        self.steps.get(step).copied().unwrap_or(false)
+    }
+
+    /// The transition whose field filter applies to a state arriving at `join`: `Ok(None)` if
+    /// several transitions with different filters lead there (the director cannot tell which
+    /// one the collaborator took); `Err(())` if none does (the fan-out cannot reach `join`).
+    pub(crate) fn filter_into<F: Flow>(&self, join: usize) -> Result<Option<TransitionId>, ()> {
+        let transitions = F::graph().transitions();
+        let mut into = self
+            .exits
+            .iter()
+            .copied()
+            .filter(|&t| transitions.get(t).is_some_and(|t| t.to() == join));
+        let Some(first) = into.next() else {
+            return Err(());
+        };
+        let filter: FieldFilter = transitions[first].fields();
+        if into.any(|t| transitions[t].fields() != filter) {
+            return Ok(None);
+        }
+        Ok(u16::try_from(first).ok().map(TransitionId::new))
+    }
+}
+
+/// A step an envoy names in a failure, checked against the fan-out's collaborator steps.
+fn fan_out_step<F: Flow>(reach: &Reach, envoy: &str, name: &str) -> flspec::Result<&'static str> {
+    let step: F::Step = name
+        .parse()
+        .map_err(|e| protocol::<F>(format!("envoy `{envoy}` named {e}")))?;
+    if !reach.has_step(step.index()) {
+        return Err(protocol::<F>(format!(
+            "envoy `{envoy}` reported a failure in step `{step}`, which is not a step of this \
+             fan-out; the envoy is modified or runs another version of the flow, so the answer \
+             was refused"
+        )));
+    }
+    Ok(step.as_str())
 }
 
 impl<F: Flow> FanOut<F> for Typed<'_, '_, F> {
     fn run(&mut self, request: FanOutRequest<'_, F>) -> flspec::Result<FanOutResult<F>> {
+        let reach = Reach::of::<F>(request.step.index());
         // One buffer for all, unless addressed fields give each collaborator its own entries.
         let mut copies = Copies::new(request.state, request.transition);
         let states = if copies.has_addressed() {
@@ -164,12 +250,28 @@ impl<F: Flow> FanOut<F> for Typed<'_, '_, F> {
                     let join: F::Step = join
                         .parse()
                         .map_err(|e| protocol::<F>(format!("envoy `{name}` named {e}")))?;
-                    if F::graph().step(join.index()).map(|s| s.role()) != Some(Role::Aggregator) {
-                        return Err(protocol::<F>(format!(
-                            "envoy `{name}` arrived at `{join}`, which is not an aggregator step"
-                        )));
+                    let filter = reach.filter_into::<F>(join.index()).map_err(|()| {
+                        protocol::<F>(format!(
+                            "envoy `{name}` says its collaborator reached `{join}`, which the \
+                             collaborator steps from `{step}` cannot reach in the flow's graph; \
+                             the envoy is modified or runs another version of the flow, so its \
+                             answer was refused"
+                        ))
+                    })?;
+                    let mut state: F = flspec::codec::decode_state(&state).map_err(|e| {
+                        protocol::<F>(format!(
+                            "envoy `{name}` returned a state that does not decode: {e}"
+                        ))
+                    })?;
+                    match filter {
+                        Some(transition) => state.filter_in_place(transition),
+                        None => tracing::warn!(
+                            envoy = %name,
+                            join = %join,
+                            "the transitions into this join carry different fields; the state \
+                             the envoy returned cannot be filtered again"
+                        ),
                     }
-                    let state: F = flspec::codec::decode_state(&state)?;
                     Ok(Arrival {
                         name: name.clone(),
                         join,
@@ -186,7 +288,7 @@ impl<F: Flow> FanOut<F> for Typed<'_, '_, F> {
                 RemoteOutcome::Done(TaskOutcome::StepFailed { step, message }) => {
                     Err(flspec::Error::StepFailed {
                         flow: F::NAME,
-                        step: step_name::<F>(&step)?,
+                        step: fan_out_step::<F>(&reach, name, &step)?,
                         participant: who(),
                         source: message.into(),
                     })
@@ -194,7 +296,7 @@ impl<F: Flow> FanOut<F> for Typed<'_, '_, F> {
                 RemoteOutcome::Done(TaskOutcome::StepPanicked { step, message }) => {
                     Err(flspec::Error::StepPanicked {
                         flow: F::NAME,
-                        step: step_name::<F>(&step)?,
+                        step: fan_out_step::<F>(&reach, name, &step)?,
                         participant: who(),
                         message,
                     })

@@ -13,22 +13,47 @@
 //! envoy answers, reports events and log lines, and sends heartbeats. A session that ends or
 //! goes silent for [`DirectorOptions::heartbeat_timeout`] marks its envoy offline and its
 //! tasks lost, at once. Runs are independent: a failed run leaves the director serving others.
+//!
+//! # Security
+//! - **Runs belong to their submitter.** The director records the name in the certificate of
+//!   the client that submitted a run; status, watch and cancel from any other certificate are
+//!   refused with `PermissionDenied`. Run ids (`run-` and 32 hex digits) are drawn from the
+//!   operating system's random generator, so they cannot be guessed either.
+//! - **Envoys are checked, not trusted.** An envoy's answers are bound to the name in its
+//!   certificate (a task's answer counts only on the session of the envoy it was sent to); the
+//!   join an envoy says its collaborator reached must be one the collaborator steps of that
+//!   fan-out can reach in the flow's graph; and the state it returns is filtered again by the
+//!   transition into that join, so fields the transition does not carry never reach the
+//!   aggregator. (Where a fan-out's collaborator steps reach the join through several
+//!   transitions with *different* field filters, the director cannot tell which one was taken
+//!   and keeps the fields any of them may carry: it filters only when they all agree, and logs a
+//!   warning otherwise.)
+//! - **Limits.** At most [`DirectorOptions::max_runs`] runs at once,
+//!   [`DirectorOptions::max_envoys`] envoy sessions, [`DirectorOptions::max_connections`]
+//!   connections and [`DirectorOptions::max_streams_per_connection`] calls on one connection;
+//!   past a limit the director refuses with `ResourceExhausted` naming it (a connection past
+//!   `max_connections` is closed at once and logged).
+//! - **Revocation.** [`DirectorOptions::revocation_list`] names a file of certificate
+//!   fingerprints ([`crate::certs::fingerprint`]) that the director refuses at the handshake and
+//!   on every call; it reloads the file when it changes, and ends the sessions of envoys whose
+//!   certificate it lists.
 
 pub(crate) mod envoys;
 pub(crate) mod fan_out;
+mod revocation;
 mod runs;
 
 use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
 use flspec::driver::{RunSetup, panic_message};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::{ReceiverStream, UnboundedReceiverStream};
 use tonic::{Request, Response, Status};
@@ -36,12 +61,13 @@ use tracing::{Instrument, info, info_span, warn};
 
 use self::envoys::Envoys;
 use self::fan_out::Remote;
+use self::revocation::Revocations;
 use self::runs::{Run, RunObserver, Runs, is_collaborator_event};
 use crate::codec::Limits;
 use crate::net::{CONNECTION_WINDOW, MAX_FRAME, PeerInfo, STREAM_WINDOW};
 use crate::registry::{DirectorFlow, Registry};
 use crate::rpc::director_server::{Director as DirectorService, DirectorServer};
-use crate::tls::{CertRole, TlsConfig};
+use crate::tls::{CertRole, PeerIdentity, TlsConfig};
 use crate::wire::{
     CancelReply, CancelRequest, DirectorMsg, EnvoyList, EnvoyMsg, EnvoysRequest, LogLine,
     PROTOCOL_VERSION, RunStatus, RunUpdate, StatusRequest, SubmitReply, SubmitRequest,
@@ -62,6 +88,22 @@ pub struct DirectorOptions {
     pub limits: Limits,
     /// Where runs write their checkpoints (the aggregator's states), if anywhere.
     pub checkpoint_dir: Option<PathBuf>,
+    /// The most runs going at once (each has a thread of its own); one more submission is
+    /// refused with `ResourceExhausted`. Default: 16.
+    pub max_runs: usize,
+    /// The most envoy sessions at once; one more envoy is refused with `ResourceExhausted` (an
+    /// envoy that registers again replaces its own session and does not count twice).
+    /// Default: 1024.
+    pub max_envoys: usize,
+    /// The most connections at once (TLS handshakes included); one more is closed at once and
+    /// logged. Default: 1024.
+    pub max_connections: usize,
+    /// The most calls in flight on one connection (HTTP/2 concurrent streams); a client that
+    /// opens more is refused by HTTP/2. Default: 128.
+    pub max_streams_per_connection: u32,
+    /// The revocation list: a file of certificate fingerprints the director refuses; see
+    /// [`revocation_list`](Self::revocation_list).
+    pub revocation_list: Option<PathBuf>,
 }
 
 impl Default for DirectorOptions {
@@ -72,7 +114,28 @@ impl Default for DirectorOptions {
             step_timeout: Duration::from_secs(600),
             limits: Limits::default(),
             checkpoint_dir: None,
+            max_runs: 16,
+            max_envoys: 1024,
+            max_connections: 1024,
+            max_streams_per_connection: 128,
+            revocation_list: None,
         }
+    }
+}
+
+impl DirectorOptions {
+    /// Refuses the certificates whose SHA-256 fingerprints the file at `path` lists: one per
+    /// line, as [`crate::certs::fingerprint`] prints them, `#` comments allowed. The handshake of
+    /// a listed certificate fails with the `certificate_revoked` alert, and a connection opened
+    /// before it was listed is refused on its next call (an envoy's session ends within a
+    /// second). The running director reads the file again when its modification time or size
+    /// changes (looked at once a second at most); a file that becomes unreadable or invalid
+    /// keeps the last good list in force.
+    ///
+    /// [`Director::start`] fails if the file cannot be read or parsed.
+    pub fn revocation_list(mut self, path: impl Into<PathBuf>) -> Self {
+        self.revocation_list = Some(path.into());
+        self
     }
 }
 
@@ -82,16 +145,77 @@ struct Shared {
     runs: Runs,
     options: DirectorOptions,
     mutual: bool,
-    next_run: AtomicU64,
+    /// Runs going now (bounded by `options.max_runs`).
+    active_runs: Arc<AtomicUsize>,
+    revocations: Option<Arc<Revocations>>,
+    /// Set when the director shuts down: watchers end their streams.
+    stopping: watch::Sender<bool>,
+}
+
+impl Shared {
+    /// Whether a peer's certificate is on the revocation list.
+    fn is_revoked(&self, id: &PeerIdentity) -> bool {
+        self.revocations
+            .as_ref()
+            .is_some_and(|r| r.is_revoked(&id.fingerprint))
+    }
+
+    /// Takes one of the `max_runs` run slots, or says why not.
+    fn claim_run_slot(&self) -> Result<RunSlot, Status> {
+        let max = self.options.max_runs;
+        self.active_runs
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .map_err(|n| {
+                Status::resource_exhausted(format!(
+                    "the director runs {n} runs already, its limit (`DirectorOptions::max_runs` = \
+                     {max}); wait for one to end, or raise `max_runs` on the director"
+                ))
+            })?;
+        Ok(RunSlot(self.active_runs.clone()))
+    }
+}
+
+/// One of the director's `max_runs` run slots, given back on drop.
+struct RunSlot(Arc<AtomicUsize>);
+
+impl Drop for RunSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A new run id: `run-` and 128 bits from the operating system's random generator.
+fn new_run_id() -> Result<String, Status> {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 16];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| Status::internal("the operating system's random generator failed"))?;
+    Ok(bytes.iter().fold(String::from("run-"), |mut id, b| {
+        use std::fmt::Write as _;
+        let _ = write!(id, "{b:02x}");
+        id
+    }))
 }
 
 /// A running director. Dropping it leaves the director running until its runtime ends; call
 /// [`shutdown`](Self::shutdown) to stop it.
-#[derive(Debug)]
 pub struct Director {
     addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<()>>,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Director {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Director")
+            .field("addr", &self.addr)
+            .field("options", &self.shared.options)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Runs a director on `addr` (e.g. `0.0.0.0:50050`) until the process ends, with the default
@@ -112,7 +236,8 @@ impl Director {
     ///
     /// # Errors
     /// [`Error::Bind`] if it cannot listen, [`Error::TlsConfig`] if `tls` has no director
-    /// certificate.
+    /// certificate or the revocation list is invalid, [`Error::ReadFile`] if the revocation
+    /// list cannot be read.
     pub async fn start(
         addr: &str,
         tls: TlsConfig,
@@ -124,7 +249,18 @@ impl Director {
         {
             warn!(name = %id.name, "the director's certificate is not a `director` certificate");
         }
-        let server_tls = tls.server_config()?;
+        let revocations = match &options.revocation_list {
+            Some(path) => Some(Arc::new(Revocations::load(path)?)),
+            None => None,
+        };
+        if revocations.is_some() && tls.is_plaintext() {
+            warn!("the revocation list has no effect in plaintext mode: no certificate is checked");
+        }
+        let check = revocations.clone().map(|r| {
+            Arc::new(move |fingerprint: &str| r.is_revoked(fingerprint))
+                as crate::tls::RevocationCheck
+        });
+        let server_tls = tls.server_config(check)?;
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| Error::Bind {
@@ -142,7 +278,9 @@ impl Director {
             runs: Runs::default(),
             mutual: server_tls.is_some(),
             options,
-            next_run: AtomicU64::new(0),
+            active_runs: Arc::new(AtomicUsize::new(0)),
+            revocations,
+            stopping: watch::channel(false).0,
         });
         let monitor = Arc::downgrade(&shared);
         tokio::spawn(async move {
@@ -155,17 +293,22 @@ impl Director {
                 shared
                     .envoys
                     .check_heartbeats(shared.options.heartbeat_timeout);
+                end_revoked_sessions(&shared);
             }
         });
-        let service = DirectorServer::new(Service { shared })
+        let service = DirectorServer::new(Service {
+            shared: shared.clone(),
+        })
             .max_decoding_message_size(limits.max_message_bytes)
             .max_encoding_message_size(limits.max_message_bytes);
-        let incoming = crate::net::incoming(listener, server_tls);
+        let incoming =
+            crate::net::incoming(listener, server_tls, shared.options.max_connections.max(1));
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tonic::transport::Server::builder()
             .initial_stream_window_size(STREAM_WINDOW)
             .initial_connection_window_size(CONNECTION_WINDOW)
             .max_frame_size(MAX_FRAME)
+            .max_concurrent_streams(Some(shared.options.max_streams_per_connection.max(1)))
             .http2_keepalive_interval(Some(Duration::from_secs(10)))
             .http2_keepalive_timeout(Some(Duration::from_secs(20)))
             .add_service(service)
@@ -181,6 +324,7 @@ impl Director {
             addr: local,
             stop: Some(stop),
             task,
+            shared,
         })
     }
 
@@ -198,8 +342,21 @@ impl Director {
         task.await.map_err(|e| Error::Disconnected(e.to_string()))?
     }
 
-    /// Stops accepting connections and waits for the server to stop (at most 5 s).
+    /// Stops the director: stops listening, cancels the runs still going, ends every envoy's
+    /// session (telling the envoy) and every client's `watch` stream, then waits for the
+    /// connections to close. Returns as soon as they have (well under a second with live
+    /// peers), or after 5 s for a peer that does not close its side.
     pub async fn shutdown(mut self) {
+        self.shared.stopping.send_replace(true);
+        self.shared.runs.cancel_all();
+        self.shared.envoys.end_sessions(
+            |_| {
+                Some(Status::unavailable(
+                    "the director is shutting down; this envoy will reconnect when it is back",
+                ))
+            },
+            "the director shut down",
+        );
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -221,15 +378,48 @@ fn peer_of<T>(request: &Request<T>) -> Option<PeerInfo> {
     request.extensions().get::<PeerInfo>().cloned()
 }
 
+/// The refusal of a revoked certificate.
+fn revoked_status(id: &PeerIdentity) -> Status {
+    Status::permission_denied(format!(
+        "certificate `{}` (SHA-256 {}) is revoked on this director; ask the federation's \
+         operator for a new certificate",
+        id.name, id.fingerprint
+    ))
+}
+
+/// Ends the sessions of online envoys whose certificate is now on the revocation list.
+fn end_revoked_sessions(shared: &Shared) {
+    let Some(list) = &shared.revocations else {
+        return;
+    };
+    let revoked = shared.envoys.revoked(|fp| list.is_revoked(fp));
+    if revoked.is_empty() {
+        return;
+    }
+    shared.envoys.end_sessions(
+        |name| {
+            revoked.iter().any(|r| r == name).then(|| {
+                Status::permission_denied(format!(
+                    "the certificate of envoy `{name}` was revoked on this director; ask the \
+                     federation's operator for a new certificate"
+                ))
+            })
+        },
+        "its certificate was revoked",
+    );
+}
+
 impl Service {
-    /// Checks that the caller holds a client certificate (mutual TLS).
-    fn check_client<T>(&self, request: &Request<T>) -> Result<(), Status> {
+    /// Checks that the caller holds a client certificate (mutual TLS) that is not revoked;
+    /// returns its name (`None` in plaintext mode, where no one is authenticated).
+    fn check_client<T>(&self, request: &Request<T>) -> Result<Option<String>, Status> {
         if !self.shared.mutual {
-            return Ok(());
+            return Ok(None);
         }
         let id = peer_of(request).and_then(|p| p.identity);
         match id {
-            Some(id) if id.role == Some(CertRole::Client) => Ok(()),
+            Some(id) if self.shared.is_revoked(&id) => Err(revoked_status(&id)),
+            Some(id) if id.role == Some(CertRole::Client) => Ok(Some(id.name)),
             Some(id) => Err(Status::permission_denied(format!(
                 "certificate `{}` (role {}) may not submit or watch runs; use a client \
                  certificate from `flspec-fed certs`",
@@ -242,11 +432,23 @@ impl Service {
         }
     }
 
-    fn run(&self, run_id: &str) -> Result<Arc<Run>, Status> {
-        self.shared
+    /// The run `run_id`, if the caller (`client`, from [`check_client`](Self::check_client))
+    /// submitted it.
+    fn owned_run(&self, client: Option<&str>, run_id: &str) -> Result<Arc<Run>, Status> {
+        let run = self
+            .shared
             .runs
             .get(run_id)
-            .ok_or_else(|| Status::not_found(format!("no run `{run_id}` on this director")))
+            .ok_or_else(|| Status::not_found(format!("no run `{run_id}` on this director")))?;
+        if run.owner.as_deref() != client {
+            warn!(run_id, caller = client.unwrap_or("(none)"), "refused a call on another client's run");
+            return Err(Status::permission_denied(format!(
+                "run `{run_id}` was submitted by another client; only the certificate that \
+                 submitted a run may query, watch or cancel it (this one is `{}`)",
+                client.unwrap_or("(none)")
+            )));
+        }
+        Ok(run)
     }
 
     /// Validates a submission and picks the collaborators.
@@ -326,10 +528,19 @@ impl DirectorService for Service {
         &self,
         request: Request<tonic::Streaming<EnvoyMsg>>,
     ) -> Result<Response<Self::SessionStream>, Status> {
+        if *self.shared.stopping.borrow() {
+            return Err(Status::unavailable("the director is shutting down"));
+        }
         let peer = peer_of(&request);
         let address = peer
             .as_ref()
             .map_or_else(|| "unknown".to_string(), |p| p.addr.to_string());
+        if let Some(id) = peer.as_ref().and_then(|p| p.identity.as_ref())
+            && self.shared.is_revoked(id)
+        {
+            warn!(peer = %address, certificate = %id.name, "refused a session: the certificate is revoked");
+            return Err(revoked_status(id));
+        }
         let mut inbound = request.into_inner();
         let first = tokio::time::timeout(Duration::from_secs(10), inbound.message())
             .await
@@ -404,10 +615,24 @@ impl DirectorService for Service {
             heartbeat_ms: u64::try_from(self.shared.options.heartbeat.as_millis())
                 .unwrap_or(u64::MAX),
         }));
+        let fingerprint = peer
+            .as_ref()
+            .and_then(|p| p.identity.as_ref())
+            .map(|id| id.fingerprint.clone());
         let session = self
             .shared
             .envoys
-            .register(&name, flows, address.clone(), tx);
+            .register(
+                &name,
+                fingerprint,
+                flows,
+                address.clone(),
+                tx,
+                self.shared.options.max_envoys,
+            )
+            .inspect_err(|status| {
+                warn!(envoy = %name, peer = %address, reason = %status.message(), "refused an envoy");
+            })?;
         info!(envoy = %name, peer = %address, "envoy registered");
         let shared = self.shared.clone();
         let span = info_span!("envoy_session", envoy = %name);
@@ -433,18 +658,21 @@ impl DirectorService for Service {
         &self,
         request: Request<SubmitRequest>,
     ) -> Result<Response<SubmitReply>, Status> {
-        self.check_client(&request)?;
+        let owner = self.check_client(&request)?;
+        if *self.shared.stopping.borrow() {
+            return Err(Status::unavailable("the director is shutting down"));
+        }
         let req = request.into_inner();
         let (entry, collaborators) = self.prepare(&req).map_err(|e| status_of(&e))?;
-        let n = self.shared.next_run.fetch_add(1, Ordering::Relaxed) + 1;
-        let secs = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let run_id = format!("run-{secs}-{n}");
+        let slot = self.shared.claim_run_slot().inspect_err(|status| {
+            warn!(flow = %req.flow.name, reason = %status.message(), "refused a run");
+        })?;
+        let run_id = new_run_id()?;
         let run = Arc::new(Run::new(
             run_id.clone(),
             req.flow.name.clone(),
             collaborators.clone(),
+            owner,
         ));
         self.shared.runs.insert(run.clone());
         let step_timeout = if req.step_timeout_ms == 0 {
@@ -457,7 +685,10 @@ impl DirectorService for Service {
         let state = req.state;
         std::thread::Builder::new()
             .name(format!("flspec-{run_id}"))
-            .spawn(move || run_thread(&shared, &entry, &run, &state, step_timeout, runtime))
+            .spawn(move || {
+                run_thread(&shared, &entry, &run, &state, step_timeout, runtime);
+                drop(slot);
+            })
             .map_err(|e| Status::internal(format!("could not start the run's thread: {e}")))?;
         info!(run_id = %run_id, flow = %req.flow.name, collaborators = collaborators.len(), "run submitted");
         Ok(Response::new(SubmitReply {
@@ -470,13 +701,30 @@ impl DirectorService for Service {
         &self,
         request: Request<WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        self.check_client(&request)?;
-        let run = self.run(&request.get_ref().run_id)?;
+        let client = self.check_client(&request)?;
+        let run = self.owned_run(client.as_deref(), &request.get_ref().run_id)?;
+        let identity = peer_of(&request).and_then(|p| p.identity);
+        let shared = self.shared.clone();
+        let mut stopping = self.shared.stopping.subscribe();
         let (tx, rx) = tokio::sync::mpsc::channel(256);
         tokio::spawn(async move {
             let mut version = run.subscribe();
             let mut next = 0;
             loop {
+                if let Some(id) = &identity
+                    && shared.is_revoked(id)
+                {
+                    let _ = tx.send(Err(revoked_status(id))).await;
+                    return;
+                }
+                if *stopping.borrow_and_update() {
+                    let _ = tx
+                        .send(Err(Status::unavailable(
+                            "the director shut down; the run was cancelled",
+                        )))
+                        .await;
+                    return;
+                }
                 version.borrow_and_update();
                 let (items, after, over, skipped) = run.updates_from(next);
                 if skipped > 0 {
@@ -498,8 +746,12 @@ impl DirectorService for Service {
                     }
                 }
                 next = after;
-                if over || version.changed().await.is_err() {
+                if over {
                     return;
+                }
+                tokio::select! {
+                    changed = version.changed() => if changed.is_err() { return },
+                    _ = stopping.changed() => {}
                 }
             }
         });
@@ -507,16 +759,17 @@ impl DirectorService for Service {
     }
 
     async fn status(&self, request: Request<StatusRequest>) -> Result<Response<RunStatus>, Status> {
-        self.check_client(&request)?;
-        Ok(Response::new(self.run(&request.get_ref().run_id)?.status()))
+        let client = self.check_client(&request)?;
+        let run = self.owned_run(client.as_deref(), &request.get_ref().run_id)?;
+        Ok(Response::new(run.status()))
     }
 
     async fn cancel(
         &self,
         request: Request<CancelRequest>,
     ) -> Result<Response<CancelReply>, Status> {
-        self.check_client(&request)?;
-        let run = self.run(&request.get_ref().run_id)?;
+        let client = self.check_client(&request)?;
+        let run = self.owned_run(client.as_deref(), &request.get_ref().run_id)?;
         let was_running = !run.is_over();
         run.cancel.send_replace(true);
         info!(run_id = %run.id, "run cancellation requested");

@@ -32,6 +32,9 @@ pub(crate) struct Run {
     pub(crate) id: String,
     pub(crate) flow: String,
     pub(crate) participants: Vec<String>,
+    /// The name in the certificate of the client that submitted the run; only it may watch,
+    /// query or cancel the run. `None` in plaintext mode (no verified identity).
+    pub(crate) owner: Option<String>,
     started: Instant,
     state: Mutex<State>,
     /// The number of updates so far; watchers wait on it.
@@ -41,11 +44,17 @@ pub(crate) struct Run {
 }
 
 impl Run {
-    pub(crate) fn new(id: String, flow: String, participants: Vec<String>) -> Self {
+    pub(crate) fn new(
+        id: String,
+        flow: String,
+        participants: Vec<String>,
+        owner: Option<String>,
+    ) -> Self {
         Run {
             id,
             flow,
             participants,
+            owner,
             started: Instant::now(),
             state: Mutex::new(State {
                 phase: RunPhase::Running,
@@ -220,6 +229,13 @@ impl Runs {
 
     pub(crate) fn running(&self) -> usize {
         self.lock().values().filter(|r| !r.is_over()).count()
+    }
+
+    /// Asks every run still going to stop.
+    pub(crate) fn cancel_all(&self) {
+        for run in self.lock().values() {
+            run.cancel.send_replace(true);
+        }
     }
 }
 
