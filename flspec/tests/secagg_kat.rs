@@ -128,6 +128,64 @@ fn hkdf_sha256_rfc5869_a1() {
     );
 }
 
+/// Our own HKDF-SHA256 (it wipes every intermediate value, which the `hkdf` crate does not):
+/// RFC 5869 Appendix A.1 to A.3 (A.2 has a salt longer than the 64-byte HMAC block, A.3 an
+/// empty salt and info).
+#[test]
+fn own_hkdf_sha256_rfc5869_a1_a2_a3() {
+    let a2_ikm: Vec<u8> = (0x00..=0x4fu8).collect();
+    let a2_salt: Vec<u8> = (0x60..=0xafu8).collect();
+    let a2_info: Vec<u8> = (0xb0..=0xffu8).collect();
+    // (ikm, salt, info, okm)
+    type Case<'a> = (&'a [u8], Vec<u8>, Vec<u8>, &'a str);
+    let cases: [Case; 3] = [
+        (
+            &[0x0b; 22],
+            unhex("000102030405060708090a0b0c"),
+            unhex("f0f1f2f3f4f5f6f7f8f9"),
+            "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865",
+        ),
+        (
+            &a2_ikm,
+            a2_salt,
+            a2_info,
+            "b11e398dc80327a1c8e7f78c596a49344f012eda2d4efad8a050cc4c19afa97c\
+             59045a99cac7827271cb41c65e590e09da3275600c2f09b8367793a9aca3db71\
+             cc30c58179ec3e87c14c01d5c1f3434f1d87",
+        ),
+        (
+            &[0x0b; 22],
+            vec![],
+            vec![],
+            "8da4e775a563c18f715f802a063c5a31b8a11f5c5ee1879ec3454e5f3c738d2d9d201395faa4b61a96c8",
+        ),
+    ];
+    for (ikm, salt, info, okm_hex) in cases {
+        let mut okm = vec![0u8; okm_hex.len() / 2];
+        kdf::hkdf_sha256(&salt, ikm, &info, &mut okm);
+        assert_eq!(hex(&okm), okm_hex);
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Any lengths: our HKDF-SHA256 equals the `hkdf` crate's.
+    #[test]
+    fn own_hkdf_equals_the_hkdf_crate(
+        salt in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..150),
+        ikm in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..150),
+        info in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..150),
+        len in 1usize..200,
+    ) {
+        let mut ours = vec![0u8; len];
+        kdf::hkdf_sha256(&salt, &ikm, &info, &mut ours);
+        let mut theirs = vec![0u8; len];
+        Hkdf::<Sha256>::new(Some(&salt), &ikm).expand(&info, &mut theirs).unwrap();
+        proptest::prop_assert_eq!(ours, theirs);
+    }
+}
+
 /// RFC 8439 Appendix A.1, test vector #1 (ChaCha20 block: zero key, zero nonce, counter 0):
 /// our PRG is that keystream read as little-endian u32 words.
 #[test]

@@ -43,7 +43,9 @@ fn make_case(n: usize, plus: bool, t_frac: f64, drop_rate: f64, d: usize, seed: 
     let q = Quantizer::new(1.0, n as u32 + r.gen_range(0..5)).unwrap();
     let probe = Config::new(ids.clone(), 2, d, q.clone()).with_mode(mode.clone());
     let hood = probe.neighbourhood_size();
-    let t = (2 + ((hood - 1) as f64 * t_frac) as usize).min(hood) as u32;
+    // Thresholds from the smallest safe one (more than half of each group) up to the group.
+    let safe = probe.min_safe_threshold() as usize;
+    let t = (safe + ((hood - safe + 1) as f64 * t_frac) as usize).min(hood) as u32;
     let config = Config {
         threshold: t,
         round: seed % 1000,

@@ -120,7 +120,7 @@ fn bad_parameters_name_the_value_to_change() {
     );
     assert_eq!(
         name(
-            Config::new(ids.clone(), 2, 0, q.clone())
+            Config::new(ids.clone(), 11, 0, q.clone())
                 .validate()
                 .unwrap_err()
         ),
@@ -143,7 +143,7 @@ fn bad_parameters_name_the_value_to_change() {
         "clients"
     );
     let plus = |k| {
-        Config::new(ids.clone(), 2, 5, q.clone()).with_mode(Mode::SecAggPlus { k, graph_seed: 1 })
+        Config::new(ids.clone(), 3, 5, q.clone()).with_mode(Mode::SecAggPlus { k, graph_seed: 1 })
     };
     assert_eq!(name(plus(0).validate().unwrap_err()), "k");
     assert_eq!(name(plus(20).validate().unwrap_err()), "k");

@@ -272,7 +272,7 @@ fn ciphertext_replayed_from_another_round_or_session_is_rejected() {
 
 #[test]
 fn altered_or_repeated_keys_abort() {
-    let cfg = config(4, 2);
+    let cfg = config(4, 3);
     let mut cs = clients(&cfg, 9);
     let mut adv: Vec<_> = cs.iter_mut().map(|c| c.advertise().unwrap()).collect();
     adv[0].s_public[0] ^= 1; // the server altered client 1's key

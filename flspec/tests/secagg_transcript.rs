@@ -95,7 +95,7 @@ fn check_mode(mode: Mode, threshold: u32) {
 
 #[test]
 fn server_view_full_graph_hides_inputs() {
-    check_mode(Mode::Full, 4);
+    check_mode(Mode::Full, 6);
 }
 
 #[test]
@@ -105,6 +105,6 @@ fn server_view_secagg_plus_hides_inputs() {
             k: 6,
             graph_seed: 3,
         },
-        3,
+        4,
     );
 }

@@ -4,8 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chacha20poly1305::ChaCha20Poly1305;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use rand_chacha::ChaCha20Rng;
-use rand_core::{CryptoRng, RngCore, SeedableRng};
+use rand_core::{CryptoRng, RngCore};
 use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
@@ -16,6 +15,7 @@ use super::messages::{
     UnmaskResponse,
 };
 use super::prg::Sign;
+use super::rng::SecretRng;
 use super::shamir::{self, ShamirField};
 use super::{ClientId, Config};
 
@@ -302,7 +302,7 @@ impl Client {
                 threshold: t,
             });
         }
-        let mut dealer = ChaCha20Rng::from_seed(keys.dealer_seed.0);
+        let mut dealer = SecretRng::from_seed_ref(&keys.dealer_seed.0);
         let n_shares = self.hood.len();
         let seed_shares = shamir::split(self.field, &keys.seed.0, t, n_shares, &mut dealer)?;
         let key_bytes = Zeroizing::new(keys.s.to_bytes());
@@ -401,7 +401,7 @@ impl Client {
             return Err(self.out_of_order("masked_input"));
         };
         self.check_len(input.len())?;
-        let mut rounding = ChaCha20Rng::from_seed(shared.rounding_seed.0);
+        let mut rounding = SecretRng::from_seed_ref(&shared.rounding_seed.0);
         let quantized = Zeroizing::new(self.config.quantizer.quantize(input, &mut rounding)?);
         self.mask(&quantized, received)
     }

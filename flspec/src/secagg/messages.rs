@@ -5,6 +5,7 @@
 //! same as a plain `f32` one. Nothing is ever delimiter-joined.
 
 use serde::{Deserialize, Serialize};
+use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use super::ClientId;
 use super::error::Result;
@@ -71,7 +72,12 @@ pub struct UnmaskRequest {
 }
 
 /// One revealed share in an [`UnmaskResponse`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// # Security
+/// Holds share bytes: wiped on drop, and `Debug` prints only the owner and the length.
+/// It is `Clone` because it travels inside flow states, which every runtime must clone (a
+/// fan-out copies the state to each collaborator); each copy is wiped when dropped too.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RevealedShare {
     /// The client whose secret this is a share of.
     pub owner: ClientId,
@@ -80,7 +86,28 @@ pub struct RevealedShare {
     pub share: Vec<u8>,
 }
 
+impl core::fmt::Debug for RevealedShare {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("RevealedShare")
+            .field("owner", &self.owner)
+            .field("share", &Redacted(self.share.len()))
+            .finish()
+    }
+}
+
+impl Drop for RevealedShare {
+    fn drop(&mut self) {
+        self.share.zeroize();
+    }
+}
+
+impl ZeroizeOnDrop for RevealedShare {}
+
 /// Round 3, client → server: `b` shares of survivors and `s` shares of dropped clients.
+///
+/// # Security
+/// Its shares are wiped on drop and never printed (see [`RevealedShare`], which also says why
+/// it is `Clone`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UnmaskResponse {
     /// Sender.
@@ -91,6 +118,15 @@ pub struct UnmaskResponse {
     pub seed_shares: Vec<RevealedShare>,
     /// Shares of the mask secret keys `s_v` of dropped peers.
     pub key_shares: Vec<RevealedShare>,
+}
+
+/// Prints `<redacted, N bytes>` in place of secret bytes.
+pub(crate) struct Redacted(pub(crate) usize);
+
+impl core::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "<redacted, {} bytes>", self.0)
+    }
 }
 
 /// Encodes a message with postcard (length-prefixed, no delimiters).

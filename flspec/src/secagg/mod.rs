@@ -7,6 +7,7 @@ pub mod kdf;
 pub mod messages;
 pub mod prg;
 pub mod quantize;
+pub mod rng;
 mod server;
 pub mod shamir;
 mod simulate;
@@ -67,14 +68,44 @@ impl core::fmt::Display for Stage {
     }
 }
 
+/// The smallest threshold that resists the unmask-list attack in a group of `group_size`
+/// share holders: more than half of them, `group_size / 2 + 1`, and at least 2.
+///
+/// `group_size` is the number of invited clients `n` on the full graph, and the size `k + 1`
+/// of each closed neighbourhood in SecAgg+ ([`Config::min_safe_threshold`] picks the right
+/// one for a config).
+///
+/// # Security
+/// With `t <= group_size / 2` a server that sends two different unmask requests to two
+/// disjoint groups of clients (client X "dropped" in one list, alive in the other) collects
+/// `t` shares of X's self-mask seed `b_X` from one group and `t` shares of its mask key `s_X`
+/// from the other, rebuilds both and removes every mask from X's input. No forgery is needed,
+/// and no honest client can notice. With `t > group_size / 2` the two groups would need more
+/// than `group_size` answers, and each client answers one request per round.
+///
+/// ```
+/// use flspec::secagg::min_safe_threshold;
+/// assert_eq!(min_safe_threshold(2), 2);
+/// assert_eq!(min_safe_threshold(4), 3);
+/// assert_eq!(min_safe_threshold(5), 3);
+/// ```
+pub fn min_safe_threshold(group_size: u32) -> u32 {
+    (group_size / 2 + 1).max(2)
+}
+
 /// The public parameters of one round, known to the server and every client.
+///
+/// A deserialized config is checked with [`Config::validate`] before it is returned, so an
+/// invalid one (from a flow state, a message or a checkpoint) is refused at load time.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "ConfigFields")]
 pub struct Config {
     /// The collaborators invited to the round (distinct ids, any order).
     pub clients: Vec<ClientId>,
     /// Shamir threshold `t`: shares needed to rebuild a secret, and the fewest survivors for
-    /// which the round completes. In SecAgg+ it applies to each closed neighbourhood
-    /// (`2 <= t <= k + 1`); on the full graph `2 <= t <= n`.
+    /// which the round completes. On the full graph `n/2 < t <= n` (`t >= 2`); in SecAgg+ it
+    /// applies to each closed neighbourhood of `k + 1` clients: `(k + 1)/2 < t <= k + 1`.
+    /// See [`min_safe_threshold`] for why a lower `t` is refused.
     pub threshold: u32,
     /// Session id, bound into every key derivation and encrypted share.
     pub session: [u8; 32],
@@ -86,6 +117,48 @@ pub struct Config {
     pub quantizer: Quantizer,
     /// Length of every input vector.
     pub vector_len: usize,
+    /// UNSAFE: accept a threshold at or below half the group ([`min_safe_threshold`]); any
+    /// `2 <= t` is then allowed. Off by default (and when absent from a serialized config).
+    ///
+    /// # Security
+    /// With this on, a server that sends different unmask lists to two groups of clients can
+    /// rebuild both secrets of one client and read its input in the clear. Turn it on only
+    /// when the server is trusted to send one list to everyone (for instance in tests), and
+    /// prefer [`Config::unsafe_allow_low_threshold`] so the choice is visible in the code.
+    #[serde(default)]
+    pub unsafe_allow_low_threshold: bool,
+}
+
+/// The serialized form of a [`Config`], checked by [`Config::validate`] on load.
+#[derive(Deserialize)]
+struct ConfigFields {
+    clients: Vec<ClientId>,
+    threshold: u32,
+    session: [u8; 32],
+    round: u64,
+    mode: Mode,
+    quantizer: Quantizer,
+    vector_len: usize,
+    #[serde(default)]
+    unsafe_allow_low_threshold: bool,
+}
+
+impl TryFrom<ConfigFields> for Config {
+    type Error = SecAggError;
+    fn try_from(f: ConfigFields) -> Result<Self> {
+        let config = Self {
+            clients: f.clients,
+            threshold: f.threshold,
+            session: f.session,
+            round: f.round,
+            mode: f.mode,
+            quantizer: f.quantizer,
+            vector_len: f.vector_len,
+            unsafe_allow_low_threshold: f.unsafe_allow_low_threshold,
+        };
+        config.validate()?;
+        Ok(config)
+    }
 }
 
 impl Config {
@@ -105,7 +178,26 @@ impl Config {
             mode: Mode::Full,
             quantizer,
             vector_len,
+            unsafe_allow_low_threshold: false,
         }
+    }
+
+    /// UNSAFE: accepts a threshold at or below half of each group (see
+    /// [`Config::unsafe_allow_low_threshold`](Config#structfield.unsafe_allow_low_threshold)).
+    ///
+    /// # Security
+    /// A server that sends different unmask lists to two groups of clients can then rebuild
+    /// both `b_u` and `s_u` of one client and unmask its input. Use only where the server is
+    /// trusted to send every client the same list.
+    pub fn unsafe_allow_low_threshold(mut self) -> Self {
+        self.unsafe_allow_low_threshold = true;
+        self
+    }
+
+    /// The smallest threshold [`Config::validate`] accepts without the opt-out:
+    /// [`min_safe_threshold`] of `n` on the full graph, of `k + 1` in SecAgg+.
+    pub fn min_safe_threshold(&self) -> u32 {
+        min_safe_threshold(u32::try_from(self.neighbourhood_size()).unwrap_or(u32::MAX))
     }
 
     /// Sets the mode.
@@ -164,7 +256,9 @@ impl Config {
     ///
     /// # Errors
     /// [`SecAggError::InvalidParameter`] naming the value to change: `clients` (fewer than 2,
-    /// duplicates), `threshold`, `k`, `quantizer.n_max` (smaller than the number of clients,
+    /// duplicates), `threshold` (outside `2..=n` or `2..=k + 1`, or not more than half of that
+    /// group without the [`Config::unsafe_allow_low_threshold`] opt-out; see
+    /// [`min_safe_threshold`]), `k`, `quantizer.n_max` (smaller than the number of clients,
     /// so sums could wrap) or `vector_len`.
     pub fn validate(&self) -> Result<()> {
         let n = self.clients.len();
@@ -192,17 +286,33 @@ impl Config {
         }
         let hood = self.neighbourhood_size();
         let t = self.threshold as usize;
+        let scope = match self.mode {
+            Mode::Full => format!("the number of clients n = {hood}"),
+            Mode::SecAggPlus { .. } => format!("the neighbourhood size k + 1 = {hood}"),
+        };
+        let safe = self.min_safe_threshold() as usize;
         if t < 2 || t > hood {
-            let scope = match self.mode {
-                Mode::Full => format!("the number of clients n = {hood}"),
-                Mode::SecAggPlus { .. } => format!("the neighbourhood size k + 1 = {hood}"),
-            };
             return Err(SecAggError::param(
                 "threshold",
                 format!("threshold = {t} is outside 2..={hood} ({scope})"),
                 format!(
-                    "set `threshold` between 2 and {hood}; more than half ({}) resists collusion best",
-                    hood / 2 + 1
+                    "set `threshold` between {safe} and {hood} (more than half of {hood}, so a server cannot unmask anyone)"
+                ),
+            ));
+        }
+        if t < safe && !self.unsafe_allow_low_threshold {
+            return Err(SecAggError::param(
+                "threshold",
+                format!(
+                    "threshold = {t} is not more than half of {scope}: a server that sends different \
+                     unmask lists to two groups of clients (one client dropped in one list, alive in \
+                     the other) collects {t} shares of both its self-mask seed b_u and its mask key s_u, \
+                     rebuilds both and unmasks that client's input"
+                ),
+                format!(
+                    "set `threshold` to at least {safe}; only if the server is trusted to send every \
+                     client the same unmask list, opt out with `Config::unsafe_allow_low_threshold()` \
+                     (field `unsafe_allow_low_threshold: true`)"
                 ),
             ));
         }

@@ -37,6 +37,10 @@ impl MaskKey {
         Self(bytes)
     }
 
+    pub(crate) fn bytes_mut(&mut self) -> &mut [u8; 32] {
+        &mut self.0
+    }
+
     /// Adds (`Sign::Plus`) or subtracts (`Sign::Minus`) the keystream words to `acc`, wrapping.
     pub fn apply(self, acc: &mut [u32], sign: Sign) {
         apply_mask(&self.0, acc, sign);

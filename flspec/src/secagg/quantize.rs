@@ -61,16 +61,13 @@ pub struct QuantizerParams {
 
 impl TryFrom<QuantizerParams> for Quantizer {
     type Error = SecAggError;
+    /// Rebuilds the quantizer with the constructor that made it, so a deserialized quantizer
+    /// is validated exactly as a new one and has the same scale: [`Quantizer::new`] without a
+    /// `max_weight`, [`Quantizer::for_weighted_mean`] with one.
     fn try_from(p: QuantizerParams) -> Result<Self> {
         match p.max_weight {
             None => Self::new(p.clip, p.n_max),
-            Some(w) => {
-                let q = Self::new(p.clip, p.n_max)?;
-                Ok(Self {
-                    max_weight: Some(w),
-                    ..q
-                })
-            }
+            Some(w) => Self::for_weighted_mean(p.clip, w, p.n_max),
         }
     }
 }
@@ -152,6 +149,13 @@ impl Quantizer {
             ));
         }
         let range = clip.max(1.0) * max_weight;
+        if !range.is_finite() {
+            return Err(SecAggError::param(
+                "max_weight",
+                format!("max(clip, 1) * max_weight = {clip} * {max_weight} overflows f32"),
+                "lower `clip` or `max_weight` (normalise the weights, e.g. to sample fractions)",
+            ));
+        }
         let q = Self::new(range, n_max)?;
         Ok(Self {
             clip,

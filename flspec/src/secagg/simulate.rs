@@ -2,22 +2,48 @@
 
 use std::collections::BTreeMap;
 
-use rand_chacha::ChaCha20Rng;
-use rand_core::{CryptoRng, RngCore, SeedableRng};
+use rand_core::{CryptoRng, RngCore};
+use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use super::error::{Result, SecAggError};
-use super::messages::encode;
+use super::messages::{Redacted, encode};
+use super::rng::SecretRng;
 use super::server::AggregateSum;
 use super::{Client, ClientId, Config, Server, Stage};
 
 /// One client's input to a simulated round.
-#[derive(Clone, Debug)]
+///
+/// # Security
+/// The private value the round protects: wiped on drop, and `Debug` prints only its kind and
+/// length.
+#[derive(Clone)]
 pub enum Input {
     /// Raw values, quantized by the client.
     Float(Vec<f32>),
     /// Values already quantized by the round's quantizer.
     Quantized(Vec<u32>),
 }
+
+impl core::fmt::Debug for Input {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let (kind, len) = match self {
+            Self::Float(v) => ("Float", v.len()),
+            Self::Quantized(v) => ("Quantized", v.len()),
+        };
+        f.debug_tuple(kind).field(&Redacted(4 * len)).finish()
+    }
+}
+
+impl Drop for Input {
+    fn drop(&mut self) {
+        match self {
+            Self::Float(v) => v.zeroize(),
+            Self::Quantized(v) => v.zeroize(),
+        }
+    }
+}
+
+impl ZeroizeOnDrop for Input {}
 
 /// When each client vanishes: a client dropped "before" a stage sends nothing from that stage
 /// on. Clients not listed take part to the end.
@@ -49,7 +75,12 @@ impl DropoutPlan {
 }
 
 /// One message the server received, as encoded bytes.
-#[derive(Clone, Debug)]
+///
+/// # Security
+/// An unmasking response holds revealed shares, so the bytes are wiped on drop and `Debug`
+/// prints only their length. `Clone` is kept for tests that keep a transcript beside the
+/// outcome; each copy is wiped too.
+#[derive(Clone)]
 pub struct TranscriptEntry {
     /// The round it belongs to.
     pub stage: Stage,
@@ -58,6 +89,24 @@ pub struct TranscriptEntry {
     /// Its postcard encoding.
     pub bytes: Vec<u8>,
 }
+
+impl core::fmt::Debug for TranscriptEntry {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("TranscriptEntry")
+            .field("stage", &self.stage)
+            .field("from", &self.from)
+            .field("bytes", &Redacted(self.bytes.len()))
+            .finish()
+    }
+}
+
+impl Drop for TranscriptEntry {
+    fn drop(&mut self) {
+        self.bytes.zeroize();
+    }
+}
+
+impl ZeroizeOnDrop for TranscriptEntry {}
 
 /// Everything the server received in a round: its whole view, besides its own config.
 #[derive(Clone, Debug, Default)]
@@ -118,8 +167,8 @@ impl Run {
 }
 
 /// Runs one round in memory: every client in `config` (with its input from `inputs`) and the
-/// server, with the dropouts of `plan`. Each client's RNG is a ChaCha20 seeded from `rng`
-/// (in sorted id order), so a seeded `rng` makes the round reproducible.
+/// server, with the dropouts of `plan`. Each client's RNG is a ChaCha20 ([`super::rng::SecretRng`],
+/// wiped on drop) seeded with 32 bytes from `rng` (in sorted id order), so a seeded `rng` makes the round reproducible.
 ///
 /// # Errors
 /// An invalid config, or a client without an input. Errors of the round itself (too few
@@ -154,9 +203,8 @@ pub fn simulate_round<R: RngCore + CryptoRng>(
             client: id,
             why: "has no input in the simulation",
         })?;
-        let mut seed = [0u8; 32];
-        rng.fill_bytes(&mut seed);
-        let client = Client::new(config.clone(), id, &mut ChaCha20Rng::from_seed(seed))?;
+        // A fresh RNG per client, wiped on drop (the seed too).
+        let client = Client::new(config.clone(), id, &mut SecretRng::from_rng(rng))?;
         clients.insert(id, (client, input));
     }
     let mut server = Server::new(config.clone())?;
