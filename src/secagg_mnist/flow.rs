@@ -150,6 +150,40 @@ fn name_of(ctx: &Ctx, id: ClientId) -> Result<String, BoxError> {
         .ok_or_else(|| format!("no collaborator has SecAgg id {id}").into())
 }
 
+/// The SecAgg id of `name`, the collaborator the runtime authenticated as the sender of a
+/// message, if it belongs to the current round (`invited`).
+fn round_id(ctx: &Ctx, invited: &[String], round: u32, name: &str) -> Result<ClientId, BoxError> {
+    if !invited.iter().any(|n| n == name) {
+        return Err(format!(
+            "refused a message from `{name}`: it is not in round {round} (this round's collaborators: {})",
+            invited.join(", ")
+        )
+        .into());
+    }
+    client_id(ctx, name)
+}
+
+/// Binds a SecAgg message to its authenticated sender: refuses it unless the sender id it
+/// carries is the id the flow gave `name` (the name the runtime authenticated) in this round.
+/// Without this, one collaborator could send messages labelled as another's.
+fn check_sender(
+    ctx: &Ctx,
+    invited: &[String],
+    round: u32,
+    name: &str,
+    what: &str,
+    claimed: ClientId,
+) -> Result<(), BoxError> {
+    let id = round_id(ctx, invited, round, name)?;
+    if claimed != id {
+        return Err(format!(
+            "refused the {what} of collaborator `{name}`: it is labelled as from SecAgg id {claimed}, but `{name}` has id {id} in round {round}; a collaborator may send only its own messages"
+        )
+        .into());
+    }
+    Ok(())
+}
+
 fn missing(what: &str) -> BoxError {
     format!("the flow state carries no {what}; was a step skipped?").into()
 }
@@ -243,6 +277,7 @@ impl SecAggMnist {
     #[aggregator]
     fn generate_collaborator_index(
         &mut self,
+        ctx: &Ctx,
         inputs: Inputs<Self>,
         coordinator: &mut Coordinator,
     ) -> Result<Next<Self>, BoxError> {
@@ -256,6 +291,14 @@ impl SecAggMnist {
                 .advertise
                 .clone()
                 .ok_or_else(|| missing("public keys"))?;
+            check_sender(
+                ctx,
+                &self.invited,
+                self.round,
+                input.name(),
+                "public keys",
+                keys.sender,
+            )?;
             server.receive_advertise(keys)?;
         }
         self.public_keys = Some(server.broadcast_keys()?);
@@ -298,7 +341,9 @@ impl SecAggMnist {
         let names: Vec<String> = inputs.names().map(str::to_string).collect();
         for input in inputs {
             let (name, state) = input.into_parts();
-            server.receive_shares(client_id(ctx, &name)?, state.outbox)?;
+            let id = round_id(ctx, &self.invited, self.round, &name)?;
+            // The server also refuses a ciphertext whose own sender field is not `id`.
+            server.receive_shares(id, state.outbox)?;
         }
         self.public_keys = None;
         self.inbox = PerCollaborator::new();
@@ -330,6 +375,7 @@ impl SecAggMnist {
     #[aggregator]
     fn reconstruct(
         &mut self,
+        ctx: &Ctx,
         inputs: Inputs<Self>,
         coordinator: &mut Coordinator,
     ) -> Result<Next<Self>, BoxError> {
@@ -339,8 +385,17 @@ impl SecAggMnist {
             .ok_or_else(|| missing("SecAgg server"))?;
         let names: Vec<String> = inputs.names().map(str::to_string).collect();
         for input in inputs {
-            let (_, state) = input.into_parts();
-            server.receive_masked(state.masked.ok_or_else(|| missing("masked input"))?)?;
+            let (name, state) = input.into_parts();
+            let masked = state.masked.ok_or_else(|| missing("masked input"))?;
+            check_sender(
+                ctx,
+                &self.invited,
+                self.round,
+                &name,
+                "masked input",
+                masked.sender,
+            )?;
+            server.receive_masked(masked)?;
         }
         self.inbox = PerCollaborator::new();
         self.unmask_request = Some(server.unmask_request()?);
@@ -373,16 +428,27 @@ impl SecAggMnist {
         coordinator: &mut Coordinator,
     ) -> Result<Next<Self>, BoxError> {
         let survivors: Vec<String> = inputs.names().map(str::to_string).collect();
+        for name in &survivors {
+            round_id(ctx, &self.invited, self.round, name)?;
+        }
         let (sum, contributors) = if self.settings.secure {
             let mut server = coordinator
                 .server
                 .take()
                 .ok_or_else(|| missing("SecAgg server"))?;
             for input in inputs {
-                let (_, state) = input.into_parts();
+                let (name, state) = input.into_parts();
                 let response = state
                     .unmask_response
                     .ok_or_else(|| missing("unmask response"))?;
+                check_sender(
+                    ctx,
+                    &self.invited,
+                    self.round,
+                    &name,
+                    "unmask response",
+                    response.sender,
+                )?;
                 server.receive_unmask(response)?;
             }
             let sum = server.finish()?;
@@ -497,5 +563,250 @@ impl SecAggMnist {
         self.unmask_request = None;
         self.unmask_response = None;
         self.plain_contribution.clear();
+    }
+}
+
+/// The joins bind every SecAgg message to the collaborator the runtime authenticated: driven
+/// here step by step with real SecAgg clients, as the runtime would, with forged inputs.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::NUM_PARAMETERS;
+
+    const NAMES: [&str; 3] = ["Bengaluru", "Portland", "collaborator-003"];
+
+    /// One round as the aggregator sees it, with the collaborators' SecAgg clients.
+    struct Round {
+        names: Vec<String>,
+        agg: SecAggMnist,
+        coordinator: Coordinator,
+        clients: Vec<secagg::Client>,
+    }
+
+    impl Round {
+        /// The round after `start` on the full graph, threshold 2, and the collaborators'
+        /// clients. With `invited`, only those collaborators are in the round (the others
+        /// dropped out of an earlier one).
+        fn start(invited: Option<&[&str]>) -> Round {
+            let names: Vec<String> = NAMES.iter().map(|n| (*n).to_string()).collect();
+            let settings = Settings {
+                rounds: 1,
+                threshold: 2,
+                ..Settings::default()
+            };
+            let mut agg = SecAggMnist::new(settings, Vec::new());
+            let mut coordinator = Coordinator::default();
+            let ctx = Ctx::aggregator("SecAggMnist", "test", &names);
+            let _next = agg.start(&ctx, &mut coordinator).expect("start");
+            if let Some(invited) = invited {
+                agg.invited = invited.iter().map(|n| (*n).to_string()).collect();
+                agg.begin_round(&ctx, &coordinator).expect("begin_round");
+            }
+            let config = agg.secagg.clone().expect("a SecAgg config");
+            let clients = agg
+                .invited
+                .iter()
+                .map(|name| {
+                    let id = client_id(&ctx, name).expect("id");
+                    secagg::Client::new(config.clone(), id, &mut OsRng).expect("client")
+                })
+                .collect();
+            Round {
+                names,
+                agg,
+                coordinator,
+                clients,
+            }
+        }
+
+        /// The position of `name`'s client (the invited collaborators, in order).
+        fn index(&self, name: &str) -> usize {
+            self.agg
+                .invited
+                .iter()
+                .position(|n| n == name)
+                .expect("an invited name")
+        }
+
+        /// The aggregator's join `step` over these inputs.
+        fn join(&mut self, step: Join, inputs: Vec<Input<SecAggMnist>>) -> Result<(), BoxError> {
+            let ctx = Ctx::aggregator("SecAggMnist", "test", &self.names);
+            let inputs = Inputs::new(inputs);
+            let c = &mut self.coordinator;
+            let _next = match step {
+                Join::Keys => self.agg.generate_collaborator_index(&ctx, inputs, c),
+                Join::Shares => self.agg.filter_ciphertexts(&ctx, inputs, c),
+                Join::Masked => self.agg.reconstruct(&ctx, inputs, c),
+                Join::Unmask => self.agg.join(&ctx, inputs, c),
+            }?;
+            Ok(())
+        }
+
+        /// Every collaborator's public keys, honestly labelled.
+        fn advertise(&mut self, who: &[&str]) -> Vec<Input<SecAggMnist>> {
+            who.iter()
+                .map(|name| {
+                    let i = self.index(name);
+                    let keys = self.clients[i].advertise().expect("advertise");
+                    message(name, |s| s.advertise = Some(keys))
+                })
+                .collect()
+        }
+
+        /// Runs the honest round from the start through `filter_ciphertexts` (every inbox is
+        /// then in the aggregator's state).
+        fn through_shares(&mut self) {
+            let inputs = self.advertise(&NAMES);
+            self.join(Join::Keys, inputs).expect("honest keys");
+            let keys = self.agg.public_keys.clone().expect("broadcast keys");
+            let inputs = (0..NAMES.len())
+                .map(|i| {
+                    let outbox = self.clients[i].share_keys(&keys).expect("shares");
+                    message(NAMES[i], |s| s.outbox = outbox)
+                })
+                .collect();
+            self.join(Join::Shares, inputs).expect("honest shares");
+        }
+
+        /// A collaborator's masked contribution (zero weights, 100 samples).
+        fn masked(&mut self, name: &str) -> secagg::MaskedInput {
+            let measured = Measurements {
+                train_count: 100,
+                test_count: 10,
+                ..Measurements::default()
+            };
+            let (contribution, _) =
+                update::encode(&vec![0.0; NUM_PARAMETERS], &measured, 4.0, 60_000);
+            let received = self.agg.inbox.get(name).cloned().unwrap_or_default();
+            let i = self.index(name);
+            self.clients[i]
+                .masked_input(&contribution, &received)
+                .expect("masked input")
+        }
+
+        /// Runs the honest round through `reconstruct`, every collaborator sending.
+        fn through_masked(&mut self) {
+            self.through_shares();
+            let inputs = NAMES
+                .iter()
+                .map(|name| {
+                    let masked = self.masked(name);
+                    message(name, |s| s.masked = Some(masked))
+                })
+                .collect();
+            self.join(Join::Masked, inputs)
+                .expect("honest masked inputs");
+        }
+
+        fn unmask(&mut self, name: &str) -> secagg::UnmaskResponse {
+            let request = self.agg.unmask_request.clone().expect("a request");
+            let i = self.index(name);
+            self.clients[i].unmask(&request).expect("unmask")
+        }
+    }
+
+    #[derive(Clone, Copy)]
+    enum Join {
+        Keys,
+        Shares,
+        Masked,
+        Unmask,
+    }
+
+    /// What the runtime hands a join: `name` is the authenticated sender.
+    fn message(name: &str, fill: impl FnOnce(&mut SecAggMnist)) -> Input<SecAggMnist> {
+        let mut state = SecAggMnist::default();
+        fill(&mut state);
+        Input::new(name, state)
+    }
+
+    fn refused(result: Result<(), BoxError>) -> String {
+        match result {
+            Ok(()) => panic!("the forged message was accepted"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn honest_round_passes_every_join() {
+        let mut round = Round::start(None);
+        round.through_masked();
+        let inputs = NAMES
+            .iter()
+            .map(|name| {
+                let response = round.unmask(name);
+                message(name, |s| s.unmask_response = Some(response))
+            })
+            .collect();
+        round.join(Join::Unmask, inputs).expect("honest unmasking");
+        let row = &round.agg.results[0];
+        assert_eq!(row.contributors, NAMES);
+        assert_eq!(row.train_samples, 300);
+    }
+
+    #[test]
+    fn public_keys_labelled_as_another_collaborator_are_refused() {
+        let mut round = Round::start(None);
+        // Bengaluru is absent; Portland advertises its keys as Bengaluru's (id 1).
+        let mut inputs = round.advertise(&["Portland", "collaborator-003"]);
+        inputs[0].advertise.as_mut().expect("keys").sender = ClientId(1);
+        let err = refused(round.join(Join::Keys, inputs));
+        assert!(err.contains("`Portland`"), "{err}");
+        assert!(err.contains("SecAgg id 1"), "{err}");
+        assert!(err.contains("public keys"), "{err}");
+    }
+
+    #[test]
+    fn a_message_from_a_collaborator_outside_the_round_is_refused() {
+        // collaborator-003 dropped out of an earlier round; it tries to come back as Bengaluru,
+        // who is absent in this step.
+        let mut round = Round::start(Some(&["Bengaluru", "Portland"]));
+        let mut inputs = round.advertise(&["Portland"]);
+        let keys = secagg::AdvertiseKeys {
+            sender: ClientId(1),
+            round: 0,
+            c_public: [7; 32],
+            s_public: [9; 32],
+        };
+        inputs.push(message("collaborator-003", |s| s.advertise = Some(keys)));
+        let err = refused(round.join(Join::Keys, inputs));
+        assert!(err.contains("`collaborator-003`"), "{err}");
+        assert!(err.contains("not in round 0"), "{err}");
+    }
+
+    #[test]
+    fn a_masked_input_labelled_as_another_collaborator_is_refused() {
+        let mut round = Round::start(None);
+        round.through_shares();
+        // Bengaluru drops out before sending; Portland sends its masked input as Bengaluru's.
+        let mut forged = round.masked("Portland");
+        forged.sender = ClientId(1);
+        let honest = round.masked("collaborator-003");
+        let inputs = vec![
+            message("Portland", |s| s.masked = Some(forged)),
+            message("collaborator-003", |s| s.masked = Some(honest)),
+        ];
+        let err = refused(round.join(Join::Masked, inputs));
+        assert!(err.contains("`Portland`"), "{err}");
+        assert!(err.contains("SecAgg id 1"), "{err}");
+        assert!(err.contains("masked input"), "{err}");
+    }
+
+    #[test]
+    fn an_unmask_response_labelled_as_another_collaborator_is_refused() {
+        let mut round = Round::start(None);
+        round.through_masked();
+        // collaborator-003 drops out before revealing; Portland answers as collaborator-003.
+        let mut forged = round.unmask("Portland");
+        forged.sender = ClientId(3);
+        let honest = round.unmask("Bengaluru");
+        let inputs = vec![
+            message("Bengaluru", |s| s.unmask_response = Some(honest)),
+            message("Portland", |s| s.unmask_response = Some(forged)),
+        ];
+        let err = refused(round.join(Join::Unmask, inputs));
+        assert!(err.contains("`Portland`"), "{err}");
+        assert!(err.contains("SecAgg id 3"), "{err}");
+        assert!(err.contains("unmask response"), "{err}");
     }
 }
