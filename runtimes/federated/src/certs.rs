@@ -233,6 +233,16 @@ pub struct FederationSpec {
     pub days: u32,
 }
 
+/// The SHA-256 fingerprint of the (first) certificate in a PEM text: 64 lowercase hex digits,
+/// the digest `openssl x509 -noout -fingerprint -sha256` prints, without its colons. A line of
+/// a director's revocation list (`DirectorOptions::revocation_list`).
+///
+/// # Errors
+/// [`Error::TlsConfig`] if the text holds no PEM certificate.
+pub fn fingerprint(cert_pem: &str) -> Result<String> {
+    crate::tls::fingerprint_pem(cert_pem.as_bytes())
+}
+
 /// Checks that a participant name can be a certificate name and a file name.
 ///
 /// # Errors
