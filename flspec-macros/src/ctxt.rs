@@ -35,6 +35,11 @@ impl Ctxt {
             .push(err);
     }
 
+    /// Whether an error was recorded.
+    pub fn has_errors(&self) -> bool {
+        self.errors.borrow().as_ref().is_some_and(|e| !e.is_empty())
+    }
+
     /// All errors combined, or `Ok` if there were none.
     pub fn finish(self) -> syn::Result<()> {
         let errors = self

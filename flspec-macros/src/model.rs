@@ -51,6 +51,26 @@ pub struct Step {
     pub params: Vec<Param>,
     /// How many `next!` calls the body holds, including those whose arguments did not parse.
     pub next_calls: usize,
+    /// The fields of the flow state the body reads and writes, as far as the macro sees.
+    pub uses: FieldUses,
+}
+
+/// What a step body does with fields, as far as its syntax shows (`parse::fields`).
+#[derive(Default)]
+pub struct FieldUses {
+    /// `self.f` read, in source order, with the user's span.
+    pub self_reads: Vec<Ident>,
+    /// `self.f` the body may write (assigned, borrowed mutably, called a method on).
+    pub self_writes: Vec<String>,
+    /// Whether `self` itself escapes (`self.helper()`, `Self::f(self)`, `&mut *self`, a macro
+    /// the macro cannot read): the body may then write any field.
+    pub self_escapes: bool,
+    /// In a join, `input.f` read on one of its inputs, with the user's span.
+    pub input_reads: Vec<Ident>,
+    /// In a join, input fields the body may write.
+    pub input_writes: Vec<String>,
+    /// In a join, whether an input escapes to code that may write any of its fields.
+    pub input_escapes: bool,
 }
 
 impl Step {

@@ -17,6 +17,9 @@ use syn::{
 use crate::ctxt::Ctxt;
 use crate::model::{Fields, FlowDef, Param, ParamKind, Role, Step, Transition};
 
+mod fields;
+mod tail;
+
 /// The `#[flow(..)]` arguments.
 #[derive(Default)]
 pub struct FlowArgs {
@@ -125,12 +128,15 @@ pub fn flow_def(cx: &Ctxt, args: FlowArgs, item: &mut ItemImpl) -> Option<FlowDe
             continue;
         };
         let role = take_role(cx, &mut method.attrs);
+        let results = tail::result_nexts(&method.block);
+        let inputs = fields::inputs_name(&method.sig);
         let mut rewriter = NextRewriter {
             cx: Some(cx),
             from: method.sig.ident.clone(),
             transitions: &mut def.transitions,
             calls: 0,
             failed: false,
+            results: Some(results),
         };
         rewriter.visit_block_mut(&mut method.block);
         let calls = rewriter.calls;
@@ -144,12 +150,15 @@ pub fn flow_def(cx: &Ctxt, args: FlowArgs, item: &mut ItemImpl) -> Option<FlowDe
         match role {
             Some((role, role_attr)) => {
                 let params = step_params(cx, &def, method, role);
+                // After the rewrite: `foreach = self.x` is a plain read of `self.x` by then.
+                let uses = fields::field_uses(&method.block, inputs.as_ref());
                 def.steps.push(Step {
                     ident: method.sig.ident.clone(),
                     role,
                     role_attr,
                     params,
                     next_calls: calls,
+                    uses,
                 });
             }
             None => {
@@ -191,6 +200,7 @@ fn strip_flow_syntax(item: &mut ItemImpl) {
                 transitions: &mut transitions,
                 calls: 0,
                 failed: false,
+                results: None,
             };
             rewriter.visit_block_mut(&mut method.block);
             if rewriter.calls > 0 {
@@ -453,16 +463,28 @@ struct NextRewriter<'a> {
     calls: usize,
     /// Whether a `next!` did not parse (and became `panic!()`).
     failed: bool,
+    /// The ordinals of the `next!` calls in result position ([`tail::result_nexts`]); `None`
+    /// when nothing is checked.
+    results: Option<std::collections::HashSet<usize>>,
 }
 
-fn is_next_macro(mac: &Macro) -> bool {
+pub(crate) fn is_next_macro(mac: &Macro) -> bool {
     mac.path.segments.last().is_some_and(|s| s.ident == "next")
 }
 
 impl NextRewriter<'_> {
     /// The replacement of one `next!(..)`.
     fn rewrite(&mut self, mac: &Macro) -> Expr {
+        let ordinal = self.calls;
         self.calls += 1;
+        if let (Some(cx), Some(results)) = (self.cx, &self.results)
+            && !results.contains(&ordinal)
+        {
+            cx.error_spanned_by(
+                mac,
+                "this `next!` is not the step's result: its transition would never be taken, yet it would add an edge to the flow's graph; make it the last expression of the step (or of an `if`/`match` branch there), `return` it, or remove it",
+            );
+        }
         let span = mac.span();
         let id = self.transitions.len();
         let ctor = format_ident!("__flspec_next_{}", id, span = span);

@@ -5,6 +5,8 @@ use std::collections::{HashMap, VecDeque};
 use crate::ctxt::Ctxt;
 use crate::model::{FlowDef, Role, Step, Transition};
 
+mod fields;
+
 pub fn check(cx: &Ctxt, def: &FlowDef) {
     check_duplicate_steps(cx, def);
     check_start_and_end(cx, def);
@@ -15,6 +17,11 @@ pub fn check(cx: &Ctxt, def: &FlowDef) {
     }
     check_steps_have_transitions(cx, def);
     check_reachable(cx, def, &index);
+    // On a broken graph the dataflow would follow edges that are not there: only a graph
+    // without mistakes gets its field reads checked.
+    if !cx.has_errors() {
+        fields::check_field_reads(cx, def);
+    }
 }
 
 fn step_index(def: &FlowDef) -> HashMap<String, usize> {
@@ -47,6 +54,13 @@ fn check_duplicate_steps(cx: &Ctxt, def: &FlowDef) {
 fn check_start_and_end(cx: &Ctxt, def: &FlowDef) {
     for (name, what) in [("start", "first"), ("end", "last")] {
         match def.steps.iter().find(|s| s.ident == name) {
+            None if let Some(helper) = def.helpers.iter().find(|h| *h == name) => cx
+                .error_spanned_by(
+                    helper,
+                    format_args!(
+                        "`{name}` has no role attribute, so it is a helper method, not the {what} step; mark it `#[aggregator]`: the {what} step of every flow runs on the aggregator"
+                    ),
+                ),
             None => cx.error_spanned_by(
                 &def.self_ty,
                 format_args!(

@@ -9,6 +9,16 @@ use crate::{Ctx, Graph, Inputs, Next, Result, Runtime, StepError, StepId};
 /// What a step returned: the next transition, or `None` after `end`.
 pub type StepOutcome<F> = std::result::Result<Option<Next<F>>, StepError>;
 
+/// The step enum of a flow, implemented by `#[flow]` beside [`Flow`].
+///
+/// It is apart from [`Flow`] so that [`Next`] needs only the steps: a flow state that misses one
+/// of the traits [`Flow`] requires then gets one compile error, at the state, rather than one
+/// at every step that returns `Next<Self>`.
+pub trait FlowSteps {
+    /// The generated step enum.
+    type Step: StepId;
+}
+
 /// A federated-learning flow: a state struct whose steps `#[flow]` compiled into a typed state
 /// machine.
 ///
@@ -20,11 +30,10 @@ pub type StepOutcome<F> = std::result::Result<Option<Next<F>>, StepError>;
 /// `Default::default()`, and checkpoints and the federated runtime store and send the state
 /// with serde. Private state ([`Flow::Collaborator`], [`Flow::Aggregator`]) is none of these:
 /// it never leaves its participant.
-pub trait Flow: Clone + Default + Serialize + DeserializeOwned + Send + 'static {
-    /// The generated step enum.
-    type Step: StepId;
-    /// The private state of each collaborator (`#[flow(collaborator = T)]`, `()` if none).
-    type Collaborator: 'static;
+pub trait Flow: FlowSteps + Clone + Default + Serialize + DeserializeOwned + Send + 'static {
+    /// The private state of each collaborator (`#[flow(collaborator = T)]`, `()` if none). It is
+    /// `Send`: runtimes build it on, and move it between, worker threads.
+    type Collaborator: Send + 'static;
     /// The private state of the aggregator (`#[flow(aggregator = T)]`, `()` if none).
     type Aggregator: 'static;
     /// The flow's name (the state struct's name).
@@ -89,4 +98,64 @@ pub trait Flow: Clone + Default + Serialize + DeserializeOwned + Send + 'static 
     /// have their value in `Self::default()`); `self` is left unchanged. Excluded fields are
     /// never cloned.
     fn filtered_clone(&mut self, transition: TransitionId) -> Self;
+}
+
+/// Compile-time checks that `#[flow]` puts on its `Flow` impl, each on the user's tokens: as the
+/// impl's `where` clauses, a missing derive is one error at the state struct (no cascade through
+/// the impl's methods) that names the derive to add.
+#[doc(hidden)]
+pub mod checks {
+    /// The flow state is `Clone`.
+    #[diagnostic::on_unimplemented(
+        message = "the flow state `{Self}` does not implement `Clone`",
+        label = "add `#[derive(Clone)]` to `{Self}`",
+        note = "a fan-out gives each collaborator its own copy of the flow state"
+    )]
+    pub trait StateClone: Clone {}
+    impl<T: Clone> StateClone for T {}
+
+    /// The flow state is `Default`.
+    #[diagnostic::on_unimplemented(
+        message = "the flow state `{Self}` does not implement `Default`",
+        label = "add `#[derive(Default)]` to `{Self}`",
+        note = "a field a transition does not carry arrives with its `Default` value"
+    )]
+    pub trait StateDefault: Default {}
+    impl<T: Default> StateDefault for T {}
+
+    /// The flow state is `Serialize`.
+    #[diagnostic::on_unimplemented(
+        message = "the flow state `{Self}` does not implement `Serialize`",
+        label = "add `#[derive(Serialize)]` to `{Self}`",
+        note = "checkpoints and the federated runtime store and send the flow state with serde"
+    )]
+    pub trait StateSerialize: serde::Serialize {}
+    impl<T: serde::Serialize> StateSerialize for T {}
+
+    /// The flow state is `Deserialize`.
+    #[diagnostic::on_unimplemented(
+        message = "the flow state `{Self}` does not implement `Deserialize`",
+        label = "add `#[derive(Deserialize)]` to `{Self}`",
+        note = "checkpoints and the federated runtime read the flow state back with serde"
+    )]
+    pub trait StateDeserialize: for<'de> serde::Deserialize<'de> {}
+    impl<T: for<'de> serde::Deserialize<'de>> StateDeserialize for T {}
+
+    /// The flow state is `Send`.
+    #[diagnostic::on_unimplemented(
+        message = "the flow state `{Self}` does not implement `Send`",
+        label = "every field of `{Self}` must be `Send`",
+        note = "runtimes move the flow state between threads"
+    )]
+    pub trait StateSend: Send {}
+    impl<T: Send> StateSend for T {}
+
+    /// The collaborators' private state is `Send`.
+    #[diagnostic::on_unimplemented(
+        message = "the collaborators' private state `{Self}` is not `Send`",
+        label = "runtimes build and keep each collaborator's private state on worker threads",
+        note = "hold thread-bound values (`Rc`, `RefCell` shared through `Rc`) as `Arc`/`Mutex`, or build them inside a step"
+    )]
+    pub trait CollaboratorSend: Send {}
+    impl<T: Send> CollaboratorSend for T {}
 }

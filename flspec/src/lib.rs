@@ -66,7 +66,7 @@ mod step;
 pub use addressed::{Addressed, PerCollaborator};
 pub use ctx::Ctx;
 pub use error::{BoxError, Dropout, Error, ParticipantName, Result, StepError};
-pub use flow::{Flow, StepOutcome};
+pub use flow::{Flow, FlowSteps, StepOutcome};
 pub use graph::{FieldFilter, Graph, StepInfo, TransitionId, TransitionInfo};
 pub use inputs::{Input, Inputs};
 pub use next::Next;
@@ -112,9 +112,10 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::error::BoxError;
+    pub use crate::flow::checks::*;
     pub use crate::{
-        Ctx, FieldFilter, Flow, Graph, Inputs, Next, Role, StepError, StepId, StepInfo,
-        StepOutcome, TransitionId, TransitionInfo, UnknownStep,
+        Ctx, FieldFilter, Flow, FlowSteps, Graph, Inputs, Next, Role, StepError, StepId,
+        StepInfo, StepOutcome, TransitionId, TransitionInfo, UnknownStep,
     };
     pub use serde;
 

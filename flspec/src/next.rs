@@ -1,14 +1,16 @@
 //! [`Next`]: the transition a step returns.
 
 use crate::graph::TransitionId;
-use crate::{Flow, StepId};
+use crate::{Flow, FlowSteps, StepId};
 
 /// Where a flow goes after a step: the value of `next!(self.step, ...)`.
 ///
 /// Inside a `#[flow]` impl, `next!` builds it; the macro checks the target step, the fan-out and
 /// the field filter at compile time, so a `Next` always describes an edge of
-/// [`Flow::graph`](crate::Flow::graph).
-pub struct Next<F: Flow> {
+/// [`Flow::graph`](crate::Flow::graph). A step must return the `Next` it builds: `#[flow]`
+/// rejects a `next!` whose value is dropped (a second call in sequence, `let _ = next!(..)`).
+#[must_use = "a `Next` says where the flow goes; return it from the step"]
+pub struct Next<F: FlowSteps> {
     step: F::Step,
     foreach: Option<Vec<String>>,
     transition: TransitionId,
@@ -51,6 +53,9 @@ impl<F: Flow> Next<F> {
         })
     }
 
+}
+
+impl<F: FlowSteps> Next<F> {
     #[doc(hidden)]
     pub fn __new(step: F::Step, foreach: Option<Vec<String>>, transition: u16) -> Self {
         Next {
@@ -61,7 +66,7 @@ impl<F: Flow> Next<F> {
     }
 }
 
-impl<F: Flow> std::fmt::Debug for Next<F> {
+impl<F: FlowSteps> std::fmt::Debug for Next<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Next")
             .field("step", &self.step.as_str())
@@ -71,7 +76,7 @@ impl<F: Flow> std::fmt::Debug for Next<F> {
     }
 }
 
-impl<F: Flow> Clone for Next<F> {
+impl<F: FlowSteps> Clone for Next<F> {
     fn clone(&self) -> Self {
         Next {
             step: self.step,

@@ -53,6 +53,7 @@ pub fn with_errors(def: Option<&FlowDef>, item: &ItemImpl, errors: syn::Error) -
         .as_ref()
         .map_or_else(|| quote!(()), |t| quote!(#t));
     let name = def.name.to_string();
+    let checks = super::state_checks(def);
     // Fallback constructors take one argument; calls without one would add a second error.
     let mut item = patch_arity(item);
     remove_duplicate_steps(def, &mut item);
@@ -87,8 +88,11 @@ pub fn with_errors(def: Option<&FlowDef>, item: &ItemImpl, errors: syn::Error) -
         #[allow(clippy::all)]
         impl #self_ty { #(#ctors)* }
 
-        impl ::flspec::__private::Flow for #self_ty {
+        impl ::flspec::__private::FlowSteps for #self_ty {
             type Step = #enum_name;
+        }
+
+        impl ::flspec::__private::Flow for #self_ty #checks {
             type Collaborator = #collab;
             type Aggregator = #agg;
             const NAME: &'static str = #name;

@@ -91,9 +91,13 @@ fn flow_impl(def: &FlowDef) -> TokenStream {
     let graph = graph::generate(def);
     let dispatch = dispatch::generate(def);
     let filters = filter::generate(def);
+    let checks = state_checks(def);
     quote! {
-        impl ::flspec::__private::Flow for #self_ty {
+        impl ::flspec::__private::FlowSteps for #self_ty {
             type Step = #enum_name;
+        }
+
+        impl ::flspec::__private::Flow for #self_ty #checks {
             type Collaborator = #collab;
             type Aggregator = #agg;
             const NAME: &'static str = #name;
@@ -107,6 +111,32 @@ fn flow_impl(def: &FlowDef) -> TokenStream {
             #filters
         }
     }
+}
+
+/// The `where` clause of the `Flow` impl: what `Flow` requires of the state and the private
+/// states, each on the user's tokens. A missing derive is then one error at the state struct
+/// (inside the impl the clause is assumed, so nothing cascades), naming the derive to add; a
+/// collaborator state that is not `Send` is reported at `#[flow(collaborator = T)]`.
+pub fn state_checks(def: &FlowDef) -> TokenStream {
+    let ty = &def.self_ty;
+    let span = syn::spanned::Spanned::span(ty);
+    let state = [
+        "StateClone",
+        "StateDefault",
+        "StateSerialize",
+        "StateDeserialize",
+        "StateSend",
+    ]
+    .into_iter()
+    .map(|t| {
+        let t = format_ident!("{}", t, span = span);
+        quote::quote_spanned!(span=> #ty: ::flspec::__private::#t)
+    });
+    let collab = def.collaborator_ty.as_ref().map(|c| {
+        let span = syn::spanned::Spanned::span(c);
+        quote::quote_spanned!(span=> #c: ::flspec::__private::CollaboratorSend)
+    });
+    quote! { where #(#state,)* #collab }
 }
 
 #[cfg(test)]
