@@ -20,9 +20,10 @@ use chacha20::cipher::{KeyIvInit, StreamCipher};
 use criterion::{BatchSize, Criterion, Throughput};
 use flspec::secagg::messages::encode;
 use flspec::secagg::prg::{MaskKey, Sign};
+use flspec::secagg::rng::SecretRng;
 use flspec::secagg::{
     AdvertiseKeys, AllAdvertised, Client, ClientId, Config, EncryptedShare, MaskedInput, Mode,
-    Quantizer, Server, UnmaskRequest, UnmaskResponse,
+    Quantizer, Server, UnmaskRequest, UnmaskResponse, kdf,
 };
 use rand_chacha::ChaCha20Rng;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
@@ -264,9 +265,57 @@ fn bench_rounds(c: &mut Criterion, rows: &mut Vec<Row>) {
     }
 }
 
+/// The wiping replacements against the crates they replace: the client's stochastic rounding
+/// with `SecretRng` or `rand_chacha::ChaCha20Rng` (same stream), and one 32-byte key
+/// derivation with our `kdf::hkdf_sha256` or the `hkdf` crate.
+fn bench_secret_hygiene(c: &mut Criterion) {
+    let mut g = c.benchmark_group("secrets");
+    let q = Quantizer::new(1.0, 10).unwrap();
+    for len in [MNIST_CNN, MILLION] {
+        let x = input(len, ClientId(1));
+        g.throughput(Throughput::Elements(len as u64));
+        g.bench_function(format!("quantize_rand_chacha/{len}"), |b| {
+            b.iter(|| {
+                black_box(
+                    q.quantize(&x, &mut ChaCha20Rng::from_seed([5; 32]))
+                        .unwrap(),
+                )
+            })
+        });
+        g.bench_function(format!("quantize_secret_rng/{len}"), |b| {
+            b.iter(|| {
+                black_box(
+                    q.quantize(&x, &mut SecretRng::from_seed_ref(&[5; 32]))
+                        .unwrap(),
+                )
+            })
+        });
+    }
+    g.throughput(Throughput::Elements(1));
+    let info = [7u8; 29];
+    g.bench_function("hkdf_own", |b| {
+        b.iter(|| {
+            let mut okm = [0u8; 32];
+            kdf::hkdf_sha256(&[1; 32], black_box(&[2; 32]), &info, &mut okm);
+            black_box(okm)
+        })
+    });
+    g.bench_function("hkdf_crate", |b| {
+        b.iter(|| {
+            let mut okm = [0u8; 32];
+            hkdf::Hkdf::<sha2::Sha256>::new(Some(&[1; 32]), black_box(&[2; 32]))
+                .expand(&info, &mut okm)
+                .unwrap();
+            black_box(okm)
+        })
+    });
+    g.finish();
+}
+
 fn main() {
     let mut c = Criterion::default().configure_from_args();
     bench_prg(&mut c);
+    bench_secret_hygiene(&mut c);
     let mut rows = Vec::new();
     bench_rounds(&mut c, &mut rows);
     c.final_summary();

@@ -23,8 +23,8 @@ pub enum SecAggError {
     /// Fewer collaborators than the threshold are left: the round is aborted, no partial result.
     #[error(
         "round aborted at {stage}: {survived} collaborator(s) survived, below the threshold {threshold}; \
-         no partial result is released (retry the round with more collaborators, or lower `threshold` \
-         if the weaker collusion bound is acceptable)"
+         no partial result is released (retry the round with more collaborators, or lower `threshold`, \
+         but not to half of each group or below: see `secagg::min_safe_threshold`)"
     )]
     TooFewSurvivors {
         /// The round at which the count fell below the threshold.
@@ -37,7 +37,8 @@ pub enum SecAggError {
     /// SecAgg+: one collaborator's neighbourhood has too few surviving share holders.
     #[error(
         "round aborted at unmasking: only {survived} surviving neighbour(s) hold shares of client {owner}, \
-         below the threshold {threshold}; no partial result is released (use a larger `k` or a lower `threshold`)"
+         below the threshold {threshold}; no partial result is released (use a larger `k`, or a lower \
+         `threshold` that is still more than half of k + 1)"
     )]
     TooFewShareHolders {
         /// The collaborator whose secret could not be rebuilt.

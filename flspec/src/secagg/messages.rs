@@ -147,6 +147,7 @@ pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T> {
 
 mod wire_bytes {
     use serde::{Deserializer, Serializer};
+    use zeroize::Zeroizing;
 
     pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
         s.serialize_bytes(v)
@@ -169,11 +170,21 @@ mod wire_bytes {
                 self,
                 mut seq: A,
             ) -> Result<Vec<u8>, A::Error> {
-                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 20));
+                // The bytes may be a revealed share (self-describing formats such as JSON send
+                // them as a list): grow by hand and wipe every outgrown buffer, and the partial
+                // one on an error, so that no copy is left in freed memory.
+                let mut out = Zeroizing::new(Vec::with_capacity(
+                    seq.size_hint().unwrap_or(0).min(1 << 20),
+                ));
                 while let Some(b) = seq.next_element::<u8>()? {
+                    if out.len() == out.capacity() {
+                        let mut bigger = Vec::with_capacity((2 * out.capacity()).max(64));
+                        bigger.extend_from_slice(&out);
+                        out = Zeroizing::new(bigger); // the old buffer is wiped here
+                    }
                     out.push(b);
                 }
-                Ok(out)
+                Ok(core::mem::take(&mut *out))
             }
         }
         d.deserialize_byte_buf(V)
