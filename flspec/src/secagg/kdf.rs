@@ -86,11 +86,20 @@ impl Sha256 {
     /// Writes the digest to `out` and wipes the hasher.
     fn finish_into(mut self, out: &mut [u8; 32]) {
         let bits = self.len.wrapping_mul(8);
-        self.update(&[0x80]);
-        while self.filled != 56 {
-            self.update(&[0]);
+        self.block[self.filled] = 0x80;
+        self.block[self.filled + 1..].fill(0);
+        if self.filled >= 56 {
+            compress256(
+                &mut self.state,
+                core::slice::from_ref(GenericArray::from_slice(&self.block)),
+            );
+            self.block.fill(0);
         }
-        self.update(&bits.to_be_bytes());
+        self.block[56..].copy_from_slice(&bits.to_be_bytes());
+        compress256(
+            &mut self.state,
+            core::slice::from_ref(GenericArray::from_slice(&self.block)),
+        );
         for (o, w) in out.chunks_exact_mut(4).zip(self.state.iter()) {
             o.copy_from_slice(&w.to_be_bytes());
         }
