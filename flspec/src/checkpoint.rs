@@ -230,7 +230,7 @@ impl CheckpointStore {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let seq = guard.1;
-        let file = format!("{seq:08}.state");
+        let file = state_file_name(seq);
         write_atomic(&self.folder.join(&file), &bytes)?;
         let record = Record {
             seq,
@@ -291,6 +291,25 @@ fn check_run_id(dir: &Path, run_id: &str) -> Result<()> {
     }
 }
 
+/// The name of the state file of record `seq`, as the store writes it.
+fn state_file_name(seq: u64) -> String {
+    format!("{seq:08}.state")
+}
+
+/// Accepts a record's `file` only if it is the exact name the store writes for its `seq`.
+fn check_state_file(record: &Record) -> std::result::Result<(), String> {
+    let expected = state_file_name(record.seq);
+    if record.file == expected {
+        Ok(())
+    } else {
+        Err(format!(
+            "state file {:?} is not the name the store writes for record {} ({expected:?}); \
+             the journal was edited or corrupted: restore the run folder from a copy",
+            record.file, record.seq
+        ))
+    }
+}
+
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
     {
@@ -347,7 +366,12 @@ impl RunCheckpoints {
         let mut records = Vec::with_capacity(lines.len());
         for (i, line) in lines.iter().enumerate() {
             match serde_json::from_str::<Record>(line) {
-                Ok(r) => records.push(r),
+                Ok(r) => {
+                    check_state_file(&r).map_err(|reason| {
+                        format_err(&journal_path, format!("line {}: {reason}", i + 1))
+                    })?;
+                    records.push(r);
+                }
                 // A torn last line: the crash happened while appending it.
                 Err(_) if i + 1 == lines.len() => break,
                 Err(e) => {
@@ -415,8 +439,25 @@ impl RunCheckpoints {
     /// # Errors
     /// [`Error::Checkpoint`] if the file is missing, [`Error::Codec`] if it is not a state of
     /// this flow.
+    ///
+    /// Only the names the store writes are read (`<seq>.state`, the record's own sequence
+    /// number in 8 or more digits), and only as plain files: a record whose `file` names
+    /// anything else (`../x`, an absolute path, a symbolic link) is refused with
+    /// [`Error::CheckpointFormat`], so a journal never makes flspec read outside its run folder.
     pub fn load<F: Flow>(&self, record: &Record) -> Result<F> {
+        let journal_path = self.folder.join("journal.jsonl");
+        check_state_file(record).map_err(|reason| {
+            format_err(&journal_path, format!("record {}: {reason}", record.seq))
+        })?;
         let path = self.folder.join(&record.file);
+        let meta = fs::symlink_metadata(&path).map_err(io_err(&path))?;
+        if !meta.file_type().is_file() {
+            return Err(format_err(
+                &path,
+                "not a plain file (the store writes state files, never links or folders); \
+                 restore the run folder from a copy",
+            ));
+        }
         let bytes = fs::read(&path).map_err(io_err(&path))?;
         decode_state(&bytes)
     }
