@@ -32,7 +32,9 @@ impl fmt::Display for ParticipantName {
 ///
 /// In a flow declared `#[flow(tolerate_dropouts)]` the run goes on with the survivors (the join
 /// receives their inputs only); in any other flow the run ends with [`Error::Dropped`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+///
+/// `Debug` prints the message, as [`Error`]'s does.
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 #[error("dropped out: {reason}")]
 pub struct Dropout {
     reason: String,
@@ -53,7 +55,20 @@ impl Dropout {
 }
 
 /// Why a run failed.
-#[derive(Debug, thiserror::Error)]
+///
+/// `Debug` prints the message and its causes, not the variant's fields, so that
+/// `fn main() -> Result<(), flspec::Error>` shows what went wrong:
+///
+/// ```text
+/// Error: step `train` of flow `FedAvg` failed on collaborator `Portland`: no data
+///
+/// Caused by:
+///     file not found
+/// ```
+///
+/// A cause whose text the message already ends with is not repeated. Match on the variant to
+/// read its fields.
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// A step returned an error.
@@ -202,8 +217,9 @@ pub enum Error {
 ///
 /// Returned by the generated dispatchers
 /// ([`Flow::run_aggregator_step`](crate::Flow::run_aggregator_step) and
-/// [`Flow::run_collaborator_step`](crate::Flow::run_collaborator_step)).
-#[derive(Debug, thiserror::Error)]
+/// [`Flow::run_collaborator_step`](crate::Flow::run_collaborator_step)). `Debug` prints the
+/// message and its causes, as [`Error`]'s does.
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum StepError {
     /// The step's own code returned an error.
@@ -231,4 +247,148 @@ pub enum StepError {
         /// The step.
         step: &'static str,
     },
+}
+
+/// Writes an error as `Debug` should print it at the end of `main`: its message, then
+/// `\n\nCaused by:` and one indented line per source (numbered when there are several). A
+/// source whose text the line before it already ends with (a message written as
+/// `"...: {source}"`) is not repeated, but its own sources are still listed.
+pub(crate) fn write_chain(
+    error: &(dyn std::error::Error + 'static),
+    f: &mut fmt::Formatter<'_>,
+) -> fmt::Result {
+    let message = error.to_string();
+    f.write_str(&message)?;
+    let mut previous = message;
+    let mut causes = Vec::new();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !previous.ends_with(&text) {
+            causes.push(text.clone());
+        }
+        previous = text;
+        source = cause.source();
+    }
+    match causes.as_slice() {
+        [] => Ok(()),
+        [one] => write!(f, "\n\nCaused by:\n    {}", indent(one)),
+        many => {
+            f.write_str("\n\nCaused by:")?;
+            for (i, cause) in many.iter().enumerate() {
+                write!(f, "\n    {i}: {}", indent(cause))?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Indents the continuation lines of a multi-line cause under its first line.
+fn indent(text: &str) -> String {
+    text.replace('\n', "\n       ")
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_chain(self, f)
+    }
+}
+
+impl fmt::Debug for StepError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_chain(self, f)
+    }
+}
+
+impl fmt::Debug for Dropout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_chain(self, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error with a source, like a user's error wrapping an I/O error.
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot read the shard")]
+    struct ShardError(#[source] std::io::Error);
+
+    #[test]
+    fn debug_prints_the_message_not_the_fields() {
+        let e = Error::UnknownCollaborator {
+            step: "train",
+            name: "Seatle".into(),
+            known: "Portland, Seattle".into(),
+        };
+        assert_eq!(
+            format!("{e:?}"),
+            "fan-out to `train` names unknown collaborator `Seatle`; this run's collaborators are: Portland, Seattle"
+        );
+        // What `fn main() -> Result<(), flspec::Error>` prints: `Error: ` and the Debug form.
+        assert!(!format!("{e:?}").contains("UnknownCollaborator {"));
+        assert_eq!(format!("{e:#?}"), format!("{e:?}"));
+    }
+
+    #[test]
+    fn debug_lists_the_causes_the_message_does_not_quote() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "shard-3.bin: no such file");
+        let e = Error::StepFailed {
+            flow: "FedAvg",
+            step: "train",
+            participant: ParticipantName::Collaborator("Portland".into()),
+            source: Box::new(ShardError(io)),
+        };
+        // The message quotes its source (`: cannot read the shard`); the source's own source
+        // comes under "Caused by".
+        assert_eq!(
+            format!("{e:?}"),
+            "step `train` of flow `FedAvg` failed on collaborator `Portland`: cannot read the shard\n\
+             \n\
+             Caused by:\n    shard-3.bin: no such file"
+        );
+    }
+
+    #[test]
+    fn debug_numbers_several_causes() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("outer")]
+        struct Outer(#[source] ShardError);
+        let io = std::io::Error::other("disk\ngone");
+        let e = Error::Runtime(Box::new(Outer(ShardError(io))));
+        assert_eq!(
+            format!("{e:?}"),
+            "runtime: outer\n\nCaused by:\n    0: cannot read the shard\n    1: disk\n       gone"
+        );
+    }
+
+    #[test]
+    fn debug_of_the_other_error_types_prints_their_message() {
+        let step = StepError::MissingInputs { step: "join" };
+        assert_eq!(
+            format!("{step:?}"),
+            "join step `join` needs the inputs of a fan-out"
+        );
+        let wrapped = Error::Protocol {
+            flow: "FedAvg",
+            source: step,
+        };
+        assert_eq!(
+            format!("{wrapped:?}"),
+            "flow `FedAvg`: join step `join` needs the inputs of a fan-out"
+        );
+        assert_eq!(
+            format!("{:?}", Dropout::new("battery low")),
+            "dropped out: battery low"
+        );
+        let unknown = crate::UnknownStep {
+            flow: "FedAvg",
+            name: "trian".into(),
+        };
+        assert_eq!(
+            format!("{unknown:?}"),
+            "unknown step `trian` in flow `FedAvg`"
+        );
+    }
 }

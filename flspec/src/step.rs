@@ -23,12 +23,19 @@ pub trait StepId:
     fn from_index(index: usize) -> Option<Self>;
 }
 
-/// A step name that is not a step of the flow.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// A step name that is not a step of the flow. `Debug` prints the message, as
+/// [`Error`](crate::Error)'s does.
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown step `{name}` in flow `{flow}`")]
 pub struct UnknownStep {
     /// The flow's name.
     pub flow: &'static str,
     /// The name that was given.
     pub name: String,
+}
+
+impl fmt::Debug for UnknownStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        crate::error::write_chain(self, f)
+    }
 }
