@@ -31,7 +31,9 @@ fn a_run_past_max_runs_is_refused_naming_the_option() {
     let client = fed.client("client").collaborators(["Portland"]);
     inproc::wait_envoys(&client, &["Portland"], true);
 
-    let first = client.submit(slow(1500)).expect("the first run is accepted");
+    let first = client
+        .submit(slow(1500))
+        .expect("the first run is accepted");
     let err = client.submit(slow(0)).expect_err("a second run is refused");
     match &err {
         Error::Rpc { code, message } => {
@@ -68,8 +70,11 @@ fn an_envoy_past_max_envoys_is_refused_naming_the_option() {
         let channel = fed
             .channel(&format!("envoys/{name}"))
             .expect("the envoy connects");
-        fed.runtime
-            .block_on(FakeSession::open(channel, name, vec![flow_info::<TrustFlow>()]))
+        fed.runtime.block_on(FakeSession::open(
+            channel,
+            name,
+            vec![flow_info::<TrustFlow>()],
+        ))
     };
     let _bengaluru = open("Bengaluru").expect("the first envoy registers");
     let refusal = open("Portland").err().expect("the second envoy is refused");
@@ -81,6 +86,33 @@ fn an_envoy_past_max_envoys_is_refused_naming_the_option() {
     );
     // An envoy that registers again replaces its own session: not refused.
     let _again = open("Bengaluru").expect("re-registering is not a new envoy");
+}
+
+#[test]
+fn a_hello_with_too_many_flows_is_refused() {
+    let fed = inproc::start(
+        &["Portland"],
+        DirectorOptions::default(),
+        director_registry(),
+    );
+    let channel = fed.channel("envoys/Portland").expect("connects");
+    let flows = (0..2000)
+        .map(|i| flspec_federated::wire::FlowInfo {
+            name: format!("Flow{i}"),
+            fingerprint: "0".repeat(16),
+        })
+        .collect();
+    let refusal = fed
+        .runtime
+        .block_on(FakeSession::open(channel, "Portland", flows))
+        .err()
+        .expect("refused");
+    assert_eq!(refusal.code(), tonic::Code::InvalidArgument);
+    assert!(
+        refusal.message().contains("at most 1024"),
+        "{}",
+        refusal.message()
+    );
 }
 
 #[test]

@@ -11,7 +11,11 @@ use testflows::{SlowFlow, director_registry, envoy_registry};
 
 #[test]
 fn another_client_cannot_status_watch_or_cancel_a_run() {
-    let fed = inproc::start(&["Portland"], DirectorOptions::default(), director_registry());
+    let fed = inproc::start(
+        &["Portland"],
+        DirectorOptions::default(),
+        director_registry(),
+    );
     let _envoy = fed.envoy("Portland", envoy_registry(None));
     let owner = fed.client("client").collaborators(["Portland"]);
     inproc::wait_envoys(&owner, &["Portland"], true);
@@ -30,7 +34,10 @@ fn another_client_cannot_status_watch_or_cancel_a_run() {
     match &err {
         Error::Rpc { code, message } => {
             assert_eq!(*code, tonic::Code::PermissionDenied, "{message}");
-            assert!(message.contains(&run_id), "the refusal names the run: {message}");
+            assert!(
+                message.contains(&run_id),
+                "the refusal names the run: {message}"
+            );
         }
         other => panic!("expected PermissionDenied, got {other:?}"),
     }
@@ -83,7 +90,11 @@ fn another_client_cannot_status_watch_or_cancel_a_run() {
 
 #[test]
 fn run_ids_are_random_128_bit() {
-    let fed = inproc::start(&["Portland"], DirectorOptions::default(), director_registry());
+    let fed = inproc::start(
+        &["Portland"],
+        DirectorOptions::default(),
+        director_registry(),
+    );
     let _envoy = fed.envoy("Portland", envoy_registry(None));
     let client = fed.client("client").collaborators(["Portland"]);
     inproc::wait_envoys(&client, &["Portland"], true);

@@ -93,11 +93,9 @@ fn a_revoked_envoy_and_client_are_refused_while_the_director_runs() {
     // So does a new envoy session with Portland's certificate.
     let channel = fed.channel("envoys/Portland");
     if let Ok(channel) = channel {
-        let refused = fed.runtime.block_on(inproc::FakeSession::open(
-            channel,
-            "Portland",
-            Vec::new(),
-        ));
+        let refused =
+            fed.runtime
+                .block_on(inproc::FakeSession::open(channel, "Portland", Vec::new()));
         assert!(refused.is_err(), "a revoked envoy opened a session");
     }
 

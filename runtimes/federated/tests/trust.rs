@@ -10,8 +10,8 @@ mod testflows;
 use std::time::Duration;
 
 use flspec::Flow;
-use flspec_federated::wire::{EnvoyMsg, TaskOutcome};
 use flspec_federated::DirectorOptions;
+use flspec_federated::wire::{EnvoyMsg, TaskOutcome};
 use inproc::{FakeSession, flow_info};
 use testflows::{TrustFlow, director_registry};
 
@@ -21,7 +21,11 @@ use testflows::{TrustFlow, director_registry};
 fn run_with_answer(
     answer: impl FnOnce(&[u8]) -> TaskOutcome + Send + 'static,
 ) -> flspec::Result<TrustFlow> {
-    let fed = inproc::start(&["Portland"], DirectorOptions::default(), director_registry());
+    let fed = inproc::start(
+        &["Portland"],
+        DirectorOptions::default(),
+        director_registry(),
+    );
     let channel = fed.channel("envoys/Portland").expect("the envoy connects");
     let mut session = fed
         .runtime
@@ -66,9 +70,7 @@ fn run_with_answer(
 fn arrived(join: &str, state: &TrustFlow) -> TaskOutcome {
     TaskOutcome::Arrived {
         join: join.into(),
-        state: flspec::codec::encode_state(state)
-            .expect("encodes")
-            .into(),
+        state: flspec::codec::encode_state(state).expect("encodes").into(),
     }
 }
 
@@ -89,7 +91,11 @@ fn fields_the_transition_does_not_carry_are_filtered_out() {
         "a field the transition does not carry reached the join: {:?}",
         result.leaks
     );
-    assert_eq!(result.second, vec![1], "the second fan-out runs from the aggregator's state");
+    assert_eq!(
+        result.second,
+        vec![1],
+        "the second fan-out runs from the aggregator's state"
+    );
 }
 
 #[test]
@@ -132,19 +138,28 @@ fn an_envoy_cannot_answer_another_envoys_task_or_take_its_name() {
     );
     let open = |cert: &str, name: &str| {
         let channel = fed.channel(cert).expect("connects");
-        fed.runtime
-            .block_on(FakeSession::open(channel, name, vec![flow_info::<TrustFlow>()]))
+        fed.runtime.block_on(FakeSession::open(
+            channel,
+            name,
+            vec![flow_info::<TrustFlow>()],
+        ))
     };
     // Portland's certificate cannot register as Bengaluru.
     let refusal = open("envoys/Portland", "Bengaluru")
         .err()
         .expect("registering under another name is refused");
     assert_eq!(refusal.code(), tonic::Code::PermissionDenied);
-    assert!(refusal.message().contains("Portland"), "{}", refusal.message());
+    assert!(
+        refusal.message().contains("Portland"),
+        "{}",
+        refusal.message()
+    );
 
     let mut bengaluru = open("envoys/Bengaluru", "Bengaluru").expect("registers");
     let mut portland = open("envoys/Portland", "Portland").expect("registers");
-    let client = fed.client("client").collaborators(["Bengaluru", "Portland"]);
+    let client = fed
+        .client("client")
+        .collaborators(["Bengaluru", "Portland"]);
     let run = std::thread::spawn(move || TrustFlow::default().run(&client));
     fed.runtime.block_on(async {
         let b_task = bengaluru.next_task().await;
@@ -211,5 +226,8 @@ fn a_state_that_does_not_decode_names_the_envoy() {
     })
     .expect_err("the run must fail");
     let text = err.to_string();
-    assert!(text.contains("Portland") && text.contains("does not decode"), "{text}");
+    assert!(
+        text.contains("Portland") && text.contains("does not decode"),
+        "{text}"
+    );
 }

@@ -91,8 +91,7 @@ impl Envoys {
                  `max_envoys` on the director"
             )));
         }
-        if !inner.envoys.contains_key(name) && inner.envoys.len() >= max_envoys.saturating_mul(2)
-        {
+        if !inner.envoys.contains_key(name) && inner.envoys.len() >= max_envoys.saturating_mul(2) {
             forget_oldest_offline(&mut inner);
         }
         let session = self.next_session.fetch_add(1, Ordering::Relaxed) + 1;

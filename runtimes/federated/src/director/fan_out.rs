@@ -135,7 +135,6 @@ fn protocol<F: Flow>(message: String) -> flspec::Error {
     }
 }
 
-
 /// What the collaborator steps of a fan-out can do, by the flow's graph: the collaborator steps
 /// reachable from its first step, and the transitions from those steps to aggregator steps
 /// (the joins the fan-out can reach).

@@ -299,8 +299,8 @@ impl Director {
         let service = DirectorServer::new(Service {
             shared: shared.clone(),
         })
-            .max_decoding_message_size(limits.max_message_bytes)
-            .max_encoding_message_size(limits.max_message_bytes);
+        .max_decoding_message_size(limits.max_message_bytes)
+        .max_encoding_message_size(limits.max_message_bytes);
         let incoming =
             crate::net::incoming(listener, server_tls, shared.options.max_connections.max(1));
         let (stop, stopped) = oneshot::channel::<()>();
@@ -378,6 +378,11 @@ fn peer_of<T>(request: &Request<T>) -> Option<PeerInfo> {
     request.extensions().get::<PeerInfo>().cloned()
 }
 
+/// The most flows an envoy may register in its `Hello`, and the longest name or fingerprint
+/// of one: the director keeps them for as long as it knows the envoy.
+const MAX_HELLO_FLOWS: usize = 1024;
+const MAX_FLOW_TEXT: usize = 256;
+
 /// The refusal of a revoked certificate.
 fn revoked_status(id: &PeerIdentity) -> Status {
     Status::permission_denied(format!(
@@ -441,7 +446,11 @@ impl Service {
             .get(run_id)
             .ok_or_else(|| Status::not_found(format!("no run `{run_id}` on this director")))?;
         if run.owner.as_deref() != client {
-            warn!(run_id, caller = client.unwrap_or("(none)"), "refused a call on another client's run");
+            warn!(
+                run_id,
+                caller = client.unwrap_or("(none)"),
+                "refused a call on another client's run"
+            );
             return Err(Status::permission_denied(format!(
                 "run `{run_id}` was submitted by another client; only the certificate that \
                  submitted a run may query, watch or cancel it (this one is `{}`)",
@@ -568,6 +577,18 @@ impl DirectorService for Service {
             ));
         }
         crate::certs::check_name(&name).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        if flows.len() > MAX_HELLO_FLOWS
+            || flows
+                .iter()
+                .any(|f| f.name.len() > MAX_FLOW_TEXT || f.fingerprint.len() > MAX_FLOW_TEXT)
+        {
+            return Err(Status::invalid_argument(format!(
+                "envoy `{name}` registers {} flows; an envoy may register at most \
+                 {MAX_HELLO_FLOWS}, each with a name and a fingerprint of at most \
+                 {MAX_FLOW_TEXT} bytes",
+                flows.len()
+            )));
+        }
         if self.shared.mutual {
             match peer.as_ref().and_then(|p| p.identity.as_ref()) {
                 Some(id) if id.role == Some(CertRole::Envoy) && id.name == name => {}

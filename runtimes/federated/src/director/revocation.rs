@@ -171,7 +171,10 @@ mod tests {
     #[test]
     fn refuses_a_bad_line_naming_it() {
         let e = parse(&format!("{A}\nnot-a-fingerprint\n")).expect_err("invalid");
-        assert!(e.contains("line 2") && e.contains("not-a-fingerprint"), "{e}");
+        assert!(
+            e.contains("line 2") && e.contains("not-a-fingerprint"),
+            "{e}"
+        );
         assert!(parse("abcd").is_err());
     }
 

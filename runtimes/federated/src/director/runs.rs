@@ -11,6 +11,10 @@ use crate::wire::{RunPhase, RunStatus, RunUpdate, WireError, WireEvent, WireRole
 /// At most this many updates are kept per run; older ones are dropped (a late watcher misses
 /// them, and is told so in a log line).
 const MAX_UPDATES: usize = 100_000;
+/// At most about this many bytes of updates (log lines, events) are kept per run, whatever
+/// their number: an envoy that floods its run with log lines cannot grow the director's
+/// memory past it. The final state is never dropped.
+const MAX_UPDATE_BYTES: usize = 16 << 20;
 /// Finished runs kept for late watchers and status queries.
 const KEEP_FINISHED: usize = 64;
 
@@ -22,6 +26,8 @@ struct State {
     dropped: Vec<String>,
     error: Option<String>,
     updates: VecDeque<RunUpdate>,
+    /// The approximate size of `updates` other than the final state, in bytes.
+    update_bytes: usize,
     /// Index of `updates[0]` among all updates of the run.
     first: u64,
     ended_at: Option<Instant>,
@@ -64,6 +70,7 @@ impl Run {
                 dropped: Vec::new(),
                 error: None,
                 updates: VecDeque::new(),
+                update_bytes: 0,
                 first: 0,
                 ended_at: None,
             }),
@@ -79,9 +86,14 @@ impl Run {
     }
 
     fn push(&self, state: &mut State, update: RunUpdate) {
+        state.update_bytes += size_of_update(&update);
         state.updates.push_back(update);
-        if state.updates.len() > MAX_UPDATES {
-            state.updates.pop_front();
+        while state.updates.len() > 1
+            && (state.updates.len() > MAX_UPDATES || state.update_bytes > MAX_UPDATE_BYTES)
+        {
+            if let Some(dropped) = state.updates.pop_front() {
+                state.update_bytes = state.update_bytes.saturating_sub(size_of_update(&dropped));
+            }
             state.first += 1;
         }
         let total = state.first + state.updates.len() as u64;
@@ -195,6 +207,34 @@ impl Run {
     }
 }
 
+/// The approximate memory an update holds, in bytes (the final state counts as nothing: it is
+/// bounded by the message size limit and always kept).
+fn size_of_update(update: &RunUpdate) -> usize {
+    const OVERHEAD: usize = 64;
+    match update {
+        RunUpdate::Log { source, line } => {
+            OVERHEAD + source.len() + line.level.len() + line.target.len() + line.message.len()
+        }
+        RunUpdate::Event { source, event } => {
+            OVERHEAD
+                + source.len()
+                + match event {
+                    WireEvent::StepStarted {
+                        step, participant, ..
+                    }
+                    | WireEvent::StepFinished {
+                        step, participant, ..
+                    }
+                    | WireEvent::Dropped {
+                        step, participant, ..
+                    } => step.len() + participant.len(),
+                    _ => 32,
+                }
+        }
+        RunUpdate::Failed { .. } | RunUpdate::Finished { .. } | RunUpdate::Cancelled => 0,
+    }
+}
+
 /// All runs of a director.
 #[derive(Default)]
 pub(crate) struct Runs {
@@ -260,5 +300,36 @@ pub(crate) fn is_collaborator_event(event: &WireEvent, envoy: &str) -> bool {
             role, participant, ..
         } => *role == WireRole::Collaborator && participant == envoy,
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::LogLine;
+
+    #[test]
+    fn a_flood_of_log_lines_is_bounded_in_bytes_and_the_end_is_kept() {
+        let run = Run::new("run-x".into(), "Flow".into(), vec!["Portland".into()], None);
+        let line = LogLine {
+            level: "INFO".into(),
+            target: "t".into(),
+            message: "x".repeat(8192),
+        };
+        for _ in 0..10_000 {
+            run.log("Portland", line.clone());
+        }
+        run.end(RunUpdate::Cancelled);
+        let state = run.lock();
+        assert!(
+            state.update_bytes <= MAX_UPDATE_BYTES,
+            "{} bytes kept",
+            state.update_bytes
+        );
+        assert!(state.updates.len() < 10_000 && state.first > 0);
+        assert_eq!(state.updates.back(), Some(&RunUpdate::Cancelled));
+        drop(state);
+        let (_, _, over, skipped) = run.updates_from(0);
+        assert!(over && skipped > 0);
     }
 }

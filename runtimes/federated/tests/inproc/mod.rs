@@ -140,7 +140,12 @@ pub fn wait_envoys(client: &FederatedRuntime, names: &[&str], online: bool) {
 
 /// A gRPC channel to the director over mutual TLS with the given files, built from rustls
 /// directly (as a modified participant would).
-pub async fn raw_channel(addr: &str, ca: &Path, cert: &Path, key: &Path) -> Result<Channel, String> {
+pub async fn raw_channel(
+    addr: &str,
+    ca: &Path,
+    cert: &Path,
+    key: &Path,
+) -> Result<Channel, String> {
     let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_slice_iter(&read(ca)?) {
@@ -196,8 +201,8 @@ where
     grpc.ready()
         .await
         .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-    let path = PathAndQuery::try_from(format!("/flspec.v1.Director/{method}"))
-        .expect("a valid path");
+    let path =
+        PathAndQuery::try_from(format!("/flspec.v1.Director/{method}")).expect("a valid path");
     grpc.unary(
         tonic::Request::new(request),
         path,
@@ -217,19 +222,20 @@ pub async fn watch_first(
         .await
         .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
     let path = PathAndQuery::from_static("/flspec.v1.Director/Watch");
-    let mut stream = grpc
-        .server_streaming(
-            tonic::Request::new(flspec_federated::wire::WatchRequest {
-                run_id: run_id.to_string(),
-            }),
-            path,
-            PostcardCodec::<
-                flspec_federated::wire::WatchRequest,
-                flspec_federated::wire::RunUpdate,
-            >::default(),
-        )
-        .await?
-        .into_inner();
+    let mut stream =
+        grpc
+            .server_streaming(
+                tonic::Request::new(flspec_federated::wire::WatchRequest {
+                    run_id: run_id.to_string(),
+                }),
+                path,
+                PostcardCodec::<
+                    flspec_federated::wire::WatchRequest,
+                    flspec_federated::wire::RunUpdate,
+                >::default(),
+            )
+            .await?
+            .into_inner();
     stream.message().await
 }
 
