@@ -73,9 +73,18 @@ struct Args {
     /// Plain FedAvg without secure aggregation (the aggregator then sees every update).
     #[arg(long)]
     no_secagg: bool,
-    /// Shamir threshold (default: more than half of each neighbourhood, at least 2).
+    /// Shamir threshold: shares needed to rebuild a secret, and the fewest collaborators that
+    /// must finish a round (default: more than half of the collaborators, or of each SecAgg+
+    /// neighbourhood, at least 2). A threshold at or below half is refused: a malicious or
+    /// inconsistent aggregator could then unmask one collaborator's update (see
+    /// --unsafe-allow-low-threshold).
     #[arg(long)]
     threshold: Option<u32>,
+    /// UNSAFE, for experiments only: accept a --threshold at or below half of the group that
+    /// shares secrets. An aggregator that sends different unmask requests to two groups of
+    /// collaborators can then rebuild both secrets of one collaborator and recover its update.
+    #[arg(long)]
+    unsafe_allow_low_threshold: bool,
     /// SecAgg+: share with K neighbours instead of all (default K: 2 * ceil(log2 n)).
     #[arg(long, num_args = 0..=1, default_missing_value = "0")]
     secagg_plus: Option<u32>,
@@ -162,6 +171,7 @@ fn main() -> anyhow::Result<()> {
     options.settings.rounds = args.rounds;
     options.settings.secure = !args.no_secagg;
     options.settings.threshold = args.threshold.unwrap_or(0);
+    options.settings.unsafe_allow_low_threshold = args.unsafe_allow_low_threshold;
     options.settings.neighbours = match args.secagg_plus {
         None => 0,
         Some(0) => flspec::secagg::Mode::secagg_plus_degree(args.collaborators),
@@ -173,6 +183,7 @@ fn main() -> anyhow::Result<()> {
     options.workers = workers;
     options.checkpoint = args.checkpoint.clone();
     options.drops = args.drops.clone();
+    options.validate()?;
     if args.runtime == RuntimeKind::Federated {
         return run_federated(&args, &options);
     }

@@ -260,3 +260,58 @@ fn the_aggregator_never_holds_one_collaborators_weights_or_loss() {
         );
     }
 }
+
+#[test]
+fn a_threshold_at_or_below_half_of_the_group_is_refused_unless_explicitly_unsafe() {
+    let mut options = RunOptions::new(4, data());
+    options.settings.threshold = 2;
+    let err = options.validate().expect_err("t = 2 of n = 4").to_string();
+    assert!(err.contains("`--threshold 2`"), "{err}");
+    assert!(err.contains("unmask its update"), "{err}");
+    assert!(err.contains("`--unsafe-allow-low-threshold`"), "{err}");
+    assert!(err.contains("`--threshold 3`"), "{err}");
+    options.settings.threshold = 3;
+    options.validate().expect("t = 3 of n = 4 is safe");
+    options.settings.threshold = 2;
+    options.settings.unsafe_allow_low_threshold = true;
+    options.validate().expect("the explicit opt-out");
+    // SecAgg+: the group is a closed neighbourhood of k + 1.
+    let mut options = RunOptions::new(8, data());
+    options.settings.neighbours = 4;
+    options.settings.threshold = 2;
+    let err = options
+        .validate()
+        .expect_err("t = 2 of k + 1 = 5")
+        .to_string();
+    assert!(err.contains("k + 1 = 5"), "{err}");
+    options.settings.threshold = 3;
+    options.validate().expect("t = 3 of k + 1 = 5 is safe");
+    options.settings.threshold = 6;
+    let err = options.validate().expect_err("above k + 1").to_string();
+    assert!(err.contains("between 2 and"), "{err}");
+    // Plain FedAvg has no threshold to check.
+    options.settings.secure = false;
+    options.settings.threshold = 2;
+    options.validate().expect("no secure aggregation");
+}
+
+#[test]
+fn a_low_threshold_runs_only_with_the_unsafe_opt_out() {
+    let mut options = RunOptions::new(4, data());
+    options.settings.rounds = 1;
+    options.settings.threshold = 3;
+    let runtime = options.local_runtime().expect("valid options");
+    // The flow itself refuses it too (the settings may come from elsewhere than the CLI).
+    let mut state = options.initial_state().expect("model");
+    state.settings.threshold = 2;
+    let err = state
+        .run(&runtime)
+        .err()
+        .expect("t = 2 of n = 4 is refused")
+        .to_string();
+    assert!(err.contains("threshold"), "{err}");
+    options.settings.threshold = 2;
+    options.settings.unsafe_allow_low_threshold = true;
+    let flow = run(&options);
+    assert_eq!(flow.results[0].contributors.len(), 4);
+}

@@ -32,8 +32,17 @@ pub struct Settings {
     pub rounds: u32,
     /// Secure aggregation on (`false`: plain FedAvg, `--no-secagg`).
     pub secure: bool,
-    /// Shamir threshold; 0 picks `n / 2 + 1` (at least 2) each round.
+    /// Shamir threshold; 0 picks [`secagg::min_safe_threshold`] of the group (`n / 2 + 1`, at
+    /// least 2; per neighbourhood in SecAgg+) each round.
     pub threshold: u32,
+    /// Accept a threshold at or below half of the group (`--unsafe-allow-low-threshold`).
+    ///
+    /// # Security
+    /// With such a threshold a malicious or inconsistent aggregator, by sending different
+    /// unmask requests to two groups of collaborators, can rebuild both secrets of one
+    /// collaborator and recover its update. For experiments only.
+    #[serde(default)]
+    pub unsafe_allow_low_threshold: bool,
     /// SecAgg+ neighbours per collaborator; 0 for the full graph.
     pub neighbours: u32,
     /// Parameters are clipped to `[-clip, clip]` before aggregation.
@@ -49,6 +58,7 @@ impl Default for Settings {
             rounds: 2,
             secure: true,
             threshold: 0,
+            unsafe_allow_low_threshold: false,
             neighbours: 0,
             clip: 4.0,
             max_samples: 60_000,
@@ -541,14 +551,17 @@ impl SecAggMnist {
             Mode::SecAggPlus { k, .. } => k as usize + 1,
         };
         let threshold = match self.settings.threshold {
-            0 => (hood / 2 + 1).max(2) as u32,
+            0 => secagg::min_safe_threshold(u32::try_from(hood)?),
             t => t,
         };
         let quantizer = Quantizer::new(self.settings.clip.max(1.0), u32::try_from(n)?)?;
-        let config = secagg::Config::new(ids, threshold, update::LEN, quantizer)
+        let mut config = secagg::Config::new(ids, threshold, update::LEN, quantizer)
             .with_mode(mode)
             .with_session(coordinator.session)
             .with_round(u64::from(self.round));
+        if self.settings.unsafe_allow_low_threshold {
+            config = config.unsafe_allow_low_threshold();
+        }
         config.validate()?;
         self.secagg = Some(config);
         Ok(())

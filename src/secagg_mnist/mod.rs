@@ -90,11 +90,14 @@ impl RunOptions {
     /// Checks the options against the flow.
     ///
     /// # Errors
-    /// An unknown collaborator or step in a `--drop`, or no collaborator.
+    /// An unknown collaborator or step in a `--drop`, no collaborator, or a threshold out of
+    /// range or (without [`Settings::unsafe_allow_low_threshold`]) at or below half of the group
+    /// that shares secrets.
     pub fn validate(&self) -> anyhow::Result<()> {
         if self.collaborators.is_empty() {
             bail!("give at least one collaborator");
         }
+        self.validate_threshold()?;
         let graph = SecAggMnist::graph();
         let steps: Vec<&str> = graph
             .steps()
@@ -121,6 +124,48 @@ impl RunOptions {
                     steps.join(", ")
                 );
             }
+        }
+        Ok(())
+    }
+
+    /// The group a secret is shared in: every collaborator, or a closed neighbourhood of
+    /// `k + 1` in SecAgg+ (`settings.neighbours = k`).
+    fn secret_group(&self) -> (usize, String) {
+        match self.settings.neighbours {
+            0 => {
+                let n = self.collaborators.len();
+                (n, format!("the {n} collaborators"))
+            }
+            k => {
+                let size = k as usize + 1;
+                (
+                    size,
+                    format!("each SecAgg+ neighbourhood of k + 1 = {size} collaborators"),
+                )
+            }
+        }
+    }
+
+    /// Refuses a `--threshold` the round would refuse (below 2 or above the group), and one at
+    /// or below half of the group unless the unsafe opt-out is set.
+    fn validate_threshold(&self) -> anyhow::Result<()> {
+        let t = self.settings.threshold;
+        if !self.settings.secure || t == 0 {
+            return Ok(());
+        }
+        let (size, group) = self.secret_group();
+        let group_size = u32::try_from(size).unwrap_or(u32::MAX);
+        if t < 2 || t > group_size {
+            bail!(
+                "`--threshold {t}`: the threshold must lie between 2 and the size of {group}; leave it out for the default ({})",
+                flspec::secagg::min_safe_threshold(group_size)
+            );
+        }
+        let safe = flspec::secagg::min_safe_threshold(group_size);
+        if t < safe && !self.settings.unsafe_allow_low_threshold {
+            bail!(
+                "`--threshold {t}` is at or below half of {group}: a malicious or inconsistent aggregator that sends different unmask requests to two groups of collaborators could then rebuild both secrets of one collaborator and unmask its update. Use `--threshold {safe}` or more (or leave it out: {safe} is the default); to accept the risk for an experiment, add `--unsafe-allow-low-threshold`"
+            );
         }
         Ok(())
     }
