@@ -62,3 +62,12 @@ fn each_collaborator_receives_only_its_own_entry() {
 fn parallel_fan_out_addresses_the_same_way() {
     check(&LocalRuntime::new(["a", "b", "c"], |_| ()).parallel(2));
 }
+
+mod render;
+
+/// Mermaid's CLI and Graphviz accept the graphs of this file's flows (skips, saying why, where
+/// `scripts/setup-render-tools.sh` could not install them).
+#[test]
+fn real_renderers_accept_the_graphs() {
+    render::check("addressed_fields", &[Mail::graph()]);
+}

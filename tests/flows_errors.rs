@@ -505,3 +505,15 @@ fn a_failing_private_state_factory_names_the_collaborator() {
         }
     }
 }
+
+mod render;
+
+/// Mermaid's CLI and Graphviz accept the graphs of this file's flows (skips, saying why, where
+/// `scripts/setup-render-tools.sh` could not install them).
+#[test]
+fn real_renderers_accept_the_graphs() {
+    render::check(
+        "flows_errors",
+        &[Failing::graph(), Branchy::graph(), Targets::graph()],
+    );
+}

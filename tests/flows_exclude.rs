@@ -225,3 +225,15 @@ fn excluded_fields_arrive_with_their_value_in_self_default() -> flspec::Result<(
     assert_eq!(flow.label, "default");
     Ok(())
 }
+
+mod render;
+
+/// Mermaid's CLI and Graphviz accept the graphs of this file's flows (skips, saying why, where
+/// `scripts/setup-render-tools.sh` could not install them).
+#[test]
+fn real_renderers_accept_the_graphs() {
+    render::check(
+        "flows_exclude",
+        &[TestFlowExclude::graph(), CustomDefault::graph()],
+    );
+}

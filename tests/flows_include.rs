@@ -202,3 +202,15 @@ fn fields_not_included_arrive_with_their_value_in_self_default() -> flspec::Resu
     assert_eq!(flow.seen, vec![expected.clone(), expected]);
     Ok(())
 }
+
+mod render;
+
+/// Mermaid's CLI and Graphviz accept the graphs of this file's flows (skips, saying why, where
+/// `scripts/setup-render-tools.sh` could not install them).
+#[test]
+fn real_renderers_accept_the_graphs() {
+    render::check(
+        "flows_include",
+        &[TestFlowInclude::graph(), IncludeDefaults::graph()],
+    );
+}

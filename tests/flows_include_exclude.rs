@@ -122,3 +122,12 @@ fn include_and_exclude_in_parallel() -> flspec::Result<()> {
     assert_eq!(flow.checked_inputs, cities);
     Ok(())
 }
+
+mod render;
+
+/// Mermaid's CLI and Graphviz accept the graphs of this file's flows (skips, saying why, where
+/// `scripts/setup-render-tools.sh` could not install them).
+#[test]
+fn real_renderers_accept_the_graphs() {
+    render::check("flows_include_exclude", &[TestFlowIncludeExclude::graph()]);
+}

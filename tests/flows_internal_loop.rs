@@ -294,3 +294,15 @@ fn loops_on_one_participant() -> flspec::Result<()> {
     }
     Ok(())
 }
+
+mod render;
+
+/// Mermaid's CLI and Graphviz accept the graphs of this file's flows (skips, saying why, where
+/// `scripts/setup-render-tools.sh` could not install them).
+#[test]
+fn real_renderers_accept_the_graphs() {
+    render::check(
+        "flows_internal_loop",
+        &[TestFlowInternalLoop::graph(), LocalEpochs::graph()],
+    );
+}

@@ -169,3 +169,12 @@ proptest! {
         prop_assert_eq!(result.joined, plan);
     }
 }
+
+mod render;
+
+/// Mermaid's CLI and Graphviz accept the graphs of this file's flows (skips, saying why, where
+/// `scripts/setup-render-tools.sh` could not install them).
+#[test]
+fn real_renderers_accept_the_graphs() {
+    render::check("flows_parallel", &[Rounds::graph()]);
+}

@@ -333,3 +333,12 @@ fn checkpoints_never_contain_private_state() -> flspec::Result<()> {
     );
     Ok(())
 }
+
+mod render;
+
+/// Mermaid's CLI and Graphviz accept the graphs of this file's flows (skips, saying why, where
+/// `scripts/setup-render-tools.sh` could not install them).
+#[test]
+fn real_renderers_accept_the_graphs() {
+    render::check("flows_private", &[TestFlowPrivateAttributes::graph()]);
+}

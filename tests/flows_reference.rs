@@ -252,3 +252,15 @@ fn copies_stay_independent_with_include_and_exclude() -> flspec::Result<()> {
     ReferenceWithFilters::default().run(&LocalRuntime::new(names, |_| ()).parallel(3))?;
     Ok(())
 }
+
+mod render;
+
+/// Mermaid's CLI and Graphviz accept the graphs of this file's flows (skips, saying why, where
+/// `scripts/setup-render-tools.sh` could not install them).
+#[test]
+fn real_renderers_accept_the_graphs() {
+    render::check(
+        "flows_reference",
+        &[TestFlowReference::graph(), ReferenceWithFilters::graph()],
+    );
+}

@@ -213,3 +213,18 @@ fn a_subset_chosen_at_run_time_changes_between_rounds() -> flspec::Result<()> {
     assert_eq!(results[0], results[1], "sequential == parallel");
     Ok(())
 }
+
+mod render;
+
+/// Mermaid's CLI and Graphviz accept the graphs of this file's flows (skips, saying why, where
+/// `scripts/setup-render-tools.sh` could not install them).
+#[test]
+fn real_renderers_accept_the_graphs() {
+    render::check(
+        "flows_subset",
+        &[
+            TestFlowSubsetCollaborators::graph(),
+            RotatingSubset::graph(),
+        ],
+    );
+}

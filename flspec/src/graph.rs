@@ -136,8 +136,8 @@ impl TransitionInfo {
 ///
 /// let graph = Hello::graph();
 /// assert_eq!(graph.steps().len(), 4);
-/// assert!(graph.to_mermaid().contains("start -->|foreach| greet"));
-/// assert!(graph.to_dot().starts_with("digraph Hello {"));
+/// assert!(graph.to_mermaid().contains(r#"step_start -->|"foreach"| step_greet"#));
+/// assert!(graph.to_dot().starts_with(r#"digraph "Hello" {"#));
 /// ```
 #[derive(Debug, Clone, Copy)]
 pub struct Graph {
@@ -238,8 +238,28 @@ impl Graph {
         })
     }
 
+    /// The transitions to draw: one per distinct (from, to, fan-out, fields), in the order of
+    /// their first `next!` call. Two `next!` calls with the same target and arguments (one per
+    /// branch of an `if`) are two transitions of the graph but one edge of the drawing.
+    fn edges(&self) -> Vec<&'static TransitionInfo> {
+        let mut edges: Vec<&'static TransitionInfo> = Vec::with_capacity(self.transitions.len());
+        for t in self.transitions {
+            let seen = edges.iter().any(|e| {
+                e.from == t.from && e.to == t.to && e.foreach == t.foreach && e.fields == t.fields
+            });
+            if !seen {
+                edges.push(t);
+            }
+        }
+        edges
+    }
+
     /// The graph as a Mermaid flowchart. Aggregator steps are rectangles, collaborator steps
     /// rounded; fan-outs are labelled `foreach`, filtered transitions list their fields.
+    ///
+    /// Node ids are the step names prefixed with `step_` (`end`, a word Mermaid reserves, is
+    /// never an id); each node is labelled with its step's name and role. Transitions with the
+    /// same source, target, fan-out and fields are drawn once.
     pub fn to_mermaid(&self) -> String {
         let mut out = String::from("flowchart TD\n");
         for s in self.steps {
@@ -249,40 +269,43 @@ impl Graph {
             };
             let _ = writeln!(
                 out,
-                "    {name}{open}\"{name}<br/><i>{role}</i>\"{close}",
+                "    step_{name}{open}\"{name}<br/><i>{role}</i>\"{close}",
                 name = s.name,
                 role = s.role
             );
         }
-        for t in self.transitions {
+        for t in self.edges() {
             let label = edge_label(t);
             let (from, to) = (self.steps[t.from].name, self.steps[t.to].name);
             if label.is_empty() {
-                let _ = writeln!(out, "    {from} --> {to}");
+                let _ = writeln!(out, "    step_{from} --> step_{to}");
             } else {
-                let _ = writeln!(out, "    {from} -->|{label}| {to}");
+                let _ = writeln!(out, "    step_{from} -->|\"{label}\"| step_{to}");
             }
         }
         out
     }
 
     /// The graph in Graphviz DOT. Aggregator steps are boxes, collaborator steps ellipses.
+    ///
+    /// The graph and node ids are quoted (a step may be named like a DOT keyword, e.g. `node`
+    /// or `graph`). Transitions with the same source, target, fan-out and fields are drawn once.
     pub fn to_dot(&self) -> String {
-        let mut out = format!("digraph {} {{\n", self.flow);
+        let mut out = format!("digraph \"{}\" {{\n", self.flow);
         for s in self.steps {
             let shape = match s.role {
                 Role::Aggregator => "box",
                 Role::Collaborator => "ellipse",
             };
-            let _ = writeln!(out, "    {} [shape={shape}];", s.name);
+            let _ = writeln!(out, "    \"{}\" [shape={shape}];", s.name);
         }
-        for t in self.transitions {
+        for t in self.edges() {
             let label = edge_label(t);
             let (from, to) = (self.steps[t.from].name, self.steps[t.to].name);
             if label.is_empty() {
-                let _ = writeln!(out, "    {from} -> {to};");
+                let _ = writeln!(out, "    \"{from}\" -> \"{to}\";");
             } else {
-                let _ = writeln!(out, "    {from} -> {to} [label=\"{label}\"];");
+                let _ = writeln!(out, "    \"{from}\" -> \"{to}\" [label=\"{label}\"];");
             }
         }
         out.push_str("}\n");
