@@ -51,12 +51,29 @@ VARIANTS = {
         "Flower 1.42, simulation, SecAgg+", "flower",
         ["flower_sim.py", "--mode", "secaggplus", "--rounds", "2", "--clients", "2"],
         "flspec-secagg"),
+    # Scale, 1 round; not run unless named in --only.
+    "flspec-secagg-n31": (
+        "flspec, SecAgg, 31 collaborators, 1 round", "flspec",
+        ["--collaborators", "31", "--rounds", "1", "--quiet"], None),
+    "openfl-secagg-n31": (
+        "OpenFL 1.9, seed flow, 31 collaborators, 1 round", "openfl",
+        ["openfl_seed_flow.py", "--rounds", "1", "--collaborators", "31"], "flspec-secagg-n31"),
+    "flspec-secaggplus-n100": (
+        "flspec, SecAgg+ (k = 14), 100 collaborators, 1 round", "flspec",
+        ["--collaborators", "100", "--rounds", "1", "--secagg-plus", "--quiet"], None),
+    "flower-secaggplus-n100": (
+        "Flower 1.42, SecAgg+ (11 shares, t = 7), 100 clients, 1 round", "flower",
+        ["flower_sim.py", "--mode", "secaggplus", "--rounds", "1", "--clients", "100",
+         "--num-shares", "0.1", "--threshold", "7"], "flspec-secaggplus-n100"),
 }
+DEFAULT_VARIANTS = [n for n in VARIANTS if not n.endswith(("-n31", "-n100"))]
 
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description="interleaved comparison (called by compare.sh)")
     p.add_argument("--list", action="store_true", help="list the variants and exit")
+    p.add_argument("--render", metavar="JSON",
+                   help="write the report again from the raw runs of an earlier run (its .json)")
     p.add_argument("--root", help="the repository")
     p.add_argument("--venv", help="the folder compare.sh set up")
     p.add_argument("--data", help="the folder with MNIST/raw (prepare_data.py)")
@@ -210,6 +227,7 @@ def measure(cmd, env, cwd, log_path, timeout):
                 seen[p] = (stat[2], stat[1])
             peak_rss, peak_pss = max(peak_rss, rss), max(peak_pss, pss)
             time.sleep(SAMPLE_S)
+    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
     leftovers = stop({p: start for p, (start, _) in seen.items() if p != proc.pid})
     try:
         os.killpg(proc.pid, signal.SIGKILL)
@@ -364,7 +382,7 @@ def one_run(args, name, rep, logs):
     state = "ok" if m["ok"] else f"FAILED (exit {m['exit']}{', timed out' if m['timed_out'] else ''}; log {log_path})"
     rounds = " / ".join(f"{r:.2f}" for r in m["rounds_s"])
     print(
-        f"  {name:18} rep {rep}: wall {m['wall_s']:6.2f} s  rounds {rounds or '-':13}  "
+        f"  {name:22} rep {rep}: wall {m['wall_s']:6.2f} s  rounds {rounds or '-':13}  "
         f"RSS tree {m['tree_peak_rss_mib']:6.0f} MiB  PSS tree {m['tree_peak_pss_mib']:6.0f} MiB  "
         f"load {load_before:.1f}  {state}",
         flush=True,
@@ -408,6 +426,11 @@ def summarise(runs, names):
             "tree_rss": med([r["tree_peak_rss_mib"] for r in ok]),
             "tree_pss": med([r["tree_peak_pss_mib"] for r in ok]),
             "cpu": med([r["cpu_s"] for r in ok]),
+            "imports": med([(r["detail"] or {}).get("import_s") for r in ok]),
+            # One process: its exact peak RSS. Several (Ray): the peak PSS summed over the tree,
+            # which counts a page shared by the processes once. (The PSS of one process also
+            # depends on what else maps the same libraries, e.g. other programs using libtorch.)
+            "mem": med([r["tree_peak_pss_mib"] if r["processes"] > 1 else r["main_peak_rss_mib"] for r in ok]),
             "procs": med([r["processes"] for r in ok]),
             "by_rep": {r["rep"]: r for r in ok},
         }
@@ -438,7 +461,7 @@ def report(args, runs, names, facts, started, finished, loads):
         f"{statistics.median(loads):.1f}, max {max(loads):.1f} (the machine has {facts['cores']} cores; "
         "other work ran on it, so every variant ran interleaved with the others, the order "
         "rotated every repetition, and the tables give medians).")
-    add(f"- flspec: `{os.path.relpath(args.flspec, args.root)} {' '.join(FLSPEC_ARGS)}` (release; "
+    add(f"- flspec: `{os.path.relpath(args.flspec, args.root)}` (release; "
         f"{facts['flspec_commit']}; {facts['rustc']}; libtorch 2.13.0 CPU).")
     for kind in ("openfl", "flower"):
         v = facts["versions"].get(kind) or {}
@@ -457,30 +480,32 @@ def report(args, runs, names, facts, started, finished, loads):
     add("")
     add("Wall: the whole process, fork to exit (imports, start-up, data, the run, shutdown). Run: "
         "what the program reports for the run itself (flspec: `total`; OpenFL: `flow.run()`; "
-        "raw loop: the round loop; Flower: `run_simulation`, Ray start-up included). Rounds: round 0 "
+        "raw loop: the round loop; Flower: `run_simulation`, Ray start-up included). Imports: a "
+        "Python program's own imports (the interpreter's start is not included). Rounds: round 0 "
         "/ round 1, each as the program times it (flspec prints them to 2 decimals). Memory: peak "
         "RSS of the largest single process (exact, from wait4), and the peak sums of RSS and of PSS over the whole process tree "
         "(sampled every 0.1 s).")
     add("")
-    add("| variant | runs | wall s (min–max) | run s | rounds s | CPU s (tree) | processes | "
+    add("| variant | runs | wall s (min–max) | imports s | run s | rounds s | CPU s (tree) | processes | "
         "peak RSS largest process MiB | peak RSS tree MiB | peak PSS tree MiB |")
-    add("|---|---|---|---|---|---|---|---|---|---|")
+    add("|---|---|---|---|---|---|---|---|---|---|---|")
     for n in names:
         r = rows[n]
         runs_cell = f"{r['ok']}" + (f" (+{r['failed']} failed)" if r["failed"] else "")
         rounds = " / ".join(fmt(v) for v in r["rounds"]) or "–"
         add(f"| {label_of(args, n)} | {runs_cell} | {fmt(r['wall'])} ({fmt(r['wall_min'])}–{fmt(r['wall_max'])}) "
-            f"| {fmt(r['run'])} | {rounds} | {fmt(r['cpu'], 1)} | {fmt(r['procs'], 0)} | {fmt(r['main_rss'], 0)} "
+            f"| {fmt(r['imports'])} | {fmt(r['run'])} | {rounds} | {fmt(r['cpu'], 1)} | {fmt(r['procs'], 0)} | {fmt(r['main_rss'], 0)} "
             f"| {fmt(r['tree_rss'], 0)} | {fmt(r['tree_pss'], 0)} |")
     add("")
     add("## Ratios, competitor / flspec, from this one run")
     add("")
     add("Each ratio divides two medians measured in the same run; \"paired\" is the median of the "
-        "per-repetition ratios. Warm round: the last round (round 1). Memory: peak PSS summed over "
-        "the process tree (for one process, its RSS less shared pages; for Ray, it does not count "
-        "shared libraries once per process).")
+        "per-repetition ratios. Warm round: the last round (round 1). Memory: the peak RSS of a "
+        "single-process run; for a run of several processes (Flower: the driver, Ray's GCS, "
+        "raylet and workers), the peak PSS summed over the tree, which counts every shared page "
+        "once.")
     add("")
-    add("| comparison | wall | wall, paired | run | warm round | peak memory (PSS, tree) |")
+    add("| comparison | wall | wall, paired | run | warm round | peak memory |")
     add("|---|---|---|---|---|---|")
     for n in names:
         base = VARIANTS[n][3]
@@ -490,7 +515,7 @@ def report(args, runs, names, facts, started, finished, loads):
         add(f"| {label_of(args, n)} / {label_of(args, base)} | {fmt_ratio(ratio(a['wall'], b['wall']))} "
             f"| {fmt_ratio(paired(rows, n, base, lambda r: r['wall_s']))} "
             f"| {fmt_ratio(ratio(a['run'], b['run']))} | {fmt_ratio(ratio(a['warm'], b['warm']))} "
-            f"| {fmt_ratio(ratio(a['tree_pss'], b['tree_pss']))} |")
+            f"| {fmt_ratio(ratio(a['mem'], b['mem']))} |")
     if "openfl-secagg" in rows and "torch-raw" in rows and rows["openfl-secagg"]["ok"] and rows["torch-raw"]["ok"]:
         o, t = rows["openfl-secagg"], rows["torch-raw"]
         add("")
@@ -505,6 +530,17 @@ def report(args, runs, names, facts, started, finished, loads):
         for r in failed:
             add(f"- {r['variant']} rep {r['rep']}: exit {r['exit']}"
                 f"{', timed out' if r['timed_out'] else ''}; log `{r['log']}`")
+    add("")
+    add("## Commands")
+    add("")
+    add("Run from the repository root, each in a fresh process (the environment also sets "
+        "`CUDA_VISIBLE_DEVICES=`, `FLWR_TELEMETRY_ENABLED=0`, `RAY_USAGE_STATS_ENABLED=0`"
+        + (f", `OMP_NUM_THREADS={args.threads}`" if args.threads else "") + "):")
+    add("")
+    for n in names:
+        cmd, _ = runner(args, VARIANTS[n][1], VARIANTS[n][2])
+        shown = " ".join(os.path.relpath(c, args.root) if os.path.isabs(c) else c for c in cmd)
+        add(f"- `{n}`: `{shown}`")
     add("")
     accuracy = accuracy_lines(args, runs, names)
     if accuracy:
@@ -563,9 +599,10 @@ def main(argv):
     args = parse_args(argv)
     if args.list:
         for name, (label, *_rest) in VARIANTS.items():
-            print(f"{name:18} {label}")
+            extra = "" if name in DEFAULT_VARIANTS else "  (only with --only)"
+            print(f"{name:22} {label}{extra}")
         return 0
-    names = [n for n in (args.only.split(",") if args.only else VARIANTS) if n]
+    names = [n for n in (args.only.split(",") if args.only else DEFAULT_VARIANTS) if n]
     unknown = [n for n in names if n not in VARIANTS]
     if unknown:
         sys.exit(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
@@ -573,6 +610,16 @@ def main(argv):
     out_dir = os.path.dirname(os.path.abspath(args.out))
     logs = os.path.join(out_dir, "logs")
     os.makedirs(logs, exist_ok=True)
+    if args.render:
+        with open(args.render, encoding="utf-8") as f:
+            saved = json.load(f)
+        runs = [r for r in saved["runs"] if r["rep"] >= 0]
+        text = report(args, runs, names, saved["facts"], saved["started"], saved["finished"],
+                      [r["load1_before"] for r in runs])
+        with open(args.out, "w", encoding="utf-8") as f:
+            f.write(text + "\n")
+        print(text)
+        return 0
     facts = gather_facts(args)
     started = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
     print(f"compare: {facts['cpu']}, {facts['cores']} cores; variants: {', '.join(names)}", flush=True)
@@ -594,7 +641,7 @@ def main(argv):
     with open(args.out, "w", encoding="utf-8") as f:
         f.write(text + "\n")
     with open(os.path.splitext(args.out)[0] + ".json", "w", encoding="utf-8") as f:
-        json.dump({"facts": facts, "runs": runs}, f, indent=1)
+        json.dump({"facts": facts, "started": started, "finished": finished, "runs": runs}, f, indent=1)
     print()
     print(text)
     print(f"\nreport: {args.out} (raw runs: {os.path.splitext(args.out)[0]}.json; logs: {logs})")

@@ -18,7 +18,8 @@
 # Usage: scripts/baselines/compare.sh [options]
 #   --reps N         measured repetitions of every variant (default 3)
 #   --warmup N       unmeasured passes first, to warm the page cache (default 1)
-#   --only LIST      comma-separated variants (default: all; `--list` names them)
+#   --only LIST      comma-separated variants (default: the seven n = 2 variants; `--list`
+#                    names them all, with the scale ones: 31 and 100 collaborators, 1 round)
 #   --list           list the variants and exit
 #   --setup-only     create the virtual environments and exit
 #   --no-setup       do not check or create the virtual environments (they must exist)
@@ -39,7 +40,7 @@
 #   repository's HEAD commit, and whether the tree has uncommitted changes).
 #
 # Set-up (first run only; later runs check stamp files and start at once):
-#   - three folders under .venv-baselines/ (git-ignored, about 7.5 GB):
+#   - three folders under .venv-baselines/ (git-ignored, about 6 GB):
 #       torch/   torch==2.13.0 + torchvision==0.28.0 from PyPI, installed once with `pip install
 #                --target` and shared by the two venvs through a .pth file;
 #       openfl/  a venv: openfl==1.9 plus the workflow interface's own requirements
@@ -51,13 +52,16 @@
 #     OpenFL and Flower cannot share one venv: openfl 1.9 needs grpcio < 1.66 and protobuf < 6,
 #     flwr 1.42 needs grpcio >= 1.70.
 #   - torch: PyPI's Linux wheel of torch 2.13.0 is the CUDA build. `pip install --no-deps torch`
-#     does not give an importable CPU torch: torch/_C.so needs libtorch_python.so, which lists
+#     does not give an importable CPU torch (`import torch` fails: OSError: libcudart.so.13: cannot
+#     open shared object file; then ValueError: libcublasLt.so.*[0-9] not found in the system
+#     path): torch/_C.so needs libtorch_python.so, which lists
 #     libtorch_cuda.so, libcudnn.so.9, libnccl.so.2 and libcufile.so.0 as NEEDED, and
 #     libtorch_cuda.so needs cuBLAS, cuFFT, cuSPARSE(Lt), cuRAND, NVRTC and nvshmem. So torch is
-#     installed with its dependencies (about 3 GB of nvidia-* wheels, 6.5 GB installed, once);
-#     the runs use the CPU only (CUDA_VISIBLE_DEVICES is empty), exactly as the baselines did. The
-#     torch wheel that scripts/setup-libtorch.sh cached in .cache/wheels/ is reused.
-#   - Measured here (2 cores, PyPI at 60-70 MB/s): about 6 minutes in all on a first run.
+#     installed with its dependencies (about 3 GB of nvidia-* wheels, 4.8 GB installed, once);
+#     the runs use the CPU only (CUDA_VISIBLE_DEVICES is empty), exactly as the baselines did. With
+#     Python 3.11, the torch wheel that scripts/setup-libtorch.sh cached in .cache/wheels/ is reused.
+#   - Measured (2 busy cores, load 5-7, PyPI at 50-70 MB/s): 10 minutes on a first run (torch 4,
+#     openfl 4, flower 2); then 0 s.
 #
 # Network: pip talks to PyPI only; the runs themselves reach nothing (Ray's usage statistics and
 # Flower's telemetry are switched off through their environment variables).
@@ -137,9 +141,14 @@ setup_torch() {
 	say "installing torch $TORCH_VERSION and torchvision $TORCHVISION_VERSION into $VENV/torch (once; about 3 GB from PyPI)"
 	rm -rf "$VENV/torch"
 	mkdir -p "$VENV/torch"
-	local links=()
-	[[ -d $ROOT/.cache/wheels ]] && links=(--find-links "$ROOT/.cache/wheels")
-	pip_in "$PY" --target "$VENV/torch" "${links[@]}" "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION"
+	# The cp311 wheel that scripts/setup-libtorch.sh downloaded (and checked) saves 0.5 GB; pip
+	# prefers the index to --find-links, so it is named as a file.
+	local torch_req="torch==$TORCH_VERSION"
+	local cached="$ROOT/.cache/wheels/torch-$TORCH_VERSION-cp311-cp311-manylinux_2_28_x86_64.whl"
+	if [[ -f $cached ]] && "$PY" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+		torch_req=$cached
+	fi
+	pip_in "$PY" --target "$VENV/torch" "$torch_req" "torchvision==$TORCHVISION_VERSION"
 	echo "$want" >"$stamp"
 }
 
