@@ -18,7 +18,8 @@
 //! - **Runs belong to their submitter.** The director records the name in the certificate of
 //!   the client that submitted a run; status, watch and cancel from any other certificate are
 //!   refused with `PermissionDenied`. Run ids (`run-` and 32 hex digits) are drawn from the
-//!   operating system's random generator, so they cannot be guessed either.
+//!   operating system's random generator, so they cannot be guessed either. (In plaintext mode
+//!   no one is authenticated, so runs have no owner and any caller may query them.)
 //! - **Envoys are checked, not trusted.** An envoy's answers are bound to the name in its
 //!   certificate (a task's answer counts only on the session of the envoy it was sent to); the
 //!   join an envoy says its collaborator reached must be one the collaborator steps of that
