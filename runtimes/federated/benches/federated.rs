@@ -84,6 +84,7 @@ fn main() {
             envoys: all.clone(),
             clients: vec!["client".into()],
             days: 1,
+            new_ca: false,
         },
     )
     .expect("certificates");

@@ -1,5 +1,6 @@
 //! The client side: [`FederatedRuntime`] implements [`flspec::Runtime`], so a flow switches
-//! from the local runtime to a federation in one line.
+//! from the local runtime to a federation in one line; [`AsyncClient`] offers the same calls
+//! as `async fn`s, for programs that run on tokio.
 //!
 //! ```no_run
 //! # use flspec::prelude::*;
@@ -21,8 +22,33 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The runtime owns a small tokio runtime; its methods block, so call them from ordinary
-//! threads, not from inside an async task.
+//! # Blocking or async
+//! [`FederatedRuntime`] and [`RunHandle`] **block** the calling thread (each owns a small tokio
+//! runtime of its own): call them from ordinary threads. Called on a thread that is inside a
+//! tokio runtime (an `async fn`, `#[tokio::main]`, a `spawn_blocking` closure), they return
+//! [`Error::BlockingInAsyncContext`] instead of blocking (or panicking, as tokio would).
+//! There, use [`AsyncClient`] and [`AsyncRunHandle`], whose calls are `async fn`s that run on
+//! the caller's tokio runtime:
+//!
+//! ```no_run
+//! # use flspec::prelude::*;
+//! # #[derive(Clone, Default, Serialize, Deserialize)] struct MyFlow;
+//! # #[flow] impl MyFlow {
+//! #   #[aggregator] fn start(&mut self, ctx: &Ctx) -> Next<Self> { next!(self.work, foreach = ctx.collaborators()) }
+//! #   #[collaborator] fn work(&mut self) -> Next<Self> { next!(self.join) }
+//! #   #[aggregator] fn join(&mut self, _i: Inputs<Self>) -> Next<Self> { next!(self.end) }
+//! #   #[aggregator] fn end(&mut self) {}
+//! # }
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use flspec_federated::{AsyncClient, TlsConfig};
+//! let client = AsyncClient::connect("127.0.0.1:50050", TlsConfig::from_dir("certs", "client")?)
+//!     .await?
+//!     .collaborators(["Bengaluru", "Portland"]);
+//! let run = client.submit(MyFlow::default()).await?;
+//! println!("{:?}", run.status().await?.phase);
+//! let flow: MyFlow = run.wait().await?;
+//! # Ok(()) }
+//! ```
 
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -34,6 +60,7 @@ use tokio::sync::watch;
 use tonic::transport::Channel;
 
 use crate::codec::Limits;
+use crate::net::TlsProbe;
 use crate::rpc::director_client::DirectorClient;
 use crate::tls::TlsConfig;
 use crate::wire::{
@@ -45,42 +72,222 @@ use crate::{Error, Result};
 /// The deadline of the short calls (submit, status, cancel, envoys).
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// One unary call to the director, from a thread outside the runtime, bounded by
-/// [`CALL_TIMEOUT`]; a failure names the director and, for TLS, the certificate problem.
-fn call_blocking<T>(
-    runtime: &tokio::runtime::Runtime,
+/// One unary call to the director, bounded by [`CALL_TIMEOUT`]; a failure names the director
+/// and, for TLS, the certificate problem.
+async fn call<T>(
     addr: &str,
-    probe: &crate::net::TlsProbe,
+    probe: &TlsProbe,
     what: &str,
     fut: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
 ) -> Result<T> {
-    runtime.block_on(async {
-        match tokio::time::timeout(CALL_TIMEOUT, fut).await {
-            Err(_) => Err(Error::Timeout {
-                what: format!("{what} at {addr}"),
-                after: CALL_TIMEOUT,
-            }),
-            Ok(Err(status)) => Err(Error::from_status(&status, addr, probe)),
-            Ok(Ok(r)) => Ok(r.into_inner()),
-        }
-    })
+    match tokio::time::timeout(CALL_TIMEOUT, fut).await {
+        Err(_) => Err(Error::Timeout {
+            what: format!("{what} at {addr}"),
+            after: CALL_TIMEOUT,
+        }),
+        Ok(Err(status)) => Err(Error::from_status(&status, addr, probe)),
+        Ok(Ok(r)) => Ok(r.into_inner()),
+    }
 }
 
-/// A connection to a director that runs flows on its envoys. See the [module docs](self).
+fn request<T>(message: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(message);
+    r.set_timeout(CALL_TIMEOUT);
+    r
+}
+
+/// The tokio runtime a blocking client owns. It refuses to block on a thread that is inside a
+/// tokio runtime, and is shut down without waiting when dropped on such a thread (where
+/// dropping a runtime the ordinary way panics).
+struct ClientRuntime(Option<tokio::runtime::Runtime>);
+
+impl ClientRuntime {
+    fn new() -> Result<Self> {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("flspec-client")
+            .enable_all()
+            .build()
+            .map(|rt| ClientRuntime(Some(rt)))
+            .map_err(Error::AsyncRuntime)
+    }
+
+    /// Runs `fut` to completion on this runtime, blocking the calling thread.
+    ///
+    /// # Errors
+    /// [`Error::BlockingInAsyncContext`] naming `call`, if the thread is inside a tokio runtime.
+    fn block_on<T>(
+        &self,
+        call: &'static str,
+        fut: impl std::future::Future<Output = T>,
+    ) -> Result<T> {
+        refuse_inside_runtime(call)?;
+        let runtime = self
+            .0
+            .as_ref()
+            .expect("the client's runtime is taken only when it is dropped");
+        Ok(runtime.block_on(fut))
+    }
+}
+
+impl Drop for ClientRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take()
+            && tokio::runtime::Handle::try_current().is_ok()
+        {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// [`Error::BlockingInAsyncContext`] if this thread is inside a tokio runtime.
+///
+/// `Handle::try_current` also finds a runtime in `spawn_blocking` closures, where blocking
+/// would work; tokio offers no public way to tell them from async tasks, so the blocking client
+/// refuses both and says to use [`AsyncClient`] or a thread of one's own.
+fn refuse_inside_runtime(call: &'static str) -> Result<()> {
+    match tokio::runtime::Handle::try_current() {
+        Ok(_) => Err(Error::BlockingInAsyncContext { call }),
+        Err(_) => Ok(()),
+    }
+}
+
+/// A connection to a director that runs flows on its envoys, with **blocking** calls. See the
+/// [crate docs](crate); in async code use [`AsyncClient`].
 pub struct FederatedRuntime {
-    runtime: Arc<tokio::runtime::Runtime>,
-    client: DirectorClient<Channel>,
-    addr: String,
-    collaborators: Option<Vec<String>>,
-    observer: Option<Arc<dyn Observer>>,
-    step_timeout: Option<Duration>,
-    limits: Limits,
-    probe: crate::net::TlsProbe,
+    runtime: Arc<ClientRuntime>,
+    inner: AsyncClient,
 }
 
 impl std::fmt::Debug for FederatedRuntime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FederatedRuntime")
+            .field("director", &self.inner.addr)
+            .field("collaborators", &self.inner.collaborators)
+            .field("step_timeout", &self.inner.step_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FederatedRuntime {
+    /// Connects to the director at `addr` (`HOST:PORT`) and checks the connection with one
+    /// call, so a wrong address or a refused certificate fails here, saying why. Blocks.
+    ///
+    /// # Errors
+    /// [`Error::Connect`], [`Error::Tls`], [`Error::TlsConfig`], [`Error::Rpc`];
+    /// [`Error::BlockingInAsyncContext`] on a thread inside a tokio runtime (use
+    /// [`AsyncClient::connect`] there).
+    pub fn connect(addr: &str, tls: TlsConfig) -> Result<Self> {
+        Self::connect_with(addr, tls, Limits::default())
+    }
+
+    /// As [`connect`](Self::connect), with message size limits. Blocks.
+    ///
+    /// # Errors
+    /// As [`connect`](Self::connect).
+    pub fn connect_with(addr: &str, tls: TlsConfig, limits: Limits) -> Result<Self> {
+        refuse_inside_runtime("FederatedRuntime::connect")?;
+        let runtime = Arc::new(ClientRuntime::new()?);
+        let inner = runtime.block_on(
+            "FederatedRuntime::connect",
+            AsyncClient::connect_with(addr, tls, limits),
+        )??;
+        Ok(FederatedRuntime { runtime, inner })
+    }
+
+    /// The collaborators of the next runs, in order (what [`flspec::Ctx::collaborators`]
+    /// gives). By default: every online envoy that has the flow, by name.
+    pub fn collaborators<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.inner = self.inner.collaborators(names);
+        self
+    }
+
+    /// Reports the progress of runs (the events of the director and of the envoys).
+    pub fn observer(mut self, observer: impl Observer + 'static) -> Self {
+        self.inner = self.inner.observer(observer);
+        self
+    }
+
+    /// The deadline of each fan-out: an envoy that has not answered by then is lost. Default:
+    /// the director's (10 minutes unless configured).
+    pub fn step_timeout(mut self, timeout: Duration) -> Self {
+        self.inner = self.inner.step_timeout(timeout);
+        self
+    }
+
+    /// The envoys the director knows, with their status (OpenFL's `get_envoys()`). Blocks.
+    ///
+    /// # Errors
+    /// [`Error::Rpc`], [`Error::Tls`] or [`Error::Timeout`];
+    /// [`Error::BlockingInAsyncContext`] inside a tokio runtime.
+    pub fn envoys(&self) -> Result<Vec<EnvoyInfo>> {
+        self.runtime
+            .block_on("FederatedRuntime::envoys", self.inner.envoys())?
+    }
+
+    /// The status of a run on the director, by id (see also [`RunHandle::status`]). Blocks.
+    ///
+    /// # Errors
+    /// [`Error::Rpc`] (`NotFound` for an unknown run) or [`Error::Timeout`];
+    /// [`Error::BlockingInAsyncContext`] inside a tokio runtime.
+    pub fn run_status(&self, run_id: &str) -> Result<RunStatus> {
+        self.runtime.block_on(
+            "FederatedRuntime::run_status",
+            self.inner.run_status(run_id),
+        )?
+    }
+
+    /// Submits a run of `flow` and returns at once with its handle; the run goes on on the
+    /// director. Blocks only for the submission. The handle reports the run's events to the
+    /// [`observer`](Self::observer) and its participants' log lines to this program's
+    /// `tracing` subscriber (target `flspec_federated::remote`).
+    ///
+    /// # Errors
+    /// The director's refusal: an unknown flow, another version of it (naming both
+    /// fingerprints), an envoy offline or with another version, a state over the size limit;
+    /// [`Error::BlockingInAsyncContext`] inside a tokio runtime.
+    pub fn submit<F: Flow>(&self, flow: F) -> Result<RunHandle<F>> {
+        let inner = self
+            .runtime
+            .block_on("FederatedRuntime::submit", self.inner.submit(flow))??;
+        Ok(RunHandle {
+            runtime: self.runtime.clone(),
+            inner,
+        })
+    }
+}
+
+impl<F: Flow> flspec::Runtime<F> for FederatedRuntime {
+    /// Submits the run and waits for its end: blocks (see [`FederatedRuntime::submit`] and
+    /// [`RunHandle::wait`]).
+    fn execute(&self, flow: F) -> flspec::Result<F> {
+        self.submit(flow)?.wait()
+    }
+}
+
+/// A connection to a director with **async** calls, for programs that run on tokio; the
+/// blocking [`FederatedRuntime`] offers the same calls (and [`flspec::Runtime`]). Its
+/// connection and the tasks that follow its runs live on the tokio runtime it was connected
+/// on. Cloning it is cheap and shares the connection.
+#[derive(Clone)]
+pub struct AsyncClient {
+    client: DirectorClient<Channel>,
+    handle: tokio::runtime::Handle,
+    addr: String,
+    collaborators: Option<Vec<String>>,
+    observer: Option<Arc<dyn Observer>>,
+    step_timeout: Option<Duration>,
+    limits: Limits,
+    probe: TlsProbe,
+}
+
+impl std::fmt::Debug for AsyncClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncClient")
             .field("director", &self.addr)
             .field("collaborators", &self.collaborators)
             .field("step_timeout", &self.step_timeout)
@@ -88,34 +295,32 @@ impl std::fmt::Debug for FederatedRuntime {
     }
 }
 
-impl FederatedRuntime {
+impl AsyncClient {
     /// Connects to the director at `addr` (`HOST:PORT`) and checks the connection with one
     /// call, so a wrong address or a refused certificate fails here, saying why.
     ///
     /// # Errors
-    /// [`Error::Connect`], [`Error::Tls`], [`Error::TlsConfig`], [`Error::Rpc`].
-    pub fn connect(addr: &str, tls: TlsConfig) -> Result<Self> {
-        Self::connect_with(addr, tls, Limits::default())
+    /// [`Error::Connect`], [`Error::Tls`], [`Error::TlsConfig`], [`Error::Rpc`];
+    /// [`Error::NoAsyncRuntime`] when not polled on a tokio runtime.
+    pub async fn connect(addr: &str, tls: TlsConfig) -> Result<Self> {
+        Self::connect_with(addr, tls, Limits::default()).await
     }
 
     /// As [`connect`](Self::connect), with message size limits.
     ///
     /// # Errors
     /// As [`connect`](Self::connect).
-    pub fn connect_with(addr: &str, tls: TlsConfig, limits: Limits) -> Result<Self> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("flspec-client")
-            .enable_all()
-            .build()
-            .map_err(Error::AsyncRuntime)?;
-        let (channel, probe) = runtime.block_on(crate::net::connect(addr, &tls))?;
+    pub async fn connect_with(addr: &str, tls: TlsConfig, limits: Limits) -> Result<Self> {
+        let handle = tokio::runtime::Handle::try_current().map_err(|_| Error::NoAsyncRuntime {
+            call: "AsyncClient::connect",
+        })?;
+        let (channel, probe) = crate::net::connect(addr, &tls).await?;
         let client = DirectorClient::new(channel)
             .max_decoding_message_size(limits.max_message_bytes)
             .max_encoding_message_size(limits.max_message_bytes);
-        let rt = FederatedRuntime {
-            runtime: Arc::new(runtime),
+        let c = AsyncClient {
             client,
+            handle,
             addr: addr.to_string(),
             collaborators: None,
             observer: None,
@@ -123,8 +328,8 @@ impl FederatedRuntime {
             limits,
             probe,
         };
-        rt.envoys()?;
-        Ok(rt)
+        c.envoys().await?;
+        Ok(c)
     }
 
     /// The collaborators of the next runs, in order (what [`flspec::Ctx::collaborators`]
@@ -138,7 +343,8 @@ impl FederatedRuntime {
         self
     }
 
-    /// Reports the progress of runs (the events of the director and of the envoys).
+    /// Reports the progress of runs (the events of the director and of the envoys). The
+    /// observer is called on a tokio worker of the client's runtime: keep it quick.
     pub fn observer(mut self, observer: impl Observer + 'static) -> Self {
         self.observer = Some(Arc::new(observer));
         self
@@ -155,45 +361,42 @@ impl FederatedRuntime {
     ///
     /// # Errors
     /// [`Error::Rpc`], [`Error::Tls`] or [`Error::Timeout`].
-    pub fn envoys(&self) -> Result<Vec<EnvoyInfo>> {
+    pub async fn envoys(&self) -> Result<Vec<EnvoyInfo>> {
         let mut client = self.client.clone();
-        let reply = self.call("listing envoys", async move {
+        let reply = call(&self.addr, &self.probe, "listing envoys", async move {
             client.envoys(request(EnvoysRequest {})).await
-        })?;
+        })
+        .await?;
         Ok(reply.envoys)
     }
 
-    /// The status of a run on the director, by id (see also [`RunHandle::status`]).
+    /// The status of a run on the director, by id (see also [`AsyncRunHandle::status`]).
     ///
     /// # Errors
     /// [`Error::Rpc`] (`NotFound` for an unknown run) or [`Error::Timeout`].
-    pub fn run_status(&self, run_id: &str) -> Result<RunStatus> {
+    pub async fn run_status(&self, run_id: &str) -> Result<RunStatus> {
         let mut client = self.client.clone();
         let req = StatusRequest {
             run_id: run_id.to_string(),
         };
-        self.call("querying the run's status", async move {
-            client.status(request(req)).await
-        })
+        call(
+            &self.addr,
+            &self.probe,
+            "querying the run's status",
+            async move { client.status(request(req)).await },
+        )
+        .await
     }
 
-    fn call<T>(
-        &self,
-        what: &str,
-        fut: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
-    ) -> Result<T> {
-        call_blocking(&self.runtime, &self.addr, &self.probe, what, fut)
-    }
-
-    /// Submits a run of `flow` and returns at once with its handle; the run goes on on the
-    /// director. The handle reports the run's events to the [`observer`](Self::observer) and
-    /// its participants' log lines to this program's `tracing` subscriber (target
-    /// `flspec_federated::remote`).
+    /// Submits a run of `flow` and returns once the director accepted it, with its handle;
+    /// the run goes on on the director. A task on the client's runtime follows the run: it
+    /// reports the run's events to the [`observer`](Self::observer) and its participants' log
+    /// lines to this program's `tracing` subscriber (target `flspec_federated::remote`).
     ///
     /// # Errors
     /// The director's refusal: an unknown flow, another version of it (naming both
     /// fingerprints), an envoy offline or with another version, a state over the size limit.
-    pub fn submit<F: Flow>(&self, flow: F) -> Result<RunHandle<F>> {
+    pub async fn submit<F: Flow>(&self, flow: F) -> Result<AsyncRunHandle<F>> {
         let state = flspec::codec::encode_state(&flow).map_err(|e| Error::Malformed {
             what: "flow state",
             reason: e.to_string(),
@@ -216,41 +419,29 @@ impl FederatedRuntime {
             }),
         };
         let mut client = self.client.clone();
-        let reply = self.call("submitting the run", async move {
+        let reply = call(&self.addr, &self.probe, "submitting the run", async move {
             client.submit(request(req)).await
-        })?;
+        })
+        .await?;
         let run_id = reply.run_id;
         tracing::info!(run_id = %run_id, flow = F::NAME, collaborators = reply.collaborators.len(), "run submitted");
         let (done_tx, done_rx) = watch::channel(None);
         let mut client = self.client.clone();
         let observer = self.observer.clone();
         let id = run_id.clone();
-        self.runtime.spawn(async move {
+        self.handle.spawn(async move {
             let end = follow::<F>(&mut client, &id, observer.as_deref()).await;
             let _ = done_tx.send(Some(Arc::new(end)));
         });
-        Ok(RunHandle {
+        Ok(AsyncRunHandle {
             run_id,
             collaborators: reply.collaborators,
-            runtime: self.runtime.clone(),
             client: self.client.clone(),
             addr: self.addr.clone(),
             probe: self.probe.clone(),
             done: done_rx,
             _flow: PhantomData,
         })
-    }
-}
-
-fn request<T>(message: T) -> tonic::Request<T> {
-    let mut r = tonic::Request::new(message);
-    r.set_timeout(CALL_TIMEOUT);
-    r
-}
-
-impl<F: Flow> flspec::Runtime<F> for FederatedRuntime {
-    fn execute(&self, flow: F) -> flspec::Result<F> {
-        self.submit(flow)?.wait()
     }
 }
 
@@ -402,27 +593,105 @@ fn emit<F: Flow>(observer: &dyn Observer, run_id: &str, event: &WireEvent) {
     observer.on_event(&e);
 }
 
-/// A submitted run: query its status, wait for its final state, or cancel it.
+/// A submitted run, with **blocking** calls: query its status, wait for its final state, or
+/// cancel it. Made by [`FederatedRuntime::submit`]; the async twin is [`AsyncRunHandle`].
 pub struct RunHandle<F> {
-    run_id: String,
-    collaborators: Vec<String>,
-    runtime: Arc<tokio::runtime::Runtime>,
-    client: DirectorClient<Channel>,
-    addr: String,
-    probe: crate::net::TlsProbe,
-    done: watch::Receiver<Option<Arc<Ending>>>,
-    _flow: PhantomData<fn() -> F>,
+    runtime: Arc<ClientRuntime>,
+    inner: AsyncRunHandle<F>,
 }
 
 impl<F> std::fmt::Debug for RunHandle<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RunHandle")
-            .field("run_id", &self.run_id)
+            .field("run_id", &self.inner.run_id)
             .finish_non_exhaustive()
     }
 }
 
 impl<F: Flow> RunHandle<F> {
+    /// The run's id on the director.
+    pub fn id(&self) -> &str {
+        self.inner.id()
+    }
+
+    /// The run's collaborators, in order.
+    pub fn collaborators(&self) -> &[String] {
+        self.inner.collaborators()
+    }
+
+    /// The run's status now: its phase, current step, steps done, rounds, participants.
+    /// Blocks.
+    ///
+    /// # Errors
+    /// [`Error::Rpc`] or [`Error::Timeout`]; [`Error::BlockingInAsyncContext`] inside a tokio
+    /// runtime.
+    pub fn status(&self) -> Result<RunStatus> {
+        self.runtime
+            .block_on("RunHandle::status", self.inner.status())?
+    }
+
+    /// Asks the director to cancel the run: it stops at its next fan-out (a step that is
+    /// running finishes first). Returns whether the run was still running. Blocks.
+    ///
+    /// # Errors
+    /// [`Error::Rpc`] or [`Error::Timeout`]; [`Error::BlockingInAsyncContext`] inside a tokio
+    /// runtime.
+    pub fn cancel(&self) -> Result<bool> {
+        self.runtime
+            .block_on("RunHandle::cancel", self.inner.cancel())?
+    }
+
+    /// Whether the run has ended (its result is ready for [`wait`](Self::wait)). Does not
+    /// block.
+    pub fn is_finished(&self) -> bool {
+        self.inner.is_finished()
+    }
+
+    /// Waits for the run to end and returns its final state. Blocks until then.
+    ///
+    /// # Errors
+    /// The run's failure, as the local runtime reports it where it can
+    /// ([`flspec::Error::StepFailed`], [`flspec::Error::StepPanicked`]), else as
+    /// [`flspec::Error::Runtime`] holding an [`Error`]: the director's message
+    /// ([`Error::RunFailed`]), [`Error::Cancelled`], or [`Error::Disconnected`];
+    /// [`Error::BlockingInAsyncContext`] inside a tokio runtime (the run goes on).
+    pub fn wait(self) -> flspec::Result<F> {
+        self.runtime
+            .block_on("RunHandle::wait", self.inner.wait())?
+    }
+
+    /// As [`wait`](Self::wait), giving up after `timeout` (the run goes on; cancel it if
+    /// needed). Blocks for at most `timeout`.
+    ///
+    /// # Errors
+    /// As [`wait`](Self::wait), or [`Error::Timeout`].
+    pub fn wait_timeout(self, timeout: Duration) -> flspec::Result<F> {
+        self.runtime
+            .block_on("RunHandle::wait_timeout", self.inner.wait_timeout(timeout))?
+    }
+}
+
+/// A submitted run, with **async** calls: query its status, wait for its final state, or
+/// cancel it. Made by [`AsyncClient::submit`].
+pub struct AsyncRunHandle<F> {
+    run_id: String,
+    collaborators: Vec<String>,
+    client: DirectorClient<Channel>,
+    addr: String,
+    probe: TlsProbe,
+    done: watch::Receiver<Option<Arc<Ending>>>,
+    _flow: PhantomData<fn() -> F>,
+}
+
+impl<F> std::fmt::Debug for AsyncRunHandle<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncRunHandle")
+            .field("run_id", &self.run_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F: Flow> AsyncRunHandle<F> {
     /// The run's id on the director.
     pub fn id(&self) -> &str {
         &self.run_id
@@ -437,18 +706,18 @@ impl<F: Flow> RunHandle<F> {
     ///
     /// # Errors
     /// [`Error::Rpc`] or [`Error::Timeout`].
-    pub fn status(&self) -> Result<RunStatus> {
+    pub async fn status(&self) -> Result<RunStatus> {
         let mut client = self.client.clone();
         let req = StatusRequest {
             run_id: self.run_id.clone(),
         };
-        call_blocking(
-            &self.runtime,
+        call(
             &self.addr,
             &self.probe,
             "querying the run's status",
             async move { client.status(request(req)).await },
         )
+        .await
     }
 
     /// Asks the director to cancel the run: it stops at its next fan-out (a step that is
@@ -456,18 +725,15 @@ impl<F: Flow> RunHandle<F> {
     ///
     /// # Errors
     /// [`Error::Rpc`] or [`Error::Timeout`].
-    pub fn cancel(&self) -> Result<bool> {
+    pub async fn cancel(&self) -> Result<bool> {
         let mut client = self.client.clone();
         let req = CancelRequest {
             run_id: self.run_id.clone(),
         };
-        let reply = call_blocking(
-            &self.runtime,
-            &self.addr,
-            &self.probe,
-            "cancelling the run",
-            async move { client.cancel(request(req)).await },
-        )?;
+        let reply = call(&self.addr, &self.probe, "cancelling the run", async move {
+            client.cancel(request(req)).await
+        })
+        .await?;
         Ok(reply.was_running)
     }
 
@@ -479,12 +745,9 @@ impl<F: Flow> RunHandle<F> {
     /// Waits for the run to end and returns its final state.
     ///
     /// # Errors
-    /// The run's failure, as the local runtime reports it where it can
-    /// ([`flspec::Error::StepFailed`], [`flspec::Error::StepPanicked`]), else as
-    /// [`flspec::Error::Runtime`] holding an [`Error`]: the director's message
-    /// ([`Error::RunFailed`]), [`Error::Cancelled`], or [`Error::Disconnected`].
-    pub fn wait(self) -> flspec::Result<F> {
-        self.wait_for(None)
+    /// As [`RunHandle::wait`].
+    pub async fn wait(self) -> flspec::Result<F> {
+        self.wait_for(None).await
     }
 
     /// As [`wait`](Self::wait), giving up after `timeout` (the run goes on; cancel it if
@@ -492,13 +755,13 @@ impl<F: Flow> RunHandle<F> {
     ///
     /// # Errors
     /// As [`wait`](Self::wait), or [`Error::Timeout`].
-    pub fn wait_timeout(self, timeout: Duration) -> flspec::Result<F> {
-        self.wait_for(Some(timeout))
+    pub async fn wait_timeout(self, timeout: Duration) -> flspec::Result<F> {
+        self.wait_for(Some(timeout)).await
     }
 
-    fn wait_for(mut self, timeout: Option<Duration>) -> flspec::Result<F> {
+    async fn wait_for(mut self, timeout: Option<Duration>) -> flspec::Result<F> {
         let mut done = self.done.clone();
-        let waited = self.runtime.block_on(async {
+        let waited = {
             let wait = done.wait_for(Option::is_some);
             match timeout {
                 Some(t) => tokio::time::timeout(t, wait)
@@ -507,7 +770,7 @@ impl<F: Flow> RunHandle<F> {
                     .map(|r| r.ok().and_then(|v| v.clone())),
                 None => Some(wait.await.ok().and_then(|v| v.clone())),
             }
-        });
+        };
         let ending = match waited {
             None => {
                 return Err(Error::Timeout {

@@ -10,7 +10,16 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 ///
 /// Messages say what went wrong and what to do. None of them carries a key, a share or a
 /// collaborator's private value.
-#[derive(Debug, thiserror::Error)]
+///
+/// `Debug` prints the message and then its causes, as `anyhow` does, so that
+/// `fn main() -> Result<(), flspec_federated::Error>` shows something useful:
+/// ```text
+/// could not read the CA certificate certs/ca.pem: No such file or directory (os error 2)
+///
+/// Caused by:
+///     No such file or directory (os error 2)
+/// ```
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// A certificate or key file could not be read.
@@ -199,6 +208,67 @@ pub enum Error {
     /// The tokio runtime of a client could not be built.
     #[error("could not start the client's async runtime: {0}")]
     AsyncRuntime(#[source] std::io::Error),
+    /// A blocking call of [`FederatedRuntime`](crate::FederatedRuntime) or
+    /// [`RunHandle`](crate::RunHandle) was made on a thread that is inside a tokio runtime,
+    /// where blocking would stall the runtime or panic.
+    #[error(
+        "`{call}` blocks, and was called on a thread inside a tokio runtime (an `async fn`, \
+         `#[tokio::main]`, `#[tokio::test]`, a `spawn_blocking` closure or a `Runtime::enter` \
+         guard), where it must not wait; in async code use the async client instead: \
+         `AsyncClient::connect(..).await`, then `.submit(flow).await`, `.wait().await`, \
+         `.status().await`, `.cancel().await`, `.envoys().await`; or make the blocking call \
+         from a thread of your own (`std::thread::spawn`)"
+    )]
+    BlockingInAsyncContext {
+        /// The blocking call, e.g. `FederatedRuntime::connect`.
+        call: &'static str,
+    },
+    /// An [`AsyncClient`](crate::AsyncClient) was used outside a tokio runtime.
+    #[error(
+        "`{call}` needs a tokio runtime (the client's connections run on it); call it from \
+         async code running on tokio (`#[tokio::main]`), or use the blocking \
+         `FederatedRuntime`, which has its own"
+    )]
+    NoAsyncRuntime {
+        /// The call, e.g. `AsyncClient::connect`.
+        call: &'static str,
+    },
+    /// A certificate validity (in days) out of range.
+    #[error(
+        "a certificate cannot be valid for {days} days: give 1 to {max} days (`--days`, \
+         `FederationSpec::days`)"
+    )]
+    Validity {
+        /// What was asked for.
+        days: u32,
+        /// The maximum.
+        max: u32,
+    },
+    /// The federation's CA in a certificate folder cannot be used or made.
+    #[error("the federation's CA in {dir}: {reason}")]
+    CertificateAuthority {
+        /// The certificate folder.
+        dir: PathBuf,
+        /// What is wrong and what to do.
+        reason: String,
+    },
+}
+
+impl std::fmt::Debug for Error {
+    /// The message, then each source on its own line under `Caused by:` (as `anyhow` prints
+    /// an error returned from `main`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self}")?;
+        let mut source = std::error::Error::source(self);
+        if source.is_some() {
+            f.write_str("\n\nCaused by:")?;
+        }
+        while let Some(s) = source {
+            write!(f, "\n    {s}")?;
+            source = s.source();
+        }
+        Ok(())
+    }
 }
 
 impl From<Error> for flspec::Error {
@@ -234,5 +304,51 @@ impl Error {
                 message: status.message().to_string(),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_prints_the_message_and_its_causes() {
+        let e = Error::ReadFile {
+            what: "CA certificate",
+            path: "certs/ca.pem".into(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+        };
+        assert_eq!(
+            format!("{e:?}"),
+            "could not read the CA certificate certs/ca.pem: no such file\n\n\
+             Caused by:\n    no such file"
+        );
+        // Each cause of a chain on its own line.
+        #[derive(Debug)]
+        struct Outer(std::io::Error);
+        impl std::fmt::Display for Outer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("outer")
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let e = Error::Io {
+            path: "x".into(),
+            source: std::io::Error::other(Outer(std::io::Error::other("inner"))),
+        };
+        assert_eq!(
+            format!("{e:?}"),
+            "x: outer\n\nCaused by:\n    outer\n    inner"
+        );
+        // Without a source, Debug is the message alone, not the struct.
+        let e = Error::Cancelled {
+            run_id: "run-1".into(),
+        };
+        assert_eq!(format!("{e:?}"), "run `run-1` was cancelled");
+        assert_eq!(format!("{e:?}"), e.to_string());
     }
 }

@@ -7,6 +7,8 @@
 //! let runtime = FederatedRuntime::connect("director:50050", TlsConfig::from_dir("certs", "client")?)?;
 //! let flow = MyFlow::default().run(&runtime)?;
 //! ```
+//! [`FederatedRuntime`] blocks; a program that runs on tokio uses [`AsyncClient`] instead,
+//! whose calls (`submit`, `wait`, `status`, `cancel`, `envoys`) are `async fn`s.
 //!
 //! # How a run goes
 //! - Flows are **registered, not shipped**: the director and the envoys are binaries built
@@ -59,7 +61,7 @@ mod registry;
 pub mod tls;
 pub mod wire;
 
-pub use client::{FederatedRuntime, RunHandle};
+pub use client::{AsyncClient, AsyncRunHandle, FederatedRuntime, RunHandle};
 pub use codec::Limits;
 pub use director::{Director, DirectorOptions};
 pub use envoy::{Envoy, EnvoyOptions};

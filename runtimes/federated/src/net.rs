@@ -205,7 +205,14 @@ pub(crate) fn incoming(
                         _permit: permit,
                     },
                     Some(acceptor) => {
-                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                        let deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
+                        let plaintext = tokio::time::timeout_at(deadline, plaintext_peer(&tcp));
+                        if let Ok(Some(reason)) = plaintext.await {
+                            tracing::warn!(peer = %addr, %reason, "refused a connection");
+                            refuse_plaintext(tcp).await;
+                            return;
+                        }
+                        match tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await {
                             Ok(Ok(tls)) => {
                                 let identity = tls
                                     .get_ref()
@@ -237,6 +244,190 @@ pub(crate) fn incoming(
         }
     });
     ReceiverStream::new(rx)
+}
+
+/// Whether the first bytes look like the header of a TLS record: a content type (20 to 24)
+/// and a major version 3. `None` until three bytes are in.
+fn looks_like_tls(head: &[u8]) -> Option<bool> {
+    match head {
+        [kind, 3, minor, ..] => Some((20..=24).contains(kind) && *minor <= 4),
+        [_, _, _, ..] => Some(false),
+        _ => None,
+    }
+}
+
+/// What a TLS director says of a peer that speaks plaintext (its first bytes, peeked, are not
+/// a TLS record), or `None` for a TLS peer (or one that closed without a word). Waits for the
+/// peer's first bytes: call it under the handshake's deadline.
+async fn plaintext_peer(tcp: &TcpStream) -> Option<String> {
+    let mut head = [0u8; 3];
+    let peeked = loop {
+        match tcp.peek(&mut head).await {
+            Ok(n) if n < head.len() && n > 0 => {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            other => break other,
+        }
+    };
+    match peeked {
+        Ok(n) if looks_like_tls(&head[..n]) == Some(false) => Some(
+            "the peer speaks plaintext (it runs with `--plaintext` or \
+             `TlsConfig::insecure_plaintext`), and this director requires TLS; give the peer \
+             the federation's certificates (`--certs DIR`)"
+                .into(),
+        ),
+        _ => None,
+    }
+}
+
+/// Answers a plaintext peer with a TLS alert record (fatal `decode_error`, what rustls sends
+/// for bytes that are not TLS), then reads and drops what the peer still sends until it closes
+/// (at most 2 s). Closing at once could reset the connection under the peer's next write
+/// before it read the alert; this way its HTTP/2 client reads a TLS record and [`Sniffed`]
+/// tells it that the director speaks TLS.
+async fn refuse_plaintext(mut tcp: TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const ALERT: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x32];
+    if tcp.write_all(&ALERT).await.is_err() {
+        return;
+    }
+    let mut sink = [0u8; 4096];
+    let drain = async {
+        while let Ok(n) = tcp.read(&mut sink).await {
+            if n == 0 {
+                return;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
+}
+
+/// The director's reply to this side's first bytes shows that one side speaks TLS and the
+/// other does not.
+fn mismatch(director_tls: bool) -> String {
+    if director_tls {
+        "the director speaks TLS, but this side connects in plaintext (`--plaintext`, \
+         `TlsConfig::insecure_plaintext`); drop `--plaintext` and give the federation's \
+         certificates (`--certs DIR`, `TlsConfig::from_dir(DIR, ..)`)"
+            .into()
+    } else {
+        "the director speaks plaintext (it runs with `--plaintext`), but this side connects \
+         with TLS; start the director with its certificates (`--certs DIR`), or, for \
+         development only, connect with `--plaintext` (`TlsConfig::insecure_plaintext`) too"
+            .into()
+    }
+}
+
+/// A client's TCP stream that checks the director's first bytes: a TLS record where this side
+/// expects plaintext HTTP/2, or something else where it expects TLS, fails the read at once
+/// with an error that says so (and notes it in the [`TlsProbe`]), instead of an HTTP/2 or TLS
+/// parse error. A write that fails before the first bytes were read (the director closed the
+/// connection after its answer) looks for that answer too.
+struct Sniffed {
+    io: TcpStream,
+    expect_tls: bool,
+    head: Vec<u8>,
+    checked: bool,
+    probe: TlsProbe,
+}
+
+impl Sniffed {
+    fn new(io: TcpStream, expect_tls: bool, probe: TlsProbe) -> Self {
+        Sniffed {
+            io,
+            expect_tls,
+            head: Vec::with_capacity(3),
+            checked: false,
+            probe,
+        }
+    }
+
+    /// Takes in the first bytes of `new`; the error to return instead if they show a mismatch.
+    fn inspect(&mut self, new: &[u8]) -> Option<io::Error> {
+        let take = new.len().min(3 - self.head.len());
+        self.head.extend_from_slice(&new[..take]);
+        let tls = looks_like_tls(&self.head)?;
+        self.checked = true;
+        if tls == self.expect_tls {
+            return None;
+        }
+        let reason = mismatch(tls);
+        self.probe.set(reason.clone());
+        Some(io::Error::new(io::ErrorKind::InvalidData, reason))
+    }
+
+    /// After a failed write: reads (without waiting) what the director sent before it closed.
+    fn after_write<T>(&mut self, r: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        if self.checked || !matches!(r, Poll::Ready(Err(_))) {
+            return r;
+        }
+        let mut buf = [0u8; 3];
+        let want = 3 - self.head.len();
+        match self.io.try_read(&mut buf[..want]) {
+            Ok(n) if n > 0 => match self.inspect(&buf[..n]) {
+                Some(e) => Poll::Ready(Err(e)),
+                None => r,
+            },
+            _ => r,
+        }
+    }
+}
+
+impl AsyncRead for Sniffed {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.checked {
+            return Pin::new(&mut this.io).poll_read(cx, buf);
+        }
+        let before = buf.filled().len();
+        let room = buf.remaining();
+        let r = Pin::new(&mut this.io).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = &r {
+            let new = &buf.filled()[before..];
+            if new.is_empty() && room > 0 {
+                this.checked = true;
+            } else if let Some(e) = this.inspect(new) {
+                return Poll::Ready(Err(e));
+            }
+        }
+        r
+    }
+}
+
+impl AsyncWrite for Sniffed {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.io).poll_write(cx, buf);
+        this.after_write(r)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.io).poll_flush(cx);
+        this.after_write(r)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.after_write(r)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
 }
 
 /// Splits `HOST:PORT` (or `[v6]:PORT`) into the host and the whole address.
@@ -285,13 +476,14 @@ pub(crate) async fn connect(addr: &str, tls: &TlsConfig) -> Result<(Channel, Tls
             tcp.set_nodelay(true)?;
             let io = match client_tls {
                 Some((config, name)) => {
+                    let tcp = Sniffed::new(tcp, true, probe.clone());
                     let tls = tokio_rustls::TlsConnector::from(config)
                         .connect(name, tcp)
                         .await
                         .inspect_err(|e| probe.note(e))?;
                     Either::A(tls)
                 }
-                None => Either::B(tcp),
+                None => Either::B(Sniffed::new(tcp, false, probe.clone())),
             };
             Ok::<_, io::Error>(TokioIo::new(Watched { io, probe }))
         }
@@ -322,6 +514,15 @@ pub(crate) async fn connect(addr: &str, tls: &TlsConfig) -> Result<(Channel, Tls
 pub(crate) struct TlsProbe(Arc<std::sync::Mutex<Option<String>>>);
 
 impl TlsProbe {
+    /// Keeps `reason`, unless a reason is kept already.
+    fn set(&self, reason: String) {
+        let mut slot = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        slot.get_or_insert(reason);
+    }
+
     fn note(&self, e: &io::Error) {
         if let Some(reason) = crate::tls::explain_error(e) {
             let mut slot = self

@@ -70,22 +70,24 @@ enum Command {
     },
 }
 
+/// How a participant secures its connections: one of `--certs`, `--ca` (with or without
+/// `--cert`/`--key`) or `--plaintext`; clap refuses a mix rather than letting one win.
 #[derive(Args)]
 struct TlsArgs {
     /// Folder made by `flspec-fed certs`.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["ca", "cert", "key"])]
     certs: Option<PathBuf>,
     /// CA certificate (with --cert/--key, or alone to present no certificate).
     #[arg(long)]
     ca: Option<PathBuf>,
     /// This participant's certificate.
-    #[arg(long)]
+    #[arg(long, requires_all = ["ca", "key"])]
     cert: Option<PathBuf>,
     /// This participant's private key.
-    #[arg(long)]
+    #[arg(long, requires_all = ["ca", "cert"])]
     key: Option<PathBuf>,
     /// No TLS (development only).
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["certs", "ca", "cert", "key"])]
     plaintext: bool,
 }
 

@@ -4,6 +4,7 @@
 //! flspec-fed certs --out DIR --director-host 127.0.0.1 --envoy Bengaluru --envoy Portland
 //! flspec-fed envoys --director 127.0.0.1:50050 --certs DIR
 //! flspec-fed status --director 127.0.0.1:50050 --certs DIR --run RUN_ID
+//! flspec-fed fingerprint DIR/envoys/Portland.pem
 //! ```
 //! Directors and envoys are binaries built with their flows (see `flspec_federated::director`
 //! and `flspec_federated::envoy`); `fed-testbin` is one, with the test flows.
@@ -11,7 +12,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use flspec_federated::certs::{FederationSpec, create_federation};
+use flspec_federated::certs::{FederationSpec, MAX_DAYS, create_federation};
 use flspec_federated::{EnvoyState, FederatedRuntime, TlsConfig};
 
 #[derive(Parser)]
@@ -24,7 +25,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Creates a CA and the certificates of the director, the envoys and a client (reuses
-    /// the CA if DIR already has one).
+    /// the CA if DIR already has one; refuses if DIR has `ca.pem` without `ca.key`, unless
+    /// `--new-ca`).
     Certs {
         /// Output folder.
         #[arg(long)]
@@ -38,9 +40,23 @@ enum Command {
         /// A client's name (default: one client, `client`).
         #[arg(long = "client")]
         clients: Vec<String>,
-        /// Validity in days.
-        #[arg(long, default_value_t = 365)]
+        /// Validity in days (1 to 36500; the CA gets twice as long).
+        #[arg(long, default_value_t = 365,
+              value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_DAYS)))]
         days: u32,
+        /// Make a new CA although DIR has a `ca.pem` without its `ca.key` (the key was moved
+        /// offline or lost): every certificate the old CA issued stops being accepted. Without
+        /// it, bring `ca.key` back to add certificates to the federation. An existing `ca.key`
+        /// is never overwritten.
+        #[arg(long)]
+        new_ca: bool,
+    },
+    /// Prints the SHA-256 fingerprint of a certificate (64 lowercase hex digits: what a
+    /// director's revocation list holds; `openssl x509 -noout -fingerprint -sha256` prints the
+    /// same digest with colons).
+    Fingerprint {
+        /// The certificate, a PEM file.
+        cert: PathBuf,
     },
     /// Lists the director's envoys and their status (OpenFL's `get_envoys()`).
     Envoys {
@@ -50,8 +66,8 @@ enum Command {
         /// The federation's certificate folder (uses `client.pem`).
         #[arg(long)]
         certs: Option<PathBuf>,
-        /// No TLS (development only).
-        #[arg(long)]
+        /// No TLS (development only; not with --certs).
+        #[arg(long, conflicts_with = "certs")]
         plaintext: bool,
     },
     /// Shows a run's status.
@@ -62,8 +78,8 @@ enum Command {
         /// The federation's certificate folder (uses `client.pem`).
         #[arg(long)]
         certs: Option<PathBuf>,
-        /// No TLS (development only).
-        #[arg(long)]
+        /// No TLS (development only; not with --certs).
+        #[arg(long, conflicts_with = "certs")]
         plaintext: bool,
         /// The run's id.
         #[arg(long)]
@@ -73,7 +89,8 @@ enum Command {
 
 fn tls(certs: Option<PathBuf>, plaintext: bool) -> Result<TlsConfig, Box<dyn std::error::Error>> {
     match (certs, plaintext) {
-        (_, true) => Ok(TlsConfig::insecure_plaintext()),
+        (Some(_), true) => Err("give --certs DIR or --plaintext, not both".into()),
+        (None, true) => Ok(TlsConfig::insecure_plaintext()),
         (Some(dir), false) => Ok(TlsConfig::from_dir(dir, "client")?),
         (None, false) => Err("give --certs DIR (or --plaintext for a development director)".into()),
     }
@@ -101,6 +118,7 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             envoys,
             clients,
             days,
+            new_ca,
         } => {
             let clients = if clients.is_empty() {
                 vec!["client".to_string()]
@@ -112,10 +130,18 @@ fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
                 envoys,
                 clients,
                 days,
+                new_ca,
             };
             for path in create_federation(&out, &spec)? {
                 println!("wrote {}", path.display());
             }
+        }
+        Command::Fingerprint { cert } => {
+            let pem = std::fs::read_to_string(&cert)
+                .map_err(|e| format!("could not read the certificate {}: {e}", cert.display()))?;
+            let fingerprint = flspec_federated::certs::fingerprint(&pem)
+                .map_err(|e| format!("{}: {e}", cert.display()))?;
+            println!("{fingerprint}");
         }
         Command::Envoys {
             director,

@@ -94,6 +94,7 @@ pub fn certs(dir: &Path, envoys: &[&str]) {
             envoys: envoys.iter().map(|s| s.to_string()).collect(),
             clients: vec!["client".into()],
             days: 30,
+            new_ca: false,
         },
     )
     .expect("certificates are created");
