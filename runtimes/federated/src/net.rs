@@ -196,14 +196,26 @@ pub(crate) fn incoming(
             let acceptor = acceptor.clone();
             tokio::spawn(async move {
                 let conn = match acceptor {
-                    None => ServerConn {
-                        io: Either::B(tcp),
-                        info: PeerInfo {
-                            addr,
-                            identity: None,
-                        },
-                        _permit: permit,
-                    },
+                    None => {
+                        let head = tokio::time::timeout(HANDSHAKE_TIMEOUT, peek_is_tls(&tcp));
+                        if let Ok(Some(true)) = head.await {
+                            tracing::warn!(
+                                peer = %addr,
+                                "a peer connects with TLS, and this director runs in plaintext \
+                                 (`--plaintext`), so the peer fails; start the director with its \
+                                 certificates (`--certs DIR`), or, for development only, connect \
+                                 the peer with `--plaintext` too"
+                            );
+                        }
+                        ServerConn {
+                            io: Either::B(tcp),
+                            info: PeerInfo {
+                                addr,
+                                identity: None,
+                            },
+                            _permit: permit,
+                        }
+                    }
                     Some(acceptor) => {
                         let deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
                         let plaintext = tokio::time::timeout_at(deadline, plaintext_peer(&tcp));
@@ -260,23 +272,29 @@ fn looks_like_tls(head: &[u8]) -> Option<bool> {
 /// a TLS record), or `None` for a TLS peer (or one that closed without a word). Waits for the
 /// peer's first bytes: call it under the handshake's deadline.
 async fn plaintext_peer(tcp: &TcpStream) -> Option<String> {
-    let mut head = [0u8; 3];
-    let peeked = loop {
-        match tcp.peek(&mut head).await {
-            Ok(n) if n < head.len() && n > 0 => {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            other => break other,
-        }
-    };
-    match peeked {
-        Ok(n) if looks_like_tls(&head[..n]) == Some(false) => Some(
+    match peek_is_tls(tcp).await {
+        Some(false) => Some(
             "the peer speaks plaintext (it runs with `--plaintext` or \
              `TlsConfig::insecure_plaintext`), and this director requires TLS; give the peer \
              the federation's certificates (`--certs DIR`)"
                 .into(),
         ),
         _ => None,
+    }
+}
+
+/// Whether the peer's first bytes (peeked, left for the reader) are a TLS record; `None` if it
+/// closed first. Waits for three bytes: call it under a deadline.
+async fn peek_is_tls(tcp: &TcpStream) -> Option<bool> {
+    let mut head = [0u8; 3];
+    loop {
+        match tcp.peek(&mut head).await {
+            Ok(n) if n < head.len() && n > 0 => {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Ok(n) => return looks_like_tls(&head[..n]),
+            Err(_) => return None,
+        }
     }
 }
 

@@ -54,7 +54,7 @@ fn a_tls_client_of_a_plaintext_director_is_told_the_director_speaks_plaintext() 
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().to_path_buf();
         certs(&path, &["Portland"]);
-        let (_director, addr) = director(&path, &Tls::Plain, &[]);
+        let (director_proc, addr) = director(&path, &Tls::Plain, &[]);
 
         let err = FederatedRuntime::connect(
             &addr,
@@ -77,6 +77,10 @@ fn a_tls_client_of_a_plaintext_director_is_told_the_director_speaks_plaintext() 
             &[],
         ));
         assert!(err.contains("the director speaks plaintext"), "{err}");
+
+        // The director's log says what happened too.
+        let log = director_proc.stderr();
+        assert!(log.contains("a peer connects with TLS"), "{log}");
 
         // Both sides in plaintext still work.
         let runtime =
