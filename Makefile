@@ -1,6 +1,8 @@
 # flspec: the two commands are `make demo` (the SecAgg MNIST flow on the bundled data) and
-# `make test` (format check, clippy -D warnings, every test and doctest). Both set up what they
-# need: a project-local CPU libtorch 2.13.0 in .libtorch/ (scripts/setup-libtorch.sh).
+# `make test` (format check, clippy -D warnings, the docs without a warning, every test and
+# doctest, the flow graphs rendered by Mermaid and Graphviz). Both set up what they need: a
+# project-local CPU libtorch 2.13.0 in .libtorch/ (scripts/setup-libtorch.sh); `make test` also
+# Mermaid's CLI, Chromium and Graphviz (scripts/setup-render-tools.sh).
 
 SHELL := /bin/bash
 CARGO ?= cargo
@@ -8,7 +10,7 @@ ARGS ?=
 
 include scripts/torch.mk
 
-.PHONY: demo demo-federated test test-core lint lint-core bench doc clean-torch
+.PHONY: demo demo-federated test test-core lint lint-core bench doc doc-check render-tools clean-torch
 
 ## The main job: SecAgg MNIST, 2 collaborators, on the bundled 5,000-image MNIST subset.
 demo: libtorch
@@ -18,8 +20,9 @@ demo: libtorch
 demo-federated: libtorch
 	bash scripts/demo-federated.sh $(ARGS)
 
-## Everything CI runs.
-test: libtorch lint
+## Everything CI runs. The graph rendering tests need Mermaid's CLI, Chromium and Graphviz:
+## `render-tools` installs them (or says why it cannot; those tests then skip, saying why).
+test: libtorch lint render-tools doc-check
 	$(CARGO) test --workspace
 
 lint: libtorch
@@ -27,7 +30,8 @@ lint: libtorch
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 ## The crates that need no libtorch (DSL, runtimes, SecAgg), without the torch set-up.
-test-core: lint-core
+test-core: lint-core render-tools
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps --no-default-features
 	$(CARGO) test --workspace --no-default-features
 
 lint-core:
@@ -39,3 +43,13 @@ bench: libtorch
 
 doc:
 	$(CARGO) doc --workspace --no-deps --no-default-features
+
+## The docs build without a warning (broken or private links included), without and with the
+## default features.
+doc-check: libtorch
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps --no-default-features
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps
+
+## Mermaid's CLI (tools/render, npm ci), Chromium and Graphviz for the graph rendering tests.
+render-tools:
+	bash scripts/setup-render-tools.sh

@@ -3,7 +3,7 @@
 //!
 //! Its library holds what the examples share: the MNIST loader ([`mnist`], no libtorch needed)
 //! and, with the `torch` feature (on by default; run `scripts/setup-libtorch.sh` once), the CNN
-//! of the SecAgg MNIST example ([`model`]).
+//! of the SecAgg MNIST example (`model`).
 #![warn(missing_docs)]
 
 pub mod mnist;

@@ -1,9 +1,9 @@
 //! Procedural macros of flspec: `#[flow]`, `#[aggregator]`, `#[collaborator]`.
 //!
 //! Use them through the `flspec` crate (`use flspec::prelude::*`), which documents each argument.
-//! The pipeline is parse → model → validate → expand: [`parse`] turns the `impl` block into a
-//! [`model::FlowDef`], [`validate`] checks the step graph and collects every error at its span,
-//! and [`expand`] generates the step enum, the dispatcher, the field filters and the graph.
+//! The pipeline is parse → model → validate → expand: `parse` turns the `impl` block into a
+//! `model::FlowDef`, `validate` checks the step graph and collects every error at its span,
+//! and `expand` generates the step enum, the dispatcher, the field filters and the graph.
 
 mod ctxt;
 mod expand;
@@ -13,19 +13,19 @@ mod validate;
 
 use proc_macro::TokenStream;
 
-/// Compiles the steps of a flow's `impl` block into a typed state machine. See `flspec::flow`.
+/// Implemented by the `flspec-macros` crate.
 #[proc_macro_attribute]
 pub fn flow(args: TokenStream, input: TokenStream) -> TokenStream {
     expand::flow(args.into(), input.into()).into()
 }
 
-/// Marks an aggregator step inside a `#[flow]` impl. See `flspec::aggregator`.
+/// Implemented by the `flspec-macros` crate.
 #[proc_macro_attribute]
 pub fn aggregator(args: TokenStream, input: TokenStream) -> TokenStream {
     expand::fallback::stray_role_attribute("aggregator", args.into(), input.into()).into()
 }
 
-/// Marks a collaborator step inside a `#[flow]` impl. See `flspec::collaborator`.
+/// Implemented by the `flspec-macros` crate.
 #[proc_macro_attribute]
 pub fn collaborator(args: TokenStream, input: TokenStream) -> TokenStream {
     expand::fallback::stray_role_attribute("collaborator", args.into(), input.into()).into()

@@ -66,7 +66,7 @@ mod step;
 pub use addressed::{Addressed, PerCollaborator};
 pub use ctx::Ctx;
 pub use error::{BoxError, Dropout, Error, ParticipantName, Result, StepError};
-pub use flow::{Flow, FlowSteps, StepOutcome};
+pub use flow::{Flow, FlowSteps, PrivateStates, StepOutcome};
 pub use graph::{FieldFilter, Graph, StepInfo, TransitionId, TransitionInfo};
 pub use inputs::{Input, Inputs};
 pub use next::Next;
@@ -74,7 +74,15 @@ pub use role::Role;
 pub use runtime::{Event, Observer, Runtime};
 pub use step::{StepId, UnknownStep};
 
-pub use flspec_macros::{aggregator, collaborator, flow};
+#[doc = include_str!("docs/flow.md")]
+#[doc = include_str!("flow_checks.md")]
+pub use flspec_macros::flow;
+
+#[doc = include_str!("docs/aggregator.md")]
+pub use flspec_macros::aggregator;
+
+#[doc = include_str!("docs/collaborator.md")]
+pub use flspec_macros::collaborator;
 
 /// Builds the transition a step returns. Only valid inside a step of a `#[flow]` impl, where
 /// `#[flow]` rewrites it; anywhere else it is a compile error.
@@ -114,8 +122,8 @@ pub mod __private {
     pub use crate::error::BoxError;
     pub use crate::flow::checks::*;
     pub use crate::{
-        Ctx, FieldFilter, Flow, FlowSteps, Graph, Inputs, Next, Role, StepError, StepId,
-        StepInfo, StepOutcome, TransitionId, TransitionInfo, UnknownStep,
+        Ctx, FieldFilter, Flow, FlowSteps, Graph, Inputs, Next, PrivateStates, Role, StepError,
+        StepId, StepInfo, StepOutcome, TransitionId, TransitionInfo, UnknownStep,
     };
     pub use serde;
 
@@ -170,6 +178,19 @@ pub mod __private {
     /// Takes the part of an addressed field for one collaborator.
     pub fn take_for<T: crate::Addressed>(field: &mut T, name: &str) -> T {
         field.take_for(name)
+    }
+
+    /// Writes an error as flspec's errors print in `Debug`: the message, then `Caused by:` and
+    /// the sources the message does not quote. For the other crates of the workspace, whose
+    /// errors print the same way.
+    ///
+    /// # Errors
+    /// Only those of the formatter.
+    pub fn debug_error_chain(
+        error: &(dyn std::error::Error + 'static),
+        f: &mut ::core::fmt::Formatter<'_>,
+    ) -> ::core::fmt::Result {
+        crate::error::write_chain(error, f)
     }
 
     /// Swaps two values (used by the generated field filters).

@@ -65,7 +65,7 @@ pub(crate) trait DirectorFlow: Send + Sync {
     ) -> flspec::Result<Bytes>;
 }
 
-/// The flows a participant can run. See the [module docs](self).
+/// The flows a participant can run. See the [crate docs](crate).
 #[derive(Clone, Default)]
 pub struct Registry {
     pub(crate) collaborators: BTreeMap<&'static str, Arc<dyn EnvoyFlow>>,
