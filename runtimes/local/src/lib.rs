@@ -1,54 +1,12 @@
-//! The local runtime of flspec: a whole federation simulated in one process.
+#![doc = include_str!("../README.md")]
 //!
-//! [`LocalRuntime`] runs the aggregator's steps on the calling thread and the collaborators'
-//! steps either one after the other (the default) or on a bounded pool of worker threads
-//! ([`LocalRuntime::parallel`]); both give identical results, since the inputs of a join always
-//! come in the order of the fan-out list. Each collaborator's private state is built once per
-//! run by the factory given to [`LocalRuntime::new`], on first use, and never leaves the
-//! runtime.
+//! ## API
 //!
-//! Memory: a fan-out makes one filtered copy of the aggregator's state and gives a clone of it to
-//! each collaborator as its turn comes (the last one takes the copy itself), so a run holds the
-//! aggregator's state, the join inputs that have arrived, and one working copy per worker. No
-//! state is written to disk unless checkpointing is on ([`LocalRuntime::checkpoint_dir`]).
-//!
-//! ```
-//! use flspec::prelude::*;
-//! use flspec_local::LocalRuntime;
-//!
-//! #[derive(Clone, Default, Serialize, Deserialize)]
-//! struct Sum { value: u64, total: u64 }
-//!
-//! /// Private to each site: never serialized, never sent.
-//! struct Site { secret: u64 }
-//!
-//! #[flow(collaborator = Site)]
-//! impl Sum {
-//!     #[aggregator]
-//!     fn start(&mut self, ctx: &Ctx) -> Next<Self> {
-//!         next!(self.contribute, foreach = ctx.collaborators())
-//!     }
-//!     #[collaborator]
-//!     fn contribute(&mut self, site: &mut Site) -> Next<Self> {
-//!         self.value = site.secret;
-//!         next!(self.join)
-//!     }
-//!     #[aggregator]
-//!     fn join(&mut self, inputs: Inputs<Self>) -> Next<Self> {
-//!         self.total = inputs.iter().map(|i| i.value).sum();
-//!         next!(self.end)
-//!     }
-//!     #[aggregator]
-//!     fn end(&mut self) {}
-//! }
-//!
-//! let runtime = LocalRuntime::new(["Bengaluru", "Portland"], |name: &str| Site {
-//!     secret: name.len() as u64,
-//! });
-//! let flow = Sum::default().run(&runtime)?;
-//! assert_eq!(flow.total, 9 + 8);
-//! # Ok::<(), flspec::Error>(())
-//! ```
+//! [`LocalRuntime`] and its builder calls ([`LocalRuntime::new`], [`LocalRuntime::try_new`],
+//! [`LocalRuntime::with_aggregator`], [`LocalRuntime::parallel`],
+//! [`LocalRuntime::checkpoint_dir`], [`LocalRuntime::run_id`], [`LocalRuntime::observer`]);
+//! [`LocalRuntime::resume`] and [`flspec::checkpoint`] for checkpoints; [`flspec::Error`] for
+//! what a run returns on failure.
 #![warn(missing_docs)]
 
 mod fan_out;
@@ -59,7 +17,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use flspec::checkpoint::{CheckpointStore, RunCheckpoints};
 use flspec::driver::{Resume, RunSetup, drive};
-use flspec::{BoxError, Error, Flow, Observer, Result, Runtime};
+use flspec::{BoxError, Error, Flow, Observer, PrivateStates, Result, Runtime};
 
 type Factory<T> = dyn Fn(&str) -> std::result::Result<T, BoxError> + Send + Sync;
 
@@ -280,10 +238,13 @@ impl<C, A> LocalRuntime<C, A> {
     }
 }
 
-impl<F> Runtime<F> for LocalRuntime<F::Collaborator, F::Aggregator>
+/// For the flows whose private states are `C` and `A`: a flow declared with
+/// `#[flow(aggregator = A)]` runs on `LocalRuntime::new(..).with_aggregator(|| A::new(..))`, and
+/// a runtime without it is a compile error that says so.
+impl<F, C, A> Runtime<F> for LocalRuntime<C, A>
 where
-    F: Flow,
-    F::Collaborator: Send,
+    F: Flow + PrivateStates<C, A>,
+    C: Send,
 {
     fn execute(&self, flow: F) -> Result<F> {
         self.check_collaborators()?;
