@@ -32,7 +32,7 @@ fn a_run_past_max_runs_is_refused_naming_the_option() {
     inproc::wait_envoys(&client, &["Portland"], true);
 
     let first = client
-        .submit(slow(1500))
+        .submit(slow(3000))
         .expect("the first run is accepted");
     let err = client.submit(slow(0)).expect_err("a second run is refused");
     match &err {

@@ -17,6 +17,10 @@ const MAX_UPDATES: usize = 100_000;
 const MAX_UPDATE_BYTES: usize = 16 << 20;
 /// Finished runs kept for late watchers and status queries.
 const KEEP_FINISHED: usize = 64;
+/// ... and at most about this many bytes of their final states, together (the newest are
+/// kept): a final state may be as large as a message, so 64 of them could otherwise hold
+/// gigabytes.
+const KEEP_FINISHED_BYTES: usize = 1 << 30;
 
 struct State {
     phase: RunPhase,
@@ -248,15 +252,26 @@ impl Runs {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Adds a run, first forgetting the oldest finished runs past [`KEEP_FINISHED`] runs or
+    /// [`KEEP_FINISHED_BYTES`] of final states.
     pub(crate) fn insert(&self, run: Arc<Run>) {
         let mut runs = self.lock();
-        let mut finished: Vec<(Instant, String)> = runs
+        let mut finished: Vec<(Instant, String, usize)> = runs
             .values()
-            .filter_map(|r| r.lock().ended_at.map(|t| (t, r.id.clone())))
+            .filter_map(|r| {
+                let state = r.lock();
+                let size = match state.updates.back() {
+                    Some(RunUpdate::Finished { state }) => state.len(),
+                    _ => 0,
+                };
+                state.ended_at.map(|t| (t, r.id.clone(), size))
+            })
             .collect();
-        if finished.len() > KEEP_FINISHED {
-            finished.sort();
-            for (_, id) in &finished[..finished.len() - KEEP_FINISHED] {
+        finished.sort_by_key(|r| std::cmp::Reverse(r.0));
+        let mut kept_bytes = 0usize;
+        for (position, (_, id, size)) in finished.iter().enumerate() {
+            kept_bytes = kept_bytes.saturating_add(*size);
+            if position >= KEEP_FINISHED || kept_bytes > KEEP_FINISHED_BYTES {
                 runs.remove(id);
             }
         }
@@ -307,6 +322,44 @@ pub(crate) fn is_collaborator_event(event: &WireEvent, envoy: &str) -> bool {
 mod tests {
     use super::*;
     use crate::wire::LogLine;
+
+    #[test]
+    fn finished_runs_are_forgotten_past_their_count_or_bytes() {
+        let runs = Runs::default();
+        let big = bytes::Bytes::from(vec![0u8; KEEP_FINISHED_BYTES / 3 + 1]);
+        for i in 0..4 {
+            let run = Arc::new(Run::new(format!("big-{i}"), "F".into(), Vec::new(), None));
+            run.end(RunUpdate::Finished { state: big.clone() });
+            runs.insert(run);
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        runs.insert(Arc::new(Run::new(
+            "next".into(),
+            "F".into(),
+            Vec::new(),
+            None,
+        )));
+        // Three big final states exceed the budget: only the two newest are kept.
+        assert!(runs.get("big-0").is_none() && runs.get("big-1").is_none());
+        assert!(runs.get("big-2").is_some() && runs.get("big-3").is_some());
+        for i in 0..KEEP_FINISHED + 10 {
+            let run = Arc::new(Run::new(format!("small-{i}"), "F".into(), Vec::new(), None));
+            run.end(RunUpdate::Cancelled);
+            runs.insert(run);
+        }
+        runs.insert(Arc::new(Run::new(
+            "last".into(),
+            "F".into(),
+            Vec::new(),
+            None,
+        )));
+        let finished = runs.lock().values().filter(|r| r.is_over()).count();
+        assert!(finished <= KEEP_FINISHED, "{finished} finished runs kept");
+        assert!(
+            runs.get("next").is_some(),
+            "a running run is never forgotten"
+        );
+    }
 
     #[test]
     fn a_flood_of_log_lines_is_bounded_in_bytes_and_the_end_is_kept() {
