@@ -100,6 +100,21 @@ pub trait Flow: FlowSteps + Clone + Default + Serialize + DeserializeOwned + Sen
     fn filtered_clone(&mut self, transition: TransitionId) -> Self;
 }
 
+/// A flow whose collaborators' private state is `C` and whose aggregator's is `A`; `#[flow]`
+/// implements it with the types of `#[flow(collaborator = C, aggregator = A)]` (`()` for one not
+/// given).
+///
+/// Runtimes whose type names the private states implement [`Runtime`] for the flows that have
+/// those states (`impl<F: PrivateStates<C, A>, C, A> Runtime<F> for MyRuntime<C, A>`), so that a
+/// mismatch (a flow with an aggregator state run on a runtime built without one) is a compile
+/// error that says what to do, rather than a type mismatch.
+#[diagnostic::on_unimplemented(
+    message = "the flow `{Self}` cannot run on this runtime: the runtime's private states are `{C}` for each collaborator and `{A}` for the aggregator",
+    label = "this runtime's private states are not the flow's",
+    note = "build the runtime with the flow's private states: a flow with `#[flow(aggregator = A)]` needs `.with_aggregator(|| A::new(..))`, one with `#[flow(collaborator = C)]` a factory that returns a `C` for each collaborator"
+)]
+pub trait PrivateStates<C, A>: Flow<Collaborator = C, Aggregator = A> {}
+
 /// Compile-time checks that `#[flow]` puts on its `Flow` impl, each on the user's tokens: as the
 /// impl's `where` clauses, a missing derive is one error at the state struct (no cascade through
 /// the impl's methods) that names the derive to add.

@@ -92,6 +92,8 @@ pub fn with_errors(def: Option<&FlowDef>, item: &ItemImpl, errors: syn::Error) -
             type Step = #enum_name;
         }
 
+        impl ::flspec::__private::PrivateStates<#collab, #agg> for #self_ty #checks {}
+
         impl ::flspec::__private::Flow for #self_ty #checks {
             type Collaborator = #collab;
             type Aggregator = #agg;

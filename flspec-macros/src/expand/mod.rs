@@ -97,6 +97,8 @@ fn flow_impl(def: &FlowDef) -> TokenStream {
             type Step = #enum_name;
         }
 
+        impl ::flspec::__private::PrivateStates<#collab, #agg> for #self_ty #checks {}
+
         impl ::flspec::__private::Flow for #self_ty #checks {
             type Collaborator = #collab;
             type Aggregator = #agg;

@@ -481,6 +481,7 @@ impl Uses {
             }
         } else if matches!(recv_kind, InputKind::Many(_) | InputKind::Maybe) {
             // Iterating over the inputs or looking one up writes nothing.
+            self.expr(&m.receiver, Access::Read);
         } else {
             let a = if read_only {
                 Access::Read
@@ -574,5 +575,134 @@ fn token_idents(tokens: proc_macro2::TokenStream, out: &mut Vec<String>) {
             proc_macro2::TokenTree::Group(g) => token_idents(g.stream(), out),
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::field_uses;
+    use crate::model::FieldUses;
+
+    fn uses(body: proc_macro2::TokenStream, inputs: bool) -> FieldUses {
+        let block: syn::Block = syn::parse2(body).expect("a block");
+        let name = syn::Ident::new("inputs", proc_macro2::Span::call_site());
+        field_uses(&block, inputs.then_some(&name))
+    }
+
+    fn names(v: &[syn::Ident]) -> Vec<String> {
+        v.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn self_reads_and_writes() {
+        let u = uses(
+            quote::quote!({
+                self.a = self.b + 1.0;
+                self.c += 1;
+                self.d.push(self.e.len());
+                let x = &mut self.f;
+                let y = self.g.clone();
+                assert_eq!(self.h, 0);
+            }),
+            false,
+        );
+        assert_eq!(names(&u.self_reads), ["b", "e", "g"]);
+        assert_eq!(u.self_writes, ["a", "c", "d", "f"]);
+        assert!(!u.self_escapes);
+    }
+
+    #[test]
+    fn self_escapes_through_methods_and_paths() {
+        assert!(
+            uses(
+                quote::quote!({
+                    self.helper();
+                }),
+                false
+            )
+            .self_escapes
+        );
+        assert!(
+            uses(
+                quote::quote!({
+                    Self::helper(self);
+                }),
+                false
+            )
+            .self_escapes
+        );
+        assert!(
+            uses(
+                quote::quote!({
+                    *self = Self::default();
+                }),
+                false
+            )
+            .self_escapes
+        );
+        assert!(
+            uses(
+                quote::quote!({
+                    my_macro!(self => x);
+                }),
+                false
+            )
+            .self_escapes
+        );
+        assert!(
+            !uses(
+                quote::quote!({
+                    println!("{}", self.a);
+                }),
+                false
+            )
+            .self_escapes
+        );
+    }
+
+    #[test]
+    fn input_reads_in_every_form() {
+        let u = uses(
+            quote::quote!({
+                let a: f32 = inputs.iter().map(|i| i.a).sum();
+                for (k, i) in inputs.iter().enumerate() {
+                    let _ = i.b;
+                }
+                for i in &inputs {
+                    let _ = i.c;
+                }
+                let _ = inputs.as_slice()[0].d;
+                let _ = inputs.get("x").unwrap().e;
+                if let Some(i) = inputs.get("y") {
+                    let _ = i.f;
+                }
+                let _ = inputs.iter().fold(0.0, |acc, i| acc + i.g);
+                let _ = inputs.iter().filter(|i| i.h > 0.0).count();
+            }),
+            true,
+        );
+        assert_eq!(
+            names(&u.input_reads),
+            ["a", "b", "c", "d", "e", "f", "g", "h"]
+        );
+        assert!(!u.input_escapes);
+    }
+
+    #[test]
+    fn shadowed_and_unrelated_names_are_not_inputs() {
+        let u = uses(
+            quote::quote!({
+                for i in &inputs {
+                    let i = &other;
+                    let _ = i.a;
+                }
+                let _ = self.items.iter().map(|i| i.b);
+                let _ = inputs.iter().map(|i| i.model.clone()).map(|m| m.c);
+                let inputs = vec![1];
+                let _ = inputs.iter().map(|i| i.d);
+            }),
+            true,
+        );
+        assert_eq!(names(&u.input_reads), ["model"]);
     }
 }
