@@ -11,14 +11,17 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Messages say what went wrong and what to do. None of them carries a key, a share or a
 /// collaborator's private value.
 ///
-/// `Debug` prints the message and then its causes, as `anyhow` does, so that
-/// `fn main() -> Result<(), flspec_federated::Error>` shows something useful:
+/// `Debug` prints the message and then its causes, as `anyhow` does and in the format of
+/// [`flspec::Error`], so that `fn main() -> Result<(), flspec_federated::Error>` shows what went
+/// wrong rather than the variant's fields:
 /// ```text
-/// could not read the CA certificate certs/ca.pem: No such file or directory (os error 2)
+/// Error: could not start the client's async runtime: <what the OS said>
 ///
 /// Caused by:
-///     No such file or directory (os error 2)
+///     <the OS error's own cause, if it has one>
 /// ```
+/// A cause whose text the line before it already ends with (most messages cite their source)
+/// is not repeated; several causes are numbered. Match on the variant to read its fields.
 #[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -255,19 +258,35 @@ pub enum Error {
 }
 
 impl std::fmt::Debug for Error {
-    /// The message, then each source on its own line under `Caused by:` (as `anyhow` prints
-    /// an error returned from `main`).
+    /// The message, then `\n\nCaused by:` and one indented line per source (numbered when
+    /// there are several), leaving out a source whose text the line before already ends with:
+    /// the format of `flspec::Error`'s `Debug`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{self}")?;
+        let message = self.to_string();
+        f.write_str(&message)?;
+        let mut previous = message;
+        let mut causes = Vec::new();
         let mut source = std::error::Error::source(self);
-        if source.is_some() {
-            f.write_str("\n\nCaused by:")?;
+        while let Some(cause) = source {
+            let text = cause.to_string();
+            if !previous.ends_with(&text) {
+                causes.push(text.clone());
+            }
+            previous = text;
+            source = cause.source();
         }
-        while let Some(s) = source {
-            write!(f, "\n    {s}")?;
-            source = s.source();
+        let indent = |text: &str| text.replace('\n', "\n       ");
+        match causes.as_slice() {
+            [] => Ok(()),
+            [one] => write!(f, "\n\nCaused by:\n    {}", indent(one)),
+            many => {
+                f.write_str("\n\nCaused by:")?;
+                for (i, cause) in many.iter().enumerate() {
+                    write!(f, "\n    {i}: {}", indent(cause))?;
+                }
+                Ok(())
+            }
         }
-        Ok(())
     }
 }
 
@@ -311,8 +330,23 @@ impl Error {
 mod tests {
     use super::*;
 
+    /// An error whose `Display` is `text` and whose source is `source`.
+    #[derive(Debug)]
+    struct Link(&'static str, Option<Box<Link>>);
+    impl std::fmt::Display for Link {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+    impl std::error::Error for Link {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|l| l as _)
+        }
+    }
+
     #[test]
     fn debug_prints_the_message_and_its_causes() {
+        // A cause the message cites is not repeated: Debug is the message.
         let e = Error::ReadFile {
             what: "CA certificate",
             path: "certs/ca.pem".into(),
@@ -320,29 +354,26 @@ mod tests {
         };
         assert_eq!(
             format!("{e:?}"),
-            "could not read the CA certificate certs/ca.pem: no such file\n\n\
-             Caused by:\n    no such file"
+            "could not read the CA certificate certs/ca.pem: no such file"
         );
-        // Each cause of a chain on its own line.
-        #[derive(Debug)]
-        struct Outer(std::io::Error);
-        impl std::fmt::Display for Outer {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("outer")
-            }
-        }
-        impl std::error::Error for Outer {
-            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-                Some(&self.0)
-            }
-        }
+        // A cause it does not cite follows under `Caused by:`.
         let e = Error::Io {
             path: "x".into(),
-            source: std::io::Error::other(Outer(std::io::Error::other("inner"))),
+            source: std::io::Error::other(Link("outer", Some(Box::new(Link("inner", None))))),
+        };
+        assert_eq!(format!("{e:?}"), "x: outer\n\nCaused by:\n    inner");
+        // Several are numbered, as anyhow does.
+        let chain = Link(
+            "a",
+            Some(Box::new(Link("b", Some(Box::new(Link("c\nd", None)))))),
+        );
+        let e = Error::Io {
+            path: "x".into(),
+            source: std::io::Error::other(chain),
         };
         assert_eq!(
             format!("{e:?}"),
-            "x: outer\n\nCaused by:\n    outer\n    inner"
+            "x: a\n\nCaused by:\n    0: b\n    1: c\n       d"
         );
         // Without a source, Debug is the message alone, not the struct.
         let e = Error::Cancelled {
