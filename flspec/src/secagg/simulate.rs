@@ -14,9 +14,8 @@ use super::{Client, ClientId, Config, Server, Stage};
 /// One client's input to a simulated round.
 ///
 /// # Security
-/// The private value the round protects: wiped on drop, and `Debug` prints only its kind and
-/// length.
-#[derive(Clone)]
+/// The private value the round protects: wiped on drop, `Debug` prints only its kind and
+/// length, and it is not `Clone` (no unwiped-later copies by accident).
 pub enum Input {
     /// Raw values, quantized by the client.
     Float(Vec<f32>),
@@ -77,10 +76,8 @@ impl DropoutPlan {
 /// One message the server received, as encoded bytes.
 ///
 /// # Security
-/// An unmasking response holds revealed shares, so the bytes are wiped on drop and `Debug`
-/// prints only their length. `Clone` is kept for tests that keep a transcript beside the
-/// outcome; each copy is wiped too.
-#[derive(Clone)]
+/// An unmasking response holds revealed shares, so the bytes are wiped on drop, `Debug`
+/// prints only their length, and it is not `Clone`.
 pub struct TranscriptEntry {
     /// The round it belongs to.
     pub stage: Stage,
@@ -109,7 +106,7 @@ impl Drop for TranscriptEntry {
 impl ZeroizeOnDrop for TranscriptEntry {}
 
 /// Everything the server received in a round: its whole view, besides its own config.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub struct Transcript {
     /// The messages, in arrival order.
     pub entries: Vec<TranscriptEntry>,
