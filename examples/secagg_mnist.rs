@@ -30,7 +30,7 @@ use flspec_examples::model;
 use flspec_examples::secagg_mnist::{
     Coordinator, Drop, RunOptions, SecAggMnist, Site, collaborator_names, report,
 };
-use flspec_federated::{FederatedRuntime, Registry, TlsConfig};
+use flspec_federated::{Director, DirectorOptions, FederatedRuntime, Registry, TlsConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// Where the flow runs.
@@ -110,10 +110,12 @@ struct Args {
     /// Download MNIST into the --data folder (or .cache/mnist), verifying SHA-256, first.
     #[arg(long)]
     download: bool,
-    /// libtorch threads per operation. The CNN's batches are small: one thread per training
-    /// collaborator is fastest, and more oversubscribe a busy machine badly.
-    #[arg(long, default_value_t = 1)]
-    threads: usize,
+    /// libtorch threads per operation. Default: the cores this process may use divided by the
+    /// collaborators trained at once (1, or the --parallel workers), at least 1, so that training
+    /// uses every core without oversubscribing it. On a machine busy with other work, threads
+    /// that wait for each other can make rounds many times slower: use --threads 1 there.
+    #[arg(long)]
+    threads: Option<usize>,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
@@ -130,6 +132,15 @@ enum Serve {
         /// The federation's certificate folder (uses director.pem).
         #[arg(long)]
         certs: PathBuf,
+        /// A certificate deny list: one SHA-256 fingerprint per line (as `flspec-fed
+        /// fingerprint` prints them), `#` comments allowed. A listed envoy or client is refused;
+        /// the director reads the file again when it changes.
+        #[arg(long, value_name = "FILE")]
+        revoked: Option<PathBuf>,
+        /// Write a checkpoint of the aggregator's state after every step of every run to this
+        /// folder.
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
     },
     /// An envoy: runs one collaborator's steps next to its data.
     Envoy {
@@ -152,9 +163,11 @@ enum Serve {
         /// Vanish at this collaborator step (to see the dropout path).
         #[arg(long)]
         drop_at: Option<String>,
-        /// libtorch threads per operation.
-        #[arg(long, default_value_t = 1)]
-        threads: usize,
+        /// libtorch threads per operation. Default: every core this process may use (one
+        /// collaborator per envoy); when several envoys share a machine, divide its cores among
+        /// them.
+        #[arg(long)]
+        threads: Option<usize>,
     },
 }
 
@@ -166,7 +179,10 @@ fn main() -> anyhow::Result<()> {
     }
     let data = load_data(&args)?;
     let workers = args.parallel.unwrap_or(1).max(1);
-    model::set_num_threads(args.threads);
+    model::set_num_threads(
+        args.threads
+            .unwrap_or_else(|| model::default_num_threads(model::available_cores(), workers)),
+    );
     let mut options = RunOptions::new(args.collaborators, Arc::new(data));
     options.settings.rounds = args.rounds;
     options.settings.secure = !args.no_secagg;
@@ -326,10 +342,25 @@ fn serve_federation(serve: Serve) -> anyhow::Result<()> {
         .build()
         .context("starting tokio")?;
     match serve {
-        Serve::Director { listen, certs } => {
+        Serve::Director {
+            listen,
+            certs,
+            revoked,
+            checkpoint,
+        } => {
             let tls = TlsConfig::from_dir(&certs, "director")?;
             let registry = Registry::new().aggregator::<SecAggMnist>(Coordinator::default);
-            runtime.block_on(flspec_federated::director::serve(&listen, tls, registry))?;
+            let mut options = DirectorOptions::default();
+            if let Some(path) = revoked {
+                options = options.revocation_list(path);
+            }
+            options.checkpoint_dir = checkpoint;
+            runtime.block_on(async {
+                Director::start(&listen, tls, registry, options)
+                    .await?
+                    .wait()
+                    .await
+            })?;
         }
         Serve::Envoy {
             director,
@@ -340,7 +371,7 @@ fn serve_federation(serve: Serve) -> anyhow::Result<()> {
             drop_at,
             threads,
         } => {
-            model::set_num_threads(threads);
+            model::set_num_threads(threads.unwrap_or_else(model::available_cores));
             let names = collaborator_names(collaborators);
             let Some(index) = names.iter().position(|n| *n == name) else {
                 bail!(

@@ -33,8 +33,12 @@ echo "== certificates: a CA, the director, Bengaluru, Portland, a client"
 echo "== director on $addr; envoys Bengaluru and Portland"
 "$bin" director --listen "$addr" --certs "$work/certs" >"$work/director.log" 2>&1 &
 pids+=($!)
+# Two envoys share this machine: each gets half of its cores for libtorch (at least 1).
+cores=$(nproc 2>/dev/null || echo 1)
+threads=$(( cores / 2 > 0 ? cores / 2 : 1 ))
 for name in Bengaluru Portland; do
-    "$bin" envoy --director "$addr" --name "$name" --certs "$work/certs" >"$work/envoy-$name.log" 2>&1 &
+    "$bin" envoy --director "$addr" --name "$name" --certs "$work/certs" --threads "$threads" \
+        >"$work/envoy-$name.log" 2>&1 &
     pids+=($!)
 done
 

@@ -110,6 +110,20 @@ pub enum Error {
 /// The model's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The CPU cores this process may use (`std::thread::available_parallelism`: affinity masks and
+/// cgroup quotas count), at least 1.
+pub fn available_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+}
+
+/// The default libtorch threads per operation when `parallel_workers` collaborators train at
+/// once on `cores` cores: the cores shared among the workers, at least 1
+/// (`max(1, cores / parallel_workers)`), so that the workers together use every core without
+/// oversubscribing them (PyTorch's own default is every core for one training loop).
+pub fn default_num_threads(cores: usize, parallel_workers: usize) -> usize {
+    (cores / parallel_workers.max(1)).max(1)
+}
+
 /// Sets the number of CPU threads libtorch uses within an operation (process-wide).
 pub fn set_num_threads(threads: usize) {
     tch::set_num_threads(i32::try_from(threads.max(1)).unwrap_or(i32::MAX));
@@ -433,6 +447,16 @@ mod tests {
             other.set_flat(&flat[1..]),
             Err(Error::ParameterCount { .. })
         ));
+    }
+
+    #[test]
+    fn default_threads_share_the_cores_among_parallel_workers() {
+        assert_eq!(default_num_threads(2, 1), 2);
+        assert_eq!(default_num_threads(2, 2), 1);
+        assert_eq!(default_num_threads(16, 3), 5);
+        assert_eq!(default_num_threads(2, 4), 1, "never below 1");
+        assert_eq!(default_num_threads(1, 0), 1, "0 workers count as 1");
+        assert!(available_cores() >= 1);
     }
 
     #[test]

@@ -46,3 +46,146 @@ fn one_round_through_a_director_and_two_envoys_matches_the_local_runtime() {
         "{row}"
     );
 }
+
+/// Child processes killed when the test ends, also on failure.
+struct Children(Vec<std::process::Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Builds the example and `flspec-fed` (debug, as the demo script does) and returns their paths.
+fn binaries(root: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    for args in [
+        &["build", "--example", "secagg_mnist"][..],
+        &["build", "-p", "flspec-federated", "--bin", "flspec-fed"][..],
+    ] {
+        let status = Command::new(env!("CARGO"))
+            .args(args)
+            .current_dir(root)
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "cargo {args:?} failed");
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| std::path::Path::new(root).join("target"), Into::into);
+    (
+        target.join("debug/examples/secagg_mnist"),
+        target.join("debug/flspec-fed"),
+    )
+}
+
+#[test]
+fn the_director_refuses_an_envoy_on_its_revocation_list() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let (bin, fed) = binaries(root);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certs = dir.path().join("certs");
+    let status = Command::new(&fed)
+        .args(["certs", "--director-host", "127.0.0.1"])
+        .args(["--envoy", "Bengaluru", "--envoy", "Portland", "--out"])
+        .arg(&certs)
+        .stdout(Stdio::null())
+        .status()
+        .expect("flspec-fed runs");
+    assert!(status.success());
+    let fingerprint = Command::new(&fed)
+        .arg("fingerprint")
+        .arg(certs.join("envoys/Portland.pem"))
+        .output()
+        .expect("flspec-fed fingerprint");
+    assert!(fingerprint.status.success());
+    let revoked = dir.path().join("revoked.txt");
+    std::fs::write(&revoked, &fingerprint.stdout).expect("write the list");
+
+    // A list that cannot be read stops the director at once, naming the file.
+    let missing = dir.path().join("no-such-list.txt");
+    let out = Command::new(&bin)
+        .args(["director", "--listen", "127.0.0.1:0", "--certs"])
+        .arg(&certs)
+        .arg("--revoked")
+        .arg(&missing)
+        .output()
+        .expect("the director runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("no-such-list.txt"), "{stderr}");
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let log = |name: &str| std::fs::File::create(dir.path().join(name)).expect("log file");
+    let mut children = Children(Vec::new());
+    children.0.push(
+        Command::new(&bin)
+            .args(["director", "--listen", &addr, "--certs"])
+            .arg(&certs)
+            .arg("--revoked")
+            .arg(&revoked)
+            .stdout(Stdio::null())
+            .stderr(log("director.log"))
+            .spawn()
+            .expect("the director starts"),
+    );
+    for name in ["Bengaluru", "Portland"] {
+        children.0.push(
+            Command::new(&bin)
+                .args([
+                    "envoy",
+                    "--director",
+                    &addr,
+                    "--name",
+                    name,
+                    "--threads",
+                    "1",
+                ])
+                .arg("--certs")
+                .arg(&certs)
+                .stdout(Stdio::null())
+                .stderr(log(&format!("envoy-{name}.log")))
+                .spawn()
+                .expect("the envoy starts"),
+        );
+    }
+    let started = Instant::now();
+    let (listing, portland) = loop {
+        let out = Command::new(&fed)
+            .args(["envoys", "--director", &addr, "--certs"])
+            .arg(&certs)
+            .output()
+            .expect("flspec-fed envoys");
+        let listing = String::from_utf8_lossy(&out.stdout).to_string();
+        let portland = children.0[2].try_wait().expect("Portland's status");
+        if listing.contains("Bengaluru") && portland.is_some() {
+            break (listing, portland);
+        }
+        let logs = || {
+            ["director.log", "envoy-Bengaluru.log", "envoy-Portland.log"]
+                .map(|f| std::fs::read_to_string(dir.path().join(f)).unwrap_or_default())
+                .join("\n")
+        };
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "after 2 minutes: {listing}\n{}",
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert!(listing.contains("Bengaluru"), "{listing}");
+    assert!(!listing.contains("Portland"), "{listing}");
+    let status = portland.expect("Portland's envoy ended");
+    assert!(!status.success(), "the revoked envoy must fail");
+    let portland_log =
+        std::fs::read_to_string(dir.path().join("envoy-Portland.log")).unwrap_or_default();
+    assert!(
+        portland_log.to_lowercase().contains("revoked"),
+        "{portland_log}"
+    );
+}
