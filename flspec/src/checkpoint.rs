@@ -291,6 +291,29 @@ fn check_run_id(dir: &Path, run_id: &str) -> Result<()> {
     }
 }
 
+/// Refuses a path of a run folder that is not what the store writes there: a plain folder (the
+/// run folder) or a plain file, never a symbolic link, which could point anywhere.
+fn not_a_link(path: &Path, folder: bool) -> Result<()> {
+    let meta = fs::symlink_metadata(path).map_err(io_err(path))?;
+    let ok = if folder {
+        meta.file_type().is_dir()
+    } else {
+        meta.file_type().is_file()
+    };
+    if ok {
+        Ok(())
+    } else {
+        let what = if folder { "folder" } else { "file" };
+        Err(format_err(
+            path,
+            format!(
+                "not a plain {what} (the store writes plain {what}s, never links); \
+                 restore the run folder from a copy"
+            ),
+        ))
+    }
+}
+
 /// The name of the state file of record `seq`, as the store writes it.
 fn state_file_name(seq: u64) -> String {
     format!("{seq:08}.state")
@@ -354,10 +377,13 @@ impl RunCheckpoints {
         check_run_id(dir, run_id)?;
         let folder = dir.join(run_id);
         let header_path = folder.join("run.json");
+        let journal_path = folder.join("journal.jsonl");
+        not_a_link(&folder, true)?;
+        not_a_link(&header_path, false)?;
+        not_a_link(&journal_path, false)?;
         let text = fs::read(&header_path).map_err(io_err(&header_path))?;
         let header: RunHeader = serde_json::from_slice(&text)
             .map_err(|e| format_err(&header_path, format!("not a run header: {e}")))?;
-        let journal_path = folder.join("journal.jsonl");
         let file = File::open(&journal_path).map_err(io_err(&journal_path))?;
         let lines: Vec<String> = BufReader::new(file)
             .lines()
@@ -444,20 +470,15 @@ impl RunCheckpoints {
     /// number in 8 or more digits), and only as plain files: a record whose `file` names
     /// anything else (`../x`, an absolute path, a symbolic link) is refused with
     /// [`Error::CheckpointFormat`], so a journal never makes flspec read outside its run folder.
+    /// [`open`](Self::open) likewise refuses a run folder, `run.json` or `journal.jsonl` that
+    /// is a symbolic link.
     pub fn load<F: Flow>(&self, record: &Record) -> Result<F> {
         let journal_path = self.folder.join("journal.jsonl");
         check_state_file(record).map_err(|reason| {
             format_err(&journal_path, format!("record {}: {reason}", record.seq))
         })?;
         let path = self.folder.join(&record.file);
-        let meta = fs::symlink_metadata(&path).map_err(io_err(&path))?;
-        if !meta.file_type().is_file() {
-            return Err(format_err(
-                &path,
-                "not a plain file (the store writes state files, never links or folders); \
-                 restore the run folder from a copy",
-            ));
-        }
+        not_a_link(&path, false)?;
         let bytes = fs::read(&path).map_err(io_err(&path))?;
         decode_state(&bytes)
     }

@@ -241,3 +241,36 @@ fn run_ids_that_are_not_plain_folder_names_are_refused() -> flspec::Result<()> {
     assert_eq!(fs::read_dir(&runs).expect("read runs").count(), 0);
     Ok(())
 }
+
+#[cfg(unix)]
+#[test]
+fn a_run_folder_header_or_journal_that_is_a_link_is_refused() -> flspec::Result<()> {
+    let root = tempfile::tempdir().expect("a temporary folder");
+    checkpointed_run(root.path())?;
+    let runs = root.path().join("runs");
+    // A run folder that links to a run elsewhere.
+    std::os::unix::fs::symlink(runs.join("run-1"), runs.join("run-2")).expect("make a link");
+    // A run folder whose header and journal link to files elsewhere.
+    let copy = runs.join("run-3");
+    fs::create_dir(&copy).expect("make a run folder");
+    for name in ["run.json", "journal.jsonl"] {
+        std::os::unix::fs::symlink(runs.join("run-1").join(name), copy.join(name))
+            .expect("make a link");
+    }
+    for (id, linked) in [("run-2", "run-2"), ("run-3", "run.json")] {
+        match RunCheckpoints::open(&runs, id) {
+            Err(Error::CheckpointFormat { path, reason }) => {
+                assert!(path.ends_with(linked), "{path:?}");
+                assert!(reason.contains("not a plain"), "{reason}");
+            }
+            other => panic!("run {id} must be refused, got {other:?}"),
+        }
+    }
+    fs::remove_file(copy.join("run.json")).expect("remove the link");
+    fs::copy(runs.join("run-1/run.json"), copy.join("run.json")).expect("copy the header");
+    match RunCheckpoints::open(&runs, "run-3") {
+        Err(Error::CheckpointFormat { path, .. }) => assert!(path.ends_with("journal.jsonl")),
+        other => panic!("a linked journal must be refused, got {other:?}"),
+    }
+    Ok(())
+}
