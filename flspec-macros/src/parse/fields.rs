@@ -436,9 +436,11 @@ impl Uses {
             }
             Expr::Match(m) => {
                 self.expr(&m.expr, Access::Read);
+                // `match inputs.get("a") { Some(i) => i.loss, None => .. }`
+                let kind = self.input_kind(&m.expr);
                 for arm in &m.arms {
                     let depth = self.scope.len();
-                    self.bind(&arm.pat, InputKind::None);
+                    self.bind(&arm.pat, kind);
                     if let Some((_, g)) = &arm.guard {
                         self.expr(g, Access::Read);
                     }
@@ -678,12 +680,16 @@ mod tests {
                 }
                 let _ = inputs.iter().fold(0.0, |acc, i| acc + i.g);
                 let _ = inputs.iter().filter(|i| i.h > 0.0).count();
+                match inputs.get("z") {
+                    Some(i) => i.j,
+                    None => 0.0,
+                };
             }),
             true,
         );
         assert_eq!(
             names(&u.input_reads),
-            ["a", "b", "c", "d", "e", "f", "g", "h"]
+            ["a", "b", "c", "d", "e", "f", "g", "h", "j"]
         );
         assert!(!u.input_escapes);
     }
