@@ -8,7 +8,15 @@ use crate::{Flow, FlowSteps, StepId};
 /// Inside a `#[flow]` impl, `next!` builds it; the macro checks the target step, the fan-out and
 /// the field filter at compile time, so a `Next` always describes an edge of
 /// [`Flow::graph`](crate::Flow::graph). A step must return the `Next` it builds: `#[flow]`
-/// rejects a `next!` whose value is dropped (a second call in sequence, `let _ = next!(..)`).
+/// rejects a `next!` whose value is dropped (a second call in sequence, `let _ = next!(..)`),
+/// and a `Next` dropped anywhere else is an `unused_must_use` warning:
+///
+/// ```compile_fail
+/// #[deny(unused_must_use)]
+/// fn drop_it<F: flspec::FlowSteps>(make: impl Fn() -> flspec::Next<F>) {
+///     make();
+/// }
+/// ```
 #[must_use = "a `Next` says where the flow goes; return it from the step"]
 pub struct Next<F: FlowSteps> {
     step: F::Step,
@@ -52,7 +60,6 @@ impl<F: Flow> Next<F> {
             transition,
         })
     }
-
 }
 
 impl<F: FlowSteps> Next<F> {
