@@ -23,6 +23,7 @@ demo-federated: libtorch
 ## Everything CI runs. The graph rendering tests need Mermaid's CLI, Chromium and Graphviz:
 ## `render-tools` installs them (or says why it cannot; those tests then skip, saying why).
 test: libtorch lint render-tools doc-check
+	python3 -m unittest discover -s scripts/baselines -p 'test_*.py'
 	$(CARGO) test --workspace
 
 lint: libtorch
