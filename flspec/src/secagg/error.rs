@@ -8,7 +8,7 @@ use super::Stage;
 /// Messages say what is wrong and what to do. They never contain keys, seeds, shares or
 /// per-collaborator values: only ids, counts, indices and parameter values.
 #[non_exhaustive]
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 pub enum SecAggError {
     /// A configuration or quantizer parameter is out of range.
     #[error("invalid secure-aggregation parameter `{name}`: {problem}; {fix}")]
@@ -181,6 +181,14 @@ pub enum SecAggError {
 /// The module's result type.
 pub type Result<T, E = SecAggError> = core::result::Result<T, E>;
 
+/// Prints the message and its causes, as `Display` would plus `Caused by:` lines, so that
+/// `fn main() -> Result<(), SecAggError>` shows what went wrong rather than the variant's fields.
+impl core::fmt::Debug for SecAggError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        crate::error::write_chain(self, f)
+    }
+}
+
 impl SecAggError {
     pub(crate) fn param(
         name: &'static str,
@@ -205,5 +213,19 @@ impl SecAggError {
             what,
             problem: problem.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SecAggError;
+
+    #[test]
+    fn debug_prints_the_message_not_the_fields() {
+        let error = SecAggError::param("threshold", "2 is at most half of 4", "use 3 or more");
+        let debug = format!("{error:?}");
+        assert_eq!(debug, error.to_string());
+        assert!(!debug.contains("InvalidParameter"), "{debug}");
+        assert!(!debug.contains("problem:"), "{debug}");
     }
 }
