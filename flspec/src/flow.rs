@@ -30,7 +30,9 @@ pub trait FlowSteps {
 /// `Default::default()`, and checkpoints and the federated runtime store and send the state
 /// with serde. Private state ([`Flow::Collaborator`], [`Flow::Aggregator`]) is none of these:
 /// it never leaves its participant.
-pub trait Flow: FlowSteps + Clone + Default + Serialize + DeserializeOwned + Send + 'static {
+pub trait Flow:
+    FlowSteps + Clone + Default + Serialize + DeserializeOwned + Send + 'static
+{
     /// The private state of each collaborator (`#[flow(collaborator = T)]`, `()` if none). It is
     /// `Send`: runtimes build it on, and move it between, worker threads.
     type Collaborator: Send + 'static;
