@@ -509,6 +509,53 @@ impl TrustFlow {
     fn end(&mut self) {}
 }
 
+/// A collaborator step that reaches its join through two transitions carrying different
+/// fields (`value` only, or `value` and `note`), chosen at run time: the director cannot know
+/// which one an envoy's collaborator took.
+#[derive(Clone, Default, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BranchFlow {
+    pub value: u64,
+    pub note: String,
+    pub leak: String,
+    pub total: u64,
+    pub notes: Vec<String>,
+    pub leaks: Vec<String>,
+}
+
+fn branch_leak_of(s: &BranchFlow) -> String {
+    s.leak.clone()
+}
+
+#[flow]
+impl BranchFlow {
+    #[aggregator]
+    fn start(&mut self, ctx: &Ctx) -> Next<Self> {
+        next!(self.work, foreach = ctx.collaborators())
+    }
+
+    #[collaborator]
+    fn work(&mut self) -> Next<Self> {
+        self.value = 7;
+        if self.total == 0 {
+            next!(self.join, include = [value])
+        } else {
+            self.note = "noted".into();
+            next!(self.join, include = [value, note])
+        }
+    }
+
+    #[aggregator]
+    fn join(&mut self, inputs: Inputs<Self>) -> Next<Self> {
+        self.total = inputs.iter().map(|i| i.value).sum();
+        self.notes = inputs.iter().map(|i| i.note.clone()).collect();
+        self.leaks = inputs.iter().map(|i| branch_leak_of(i)).collect();
+        next!(self.end)
+    }
+
+    #[aggregator]
+    fn end(&mut self) {}
+}
+
 /// The test flows for envoys (`variant` `v2` swaps in the other version of `FanOutFlow`).
 pub fn envoy_registry(variant: Option<&str>) -> Registry {
     let r = Registry::new()
@@ -519,7 +566,8 @@ pub fn envoy_registry(variant: Option<&str>) -> Registry {
         .flow::<SlowDropFlow>(|_| ())
         .flow::<PayloadFlow>(|_| ())
         .flow::<MailFlow>(|_| ())
-        .flow::<TrustFlow>(|_| ());
+        .flow::<TrustFlow>(|_| ())
+        .flow::<BranchFlow>(|_| ());
     match variant {
         Some("v2") => r.flow::<v2::FanOutFlow>(Site::new),
         _ => r.flow::<FanOutFlow>(Site::new),
@@ -538,4 +586,5 @@ pub fn director_registry() -> Registry {
         .aggregator::<PayloadFlow>(|| ())
         .aggregator::<MailFlow>(|| ())
         .aggregator::<TrustFlow>(|| ())
+        .aggregator::<BranchFlow>(|| ())
 }

@@ -13,7 +13,7 @@ use flspec::Flow;
 use flspec_federated::DirectorOptions;
 use flspec_federated::wire::{EnvoyMsg, TaskOutcome};
 use inproc::{FakeSession, flow_info};
-use testflows::{TrustFlow, director_registry};
+use testflows::{BranchFlow, TrustFlow, director_registry};
 
 /// Submits a `TrustFlow` run from a thread and answers its first fan-out's task on the fake
 /// `Portland` session with `answer`, then its second fan-out's honestly; returns the run's
@@ -230,4 +230,79 @@ fn a_state_that_does_not_decode_names_the_envoy() {
         text.contains("Portland") && text.contains("does not decode"),
         "{text}"
     );
+}
+
+/// Runs a `BranchFlow` with one fake envoy, `Portland`, answering its task with `answer`.
+fn run_branch_with_answer(
+    answer: impl FnOnce(&[u8]) -> TaskOutcome + Send + 'static,
+) -> flspec::Result<BranchFlow> {
+    let fed = inproc::start(
+        &["Portland"],
+        DirectorOptions::default(),
+        director_registry(),
+    );
+    let channel = fed.channel("envoys/Portland").expect("the envoy connects");
+    let mut session = fed
+        .runtime
+        .block_on(FakeSession::open(
+            channel,
+            "Portland",
+            vec![flow_info::<BranchFlow>()],
+        ))
+        .expect("the director welcomes the envoy");
+    let client = fed.client("client").collaborators(["Portland"]);
+    let run = std::thread::spawn(move || BranchFlow::default().run(&client));
+    fed.runtime.block_on(async {
+        let task = session.next_task().await;
+        assert_eq!(task.step, "work");
+        let outcome = answer(&task.state);
+        session
+            .out
+            .send(EnvoyMsg::TaskDone {
+                task: task.task,
+                outcome,
+            })
+            .expect("the session is open");
+    });
+    run.join().expect("the client thread does not panic")
+}
+
+fn branch_arrived(state: &BranchFlow) -> TaskOutcome {
+    TaskOutcome::Arrived {
+        join: "join".into(),
+        state: flspec::codec::encode_state(state).expect("encodes").into(),
+    }
+}
+
+#[test]
+fn a_join_reached_through_differently_filtered_transitions_takes_only_what_one_carries() {
+    // Honest answers along either branch are accepted as they are.
+    for note in ["", "noted"] {
+        let result = run_branch_with_answer(move |_| {
+            branch_arrived(&BranchFlow {
+                value: 7,
+                note: note.into(),
+                ..BranchFlow::default()
+            })
+        })
+        .expect("an answer one transition carries is accepted");
+        assert_eq!(result.total, 7);
+        assert_eq!(result.notes, vec![note.to_owned()]);
+    }
+    // A field neither transition carries is refused, not passed on.
+    let err = run_branch_with_answer(|_| {
+        branch_arrived(&BranchFlow {
+            value: 7,
+            note: "noted".into(),
+            leak: "SMUGGLED".into(),
+            ..BranchFlow::default()
+        })
+    })
+    .expect_err("a smuggled field must end the run");
+    let text = err.to_string();
+    assert!(
+        text.contains("Portland") && text.contains("no transition into the join carries"),
+        "{text}"
+    );
+    assert!(!text.contains("SMUGGLED"), "{text}");
 }

@@ -10,7 +10,8 @@
 //!
 //! Envoys are not trusted with the graph: the join an envoy names must be one that the
 //! fan-out's collaborator steps can reach, the steps it names in a failure must be among those
-//! steps, and the state it returns is filtered again by the transition into the join (see
+//! steps, and the state it returns is filtered again by the transition into the join (where
+//! transitions with different filters lead there, it must be what one of them carries; see
 //! [`Reach`]). An answer counts only on the session of the envoy the task was sent to, so each
 //! arrival is bound to the name in that envoy's certificate.
 
@@ -182,25 +183,49 @@ impl Reach {
         self.steps.get(step).copied().unwrap_or(false)
     }
 
-    /// The transition whose field filter applies to a state arriving at `join`: `Ok(None)` if
-    /// several transitions with different filters lead there (the director cannot tell which
-    /// one the collaborator took); `Err(())` if none does (the fan-out cannot reach `join`).
-    pub(crate) fn filter_into<F: Flow>(&self, join: usize) -> Result<Option<TransitionId>, ()> {
+    /// The transitions whose field filters may apply to a state arriving at `join`: one per
+    /// distinct filter (a collaborator step may reach the join through several transitions);
+    /// `Err(())` if none does (the fan-out cannot reach `join`).
+    pub(crate) fn filters_into<F: Flow>(&self, join: usize) -> Result<Vec<TransitionId>, ()> {
         let transitions = F::graph().transitions();
-        let mut into = self
-            .exits
-            .iter()
-            .copied()
-            .filter(|&t| transitions.get(t).is_some_and(|t| t.to() == join));
-        let Some(first) = into.next() else {
-            return Err(());
-        };
-        let filter: FieldFilter = transitions[first].fields();
-        if into.any(|t| transitions[t].fields() != filter) {
-            return Ok(None);
+        let mut filters: Vec<(FieldFilter, TransitionId)> = Vec::new();
+        for &t in &self.exits {
+            let Some(transition) = transitions.get(t).filter(|t| t.to() == join) else {
+                continue;
+            };
+            let Ok(id) = u16::try_from(t) else { continue };
+            if !filters.iter().any(|(f, _)| *f == transition.fields()) {
+                filters.push((transition.fields(), TransitionId::new(id)));
+            }
         }
-        Ok(u16::try_from(first).ok().map(TransitionId::new))
+        if filters.is_empty() {
+            return Err(());
+        }
+        Ok(filters.into_iter().map(|(_, id)| id).collect())
     }
+}
+
+/// Applies the filter of the transition into the join to the state an envoy returned. With one
+/// possible filter, the state is filtered again. With several (the collaborator steps reach the
+/// join through transitions that carry different fields, and the director cannot know which
+/// one was taken), the state must already be what one of them carries: an honest envoy's state
+/// was filtered by the transition it took, so filtering it again changes nothing; a state that
+/// every filter would change carries a field no transition carries, and is refused.
+fn refilter<F: Flow>(state: &mut F, filters: &[TransitionId]) -> Result<(), String> {
+    if let [only] = filters {
+        state.filter_in_place(*only);
+        return Ok(());
+    }
+    let encode = |s: &F| flspec::codec::encode_state(s).map_err(|e| e.to_string());
+    let returned = encode(state)?;
+    for &transition in filters {
+        let mut filtered = state.clone();
+        filtered.filter_in_place(transition);
+        if encode(&filtered)? == returned {
+            return Ok(());
+        }
+    }
+    Err("its state carries fields that no transition into the join carries".to_owned())
 }
 
 /// A step an envoy names in a failure, checked against the fan-out's collaborator steps.
@@ -249,7 +274,7 @@ impl<F: Flow> FanOut<F> for Typed<'_, '_, F> {
                     let join: F::Step = join
                         .parse()
                         .map_err(|e| protocol::<F>(format!("envoy `{name}` named {e}")))?;
-                    let filter = reach.filter_into::<F>(join.index()).map_err(|()| {
+                    let filters = reach.filters_into::<F>(join.index()).map_err(|()| {
                         protocol::<F>(format!(
                             "envoy `{name}` says its collaborator reached `{join}`, which the \
                              collaborator steps from `{step}` cannot reach in the flow's graph; \
@@ -262,15 +287,13 @@ impl<F: Flow> FanOut<F> for Typed<'_, '_, F> {
                             "envoy `{name}` returned a state that does not decode: {e}"
                         ))
                     })?;
-                    match filter {
-                        Some(transition) => state.filter_in_place(transition),
-                        None => tracing::warn!(
-                            envoy = %name,
-                            join = %join,
-                            "the transitions into this join carry different fields; the state \
-                             the envoy returned cannot be filtered again"
-                        ),
-                    }
+                    refilter(&mut state, &filters).map_err(|problem| {
+                        protocol::<F>(format!(
+                            "envoy `{name}` says its collaborator reached `{join}`, but {problem}; \
+                             the envoy is modified or runs another version of the flow, so its \
+                             answer was refused"
+                        ))
+                    })?;
                     Ok(Arrival {
                         name: name.clone(),
                         join,
