@@ -82,9 +82,9 @@ struct Args {
     /// Repetitions of each scale configuration (default 3, 1 with --quick).
     #[arg(long)]
     scale_reps: Option<usize>,
-    /// libtorch threads per operation. 1 (the default, as `secagg_mnist`'s) gives stable ratios:
-    /// one per core is faster on an idle machine but far slower on a shared one (see `--parts
-    /// threads`).
+    /// libtorch threads per operation. 1 (the default) gives stable ratios: one per core (the
+    /// default of `secagg_mnist` when it runs collaborators one after the other) is faster on
+    /// an idle machine but far slower on a shared one (see `--parts threads`).
     #[arg(long, default_value_t = 1)]
     threads: usize,
     /// Internal: run one configuration (`MODE:N:ROUNDS`) and print its measurements.
