@@ -15,12 +15,13 @@ use flspec_federated::wire::{EnvoyMsg, TaskOutcome};
 use inproc::{FakeSession, flow_info};
 use testflows::{BranchFlow, TrustFlow, director_registry};
 
-/// Submits a `TrustFlow` run from a thread and answers its first fan-out's task on the fake
-/// `Portland` session with `answer`, then its second fan-out's honestly; returns the run's
-/// result.
-fn run_with_answer(
+/// Submits a run of `F` from a thread and answers its first fan-out's task on the fake
+/// `Portland` session with `answer`, then its second fan-out's (if the run gets there) with
+/// `second`; returns the run's result.
+fn run_answering<F: Flow + Default + Send + 'static>(
     answer: impl FnOnce(&[u8]) -> TaskOutcome + Send + 'static,
-) -> flspec::Result<TrustFlow> {
+    second: fn(&[u8]) -> TaskOutcome,
+) -> flspec::Result<F> {
     let fed = inproc::start(
         &["Portland"],
         DirectorOptions::default(),
@@ -32,11 +33,11 @@ fn run_with_answer(
         .block_on(FakeSession::open(
             channel,
             "Portland",
-            vec![flow_info::<TrustFlow>()],
+            vec![flow_info::<F>()],
         ))
         .expect("the director welcomes the envoy");
     let client = fed.client("client").collaborators(["Portland"]);
-    let run = std::thread::spawn(move || TrustFlow::default().run(&client));
+    let run = std::thread::spawn(move || F::default().run(&client));
     fed.runtime.block_on(async {
         let task = session.next_task().await;
         assert_eq!(task.step, "work");
@@ -48,23 +49,27 @@ fn run_with_answer(
                 outcome,
             })
             .expect("the session is open");
-        // The second fan-out, if the run gets there: answer it honestly.
         if let Ok(Ok(Some(flspec_federated::wire::DirectorMsg::Task(task)))) =
             tokio::time::timeout(Duration::from_secs(5), session.inbound.message()).await
         {
-            let mut state: TrustFlow = flspec::codec::decode_state(&task.state).expect("decodes");
-            state.value += 1; // as `work2` does
-            let bytes = flspec::codec::encode_state(&state).expect("encodes");
             let _ = session.out.send(EnvoyMsg::TaskDone {
                 task: task.task,
-                outcome: TaskOutcome::Arrived {
-                    join: "join2".into(),
-                    state: bytes.into(),
-                },
+                outcome: second(&task.state),
             });
         }
     });
     run.join().expect("the client thread does not panic")
+}
+
+/// Runs a `TrustFlow` whose first fan-out `answer`s; its second is answered honestly.
+fn run_with_answer(
+    answer: impl FnOnce(&[u8]) -> TaskOutcome + Send + 'static,
+) -> flspec::Result<TrustFlow> {
+    run_answering(answer, |bytes| {
+        let mut state: TrustFlow = flspec::codec::decode_state(bytes).expect("decodes");
+        state.value += 1; // as `work2` does
+        arrived("join2", &state)
+    })
 }
 
 fn arrived(join: &str, state: &TrustFlow) -> TaskOutcome {
@@ -232,39 +237,11 @@ fn a_state_that_does_not_decode_names_the_envoy() {
     );
 }
 
-/// Runs a `BranchFlow` with one fake envoy, `Portland`, answering its task with `answer`.
+/// Runs a `BranchFlow` (one fan-out) whose task the fake `Portland` envoy `answer`s.
 fn run_branch_with_answer(
     answer: impl FnOnce(&[u8]) -> TaskOutcome + Send + 'static,
 ) -> flspec::Result<BranchFlow> {
-    let fed = inproc::start(
-        &["Portland"],
-        DirectorOptions::default(),
-        director_registry(),
-    );
-    let channel = fed.channel("envoys/Portland").expect("the envoy connects");
-    let mut session = fed
-        .runtime
-        .block_on(FakeSession::open(
-            channel,
-            "Portland",
-            vec![flow_info::<BranchFlow>()],
-        ))
-        .expect("the director welcomes the envoy");
-    let client = fed.client("client").collaborators(["Portland"]);
-    let run = std::thread::spawn(move || BranchFlow::default().run(&client));
-    fed.runtime.block_on(async {
-        let task = session.next_task().await;
-        assert_eq!(task.step, "work");
-        let outcome = answer(&task.state);
-        session
-            .out
-            .send(EnvoyMsg::TaskDone {
-                task: task.task,
-                outcome,
-            })
-            .expect("the session is open");
-    });
-    run.join().expect("the client thread does not panic")
+    run_answering(answer, |_| unreachable!("BranchFlow has one fan-out"))
 }
 
 fn branch_arrived(state: &BranchFlow) -> TaskOutcome {
