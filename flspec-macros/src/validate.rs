@@ -9,6 +9,7 @@ mod fields;
 
 pub fn check(cx: &Ctxt, def: &FlowDef) {
     check_duplicate_steps(cx, def);
+    check_names_shadowing_flow_methods(cx, def);
     check_start_and_end(cx, def);
     check_variant_names(cx, def);
     let index = step_index(def);
@@ -46,6 +47,36 @@ fn check_duplicate_steps(cx: &Ctxt, def: &FlowDef) {
             cx.error_spanned_by(
                 &s.ident,
                 format_args!("duplicate step `{}`; step names must be unique", s.ident),
+            );
+        }
+    }
+}
+
+/// The methods of `flspec::Flow` that a method of the same name in the flow's impl would hide:
+/// `flow.run(&runtime)` would call a step named `run`, and `Demo::graph()` a step named `graph`.
+const FLOW_METHODS: &[&str] = &[
+    "run",
+    "graph",
+    "run_aggregator_step",
+    "run_collaborator_step",
+    "filter_in_place",
+    "take_addressed",
+    "give_addressed",
+    "filtered_clone",
+];
+
+fn check_names_shadowing_flow_methods(cx: &Ctxt, def: &FlowDef) {
+    let methods = def.steps.iter().map(|s| &s.ident).chain(&def.helpers);
+    for ident in methods {
+        let name = ident.to_string();
+        if FLOW_METHODS.contains(&name.as_str()) {
+            cx.error_spanned_by(
+                ident,
+                format_args!(
+                    "a method named `{name}` hides `flspec::Flow::{name}` (`{flow}::{name}(..)` and \
+                     `flow.{name}(..)` would call this method instead); rename it",
+                    flow = def.name
+                ),
             );
         }
     }
