@@ -224,7 +224,8 @@ pub(crate) fn incoming(
                             refuse_plaintext(tcp).await;
                             return;
                         }
-                        match tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await {
+                        let handshake = acceptor.accept(tcp).into_fallible();
+                        match tokio::time::timeout_at(deadline, handshake).await {
                             Ok(Ok(tls)) => {
                                 let identity = tls
                                     .get_ref()
@@ -238,10 +239,13 @@ pub(crate) fn incoming(
                                     _permit: permit,
                                 }
                             }
-                            Ok(Err(e)) => {
+                            Ok(Err((e, tcp))) => {
                                 let reason =
                                     crate::tls::explain_error(&e).unwrap_or_else(|| e.to_string());
                                 tracing::warn!(peer = %addr, %reason, "refused a TLS connection");
+                                // The alert is written; closing with the peer's bytes unread
+                                // would reset the connection, and the reset can overtake it.
+                                drain_until_closed(tcp).await;
                                 return;
                             }
                             Err(_) => {
@@ -304,11 +308,19 @@ async fn peek_is_tls(tcp: &TcpStream) -> Option<bool> {
 /// before it read the alert; this way its HTTP/2 client reads a TLS record and [`Sniffed`]
 /// tells it that the director speaks TLS.
 async fn refuse_plaintext(mut tcp: TcpStream) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     const ALERT: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x32];
     if tcp.write_all(&ALERT).await.is_err() {
         return;
     }
+    drain_until_closed(tcp).await;
+}
+
+/// Reads and drops what the peer still sends until it closes (at most 2 s), so that a refusal
+/// (a TLS alert) already written is read by the peer rather than overtaken by a reset, which
+/// closing with unread bytes would send.
+async fn drain_until_closed(mut tcp: TcpStream) {
+    use tokio::io::AsyncReadExt;
     let mut sink = [0u8; 4096];
     let drain = async {
         while let Ok(n) = tcp.read(&mut sink).await {
