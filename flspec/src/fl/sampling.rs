@@ -1,0 +1,226 @@
+//! Choosing the collaborators of a round, with Flower's `FedAvg` semantics.
+//!
+//! A [`ClientSampler`] holds Flower's `fraction_fit`, `min_fit_clients` and
+//! `min_available_clients` and a seed. [`ClientSampler::sample`] takes the round number and the
+//! names that are online now, and picks `max(floor(available · fraction), min_clients)` of them
+//! (Flower's `num_fit_clients`), uniformly at random from a stream seeded by the seed and the
+//! round. The pick depends only on the seed, the round and the *set* of online names (not their
+//! order), so a local and a federated run of the same flow pick the same collaborators. Where
+//! Flower blocks until enough clients connect (or returns an empty sample), this returns a
+//! [`SamplingError`] saying how many were online and how many were needed.
+//!
+//! ```
+//! use flspec::fl::sampling::ClientSampler;
+//!
+//! let sampler = ClientSampler::new(42).fraction(0.3).min_clients(2).min_available(2);
+//! let online = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"];
+//! let round_1 = sampler.sample(1, &online)?;
+//! assert_eq!(round_1.len(), 3);
+//! assert_eq!(round_1, sampler.sample(1, &online)?); // deterministic
+//! # Ok::<(), flspec::fl::sampling::SamplingError>(())
+//! ```
+
+use std::collections::BTreeSet;
+
+use super::partition::rng;
+
+/// Samples the collaborators of each round; see the [module documentation](self).
+///
+/// ```
+/// use flspec::fl::sampling::ClientSampler;
+///
+/// // Flower's defaults: fraction 1.0, at least 2 clients, at least 2 online.
+/// let all = ClientSampler::new(0);
+/// assert_eq!(all.sample(0, &["x", "y", "z"])?, ["x", "y", "z"]);
+/// # Ok::<(), flspec::fl::sampling::SamplingError>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ClientSampler {
+    fraction: f64,
+    min_clients: usize,
+    min_available: usize,
+    seed: u64,
+}
+
+impl ClientSampler {
+    /// A sampler with Flower's `FedAvg` defaults (`fraction_fit = 1.0`, `min_fit_clients = 2`,
+    /// `min_available_clients = 2`) and this seed.
+    ///
+    /// ```
+    /// # use flspec::fl::sampling::ClientSampler;
+    /// assert_eq!(ClientSampler::new(7).sample_size(10), 10);
+    /// ```
+    pub fn new(seed: u64) -> Self {
+        ClientSampler {
+            fraction: 1.0,
+            min_clients: 2,
+            min_available: 2,
+            seed,
+        }
+    }
+
+    /// Flower's `fraction_fit`: the share of the online collaborators to pick, in `[0, 1]`
+    /// (checked by [`ClientSampler::sample`]).
+    ///
+    /// ```
+    /// # use flspec::fl::sampling::ClientSampler;
+    /// assert_eq!(ClientSampler::new(7).fraction(0.25).sample_size(10), 2);
+    /// ```
+    #[must_use]
+    pub fn fraction(mut self, fraction: f64) -> Self {
+        self.fraction = fraction;
+        self
+    }
+
+    /// Flower's `min_fit_clients`: pick at least this many, whatever the fraction.
+    ///
+    /// ```
+    /// # use flspec::fl::sampling::ClientSampler;
+    /// assert_eq!(ClientSampler::new(7).fraction(0.1).min_clients(3).sample_size(10), 3);
+    /// ```
+    #[must_use]
+    pub fn min_clients(mut self, min_clients: usize) -> Self {
+        self.min_clients = min_clients;
+        self
+    }
+
+    /// Flower's `min_available_clients`: refuse to sample while fewer than this many are online.
+    ///
+    /// ```
+    /// # use flspec::fl::sampling::ClientSampler;
+    /// let s = ClientSampler::new(7).min_clients(1).min_available(3);
+    /// assert!(s.sample(0, &["a", "b"]).is_err());
+    /// ```
+    #[must_use]
+    pub fn min_available(mut self, min_available: usize) -> Self {
+        self.min_available = min_available;
+        self
+    }
+
+    /// How many collaborators a round with `available` online picks: Flower's
+    /// `num_fit_clients`, `max(floor(available · fraction), min_clients)`.
+    ///
+    /// ```
+    /// # use flspec::fl::sampling::ClientSampler;
+    /// let s = ClientSampler::new(0).fraction(0.5).min_clients(2);
+    /// assert_eq!((s.sample_size(9), s.sample_size(2)), (4, 2));
+    /// ```
+    pub fn sample_size(&self, available: usize) -> usize {
+        ((available as f64 * self.fraction) as usize).max(self.min_clients)
+    }
+
+    /// Picks round `round`'s collaborators among the `online` names (duplicates count once),
+    /// returned sorted by name. Only online names are ever picked.
+    ///
+    /// # Errors
+    /// [`SamplingError::Fraction`] if the fraction is not within `[0, 1]`;
+    /// [`SamplingError::NotEnoughAvailable`] if fewer than `min_available` are online, or
+    /// fewer than the sample size (Flower returns an empty sample there).
+    ///
+    /// ```
+    /// # use flspec::fl::sampling::ClientSampler;
+    /// let s = ClientSampler::new(5).fraction(0.5);
+    /// let picked = s.sample(3, &["d", "a", "c", "b"])?;
+    /// assert_eq!(picked.len(), 2);
+    /// assert!(picked.windows(2).all(|w| w[0] < w[1]));
+    /// assert_eq!(picked, s.sample(3, &["a", "b", "c", "d"])?); // order of `online` is irrelevant
+    /// # Ok::<(), flspec::fl::sampling::SamplingError>(())
+    /// ```
+    pub fn sample<'a, S: AsRef<str>>(
+        &self,
+        round: u64,
+        online: &'a [S],
+    ) -> Result<Vec<&'a str>, SamplingError> {
+        self.pick(round, online.iter().map(AsRef::as_ref))
+    }
+
+    /// Picks among the distinct `online` names (see [`ClientSampler::sample`]).
+    fn pick<'a>(
+        &self,
+        round: u64,
+        online: impl Iterator<Item = &'a str>,
+    ) -> Result<Vec<&'a str>, SamplingError> {
+        if !(0.0..=1.0).contains(&self.fraction) {
+            return Err(SamplingError::Fraction(self.fraction));
+        }
+        let names: Vec<&'a str> = online.collect::<BTreeSet<_>>().into_iter().collect();
+        let available = names.len();
+        let size = self.sample_size(available);
+        let needed = size.max(self.min_available);
+        if available < needed {
+            return Err(SamplingError::NotEnoughAvailable {
+                available,
+                needed,
+                min_available: self.min_available,
+                sample_size: size,
+            });
+        }
+        // Stream = round, so every round draws afresh and reproducibly from the one seed.
+        let mut rng = rng::seeded(self.seed, round);
+        // Partial Fisher–Yates: the first `size` slots are a uniform sample.
+        let mut order: Vec<usize> = (0..available).collect();
+        for i in 0..size {
+            let j = i + rng::below(&mut rng, available - i);
+            order.swap(i, j);
+        }
+        let mut picked: Vec<usize> = order[..size].to_vec();
+        picked.sort_unstable();
+        Ok(picked.into_iter().map(|i| names[i]).collect())
+    }
+
+    /// [`ClientSampler::sample`] over `all` names, keeping only those `is_online` says are.
+    ///
+    /// # Errors
+    /// As [`ClientSampler::sample`], counting only the online names.
+    ///
+    /// ```
+    /// # use flspec::fl::sampling::ClientSampler;
+    /// let s = ClientSampler::new(1).min_clients(1).min_available(1);
+    /// let picked = s.sample_online(0, &["a", "b", "c"], |name| name != "b")?;
+    /// assert_eq!(picked, ["a", "c"]);
+    /// # Ok::<(), flspec::fl::sampling::SamplingError>(())
+    /// ```
+    pub fn sample_online<'a, S: AsRef<str>>(
+        &self,
+        round: u64,
+        all: &'a [S],
+        mut is_online: impl FnMut(&str) -> bool,
+    ) -> Result<Vec<&'a str>, SamplingError> {
+        self.pick(
+            round,
+            all.iter().map(AsRef::as_ref).filter(|name| is_online(name)),
+        )
+    }
+}
+
+/// Why a round could not be sampled.
+///
+/// ```
+/// use flspec::fl::sampling::{ClientSampler, SamplingError};
+/// let err = ClientSampler::new(0).min_clients(3).sample(0, &["a", "b"]).unwrap_err();
+/// assert!(matches!(err, SamplingError::NotEnoughAvailable { available: 2, needed: 3, .. }));
+/// ```
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum SamplingError {
+    /// The fraction is not within `[0, 1]`.
+    #[error(
+        "client fraction {0} is not within [0, 1]; use e.g. 0.1 for a tenth of the online clients"
+    )]
+    Fraction(f64),
+    /// Fewer collaborators are online than the round needs.
+    #[error(
+        "{available} collaborators online, the round needs {needed} \
+         (min_available_clients = {min_available}, sample size = {sample_size}); \
+         wait for more to connect or lower min_clients / min_available"
+    )]
+    NotEnoughAvailable {
+        /// Distinct names online.
+        available: usize,
+        /// `max(min_available, sample size)`.
+        needed: usize,
+        /// The `min_available` setting.
+        min_available: usize,
+        /// The sample size for this many online.
+        sample_size: usize,
+    },
+}
