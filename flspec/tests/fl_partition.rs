@@ -286,6 +286,20 @@ fn spec_strings_parse_and_print() {
             },
         ),
         (" dirichlet: 0.1 ", Partitioner::dirichlet(0.1)),
+        (
+            "dirichlet:0.1/min=0",
+            Partitioner::Dirichlet {
+                alpha: 0.1,
+                min_partition_size: 0,
+            },
+        ),
+        (
+            "quantity:3/min=25",
+            Partitioner::Quantity {
+                alpha: 3.0,
+                min_partition_size: 25,
+            },
+        ),
     ] {
         let got: Partitioner = spec.parse().unwrap();
         assert_eq!(got, want, "{spec}");
@@ -299,6 +313,9 @@ fn spec_strings_parse_and_print() {
         "shards:0",
         "shards",
         "iid:3",
+        "dirichlet:0.3/min=x",
+        "dirichlet:0.3/5",
+        "quantity:/min=3",
         "pathological:2",
     ] {
         let err = bad.parse::<Partitioner>().unwrap_err().to_string();

@@ -40,7 +40,8 @@ pub const MAX_DRAWS: usize = 10;
 
 /// The spec strings [`Partitioner::from_str`] takes, for error messages and `--help`.
 pub const SPEC_CHOICES: &str = "iid, dirichlet:<alpha> (e.g. dirichlet:0.3), \
-     shards:<classes per site> (e.g. shards:2), quantity:<alpha> (e.g. quantity:0.5), strided";
+     shards:<classes per site> (e.g. shards:2), quantity:<alpha> (e.g. quantity:0.5), strided; \
+     dirichlet and quantity take an optional smallest site size, e.g. dirichlet:0.3/min=20";
 
 /// How to split a data set across sites.
 ///
@@ -604,8 +605,9 @@ impl fmt::Display for LabelHistogram {
 impl FromStr for Partitioner {
     type Err = PartitionError;
 
-    /// Parses `iid`, `dirichlet:<alpha>`, `shards:<k>`, `quantity:<alpha>` or `strided`
-    /// (the Dirichlet and quantity forms take Flower's `min_partition_size` of 10).
+    /// Parses `iid`, `dirichlet:<alpha>`, `shards:<k>`, `quantity:<alpha>` or `strided`.
+    /// The Dirichlet and quantity forms take Flower's `min_partition_size` of 10, or the one
+    /// given after `/min=` (`dirichlet:0.1/min=0`).
     ///
     /// ```
     /// use flspec::fl::partition::Partitioner;
@@ -639,8 +641,31 @@ impl FromStr for Partitioner {
             ("iid", None) => Ok(Partitioner::Iid),
             ("strided", None) => Ok(Partitioner::Strided),
             ("iid" | "strided", Some(_)) => Err(bad(&format!("`{name}` takes no argument"))),
-            ("dirichlet", arg) => Ok(Partitioner::dirichlet(alpha(arg)?)),
-            ("quantity", arg) => Ok(Partitioner::quantity(alpha(arg)?)),
+            ("dirichlet" | "quantity", arg) => {
+                let (arg, min) = match arg.and_then(|a| a.split_once('/')) {
+                    Some((a, min)) => {
+                        let m = min
+                            .trim()
+                            .strip_prefix("min=")
+                            .and_then(|m| m.trim().parse().ok());
+                        let m = m.ok_or_else(|| bad(&format!("`/{min}` is not `/min=<size>`")))?;
+                        (Some(a.trim()), m)
+                    }
+                    None => (arg, DEFAULT_MIN_PARTITION_SIZE),
+                };
+                let alpha = alpha(arg)?;
+                Ok(if name == "dirichlet" {
+                    Partitioner::Dirichlet {
+                        alpha,
+                        min_partition_size: min,
+                    }
+                } else {
+                    Partitioner::Quantity {
+                        alpha,
+                        min_partition_size: min,
+                    }
+                })
+            }
             ("shards", arg) => {
                 let arg = arg.ok_or_else(|| bad("it needs a number of classes, such as `:2`"))?;
                 match arg.parse::<usize>() {
@@ -656,8 +681,8 @@ impl FromStr for Partitioner {
 }
 
 impl fmt::Display for Partitioner {
-    /// The spec string [`Partitioner::from_str`] reads back (the minimum partition size, when
-    /// not the default, is shown after a `/`, which does not parse).
+    /// The spec string [`Partitioner::from_str`] reads back (with `/min=<size>` when the
+    /// smallest site size is not the default).
     ///
     /// ```
     /// use flspec::fl::partition::Partitioner;
