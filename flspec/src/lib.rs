@@ -54,6 +54,7 @@ pub mod codec;
 mod ctx;
 pub mod driver;
 mod error;
+pub mod fl;
 mod flow;
 pub mod graph;
 mod inputs;

@@ -1,0 +1,105 @@
+//! Aggregation benchmarks, single-threaded: the means against a plain sum of the same bytes
+//! measured in the same run (the memory-bandwidth reference; issue 9 point 7 asks for ≥ 0.7 of
+//! it), and Krum / Bulyan at n = 100 with the MNIST CNN's 21,840 values.
+//!
+//! Run: `CARGO_TARGET_DIR=/work/main/target-release cargo bench -p flspec --bench aggregate --
+//! --warm-up-time 1 --measurement-time 3`. Compare the `GiB/s` of `plain_sum` with the others.
+
+#![allow(clippy::unwrap_used)] // a benchmark that fails should stop loudly
+#![allow(missing_docs)]
+
+use std::hint::black_box;
+
+use criterion::{Criterion, Throughput};
+use flspec::fl::aggregate::{
+    Bulyan, Individual, Krum, RobustAggregator, WeightedSum, mean_into, weighted_mean_into,
+};
+
+fn updates(n: usize, d: usize) -> Vec<Vec<f32>> {
+    (0..n)
+        .map(|i| {
+            (0..d)
+                .map(|j| ((i * 31 + j * 7) % 1000) as f32 * 1e-3)
+                .collect()
+        })
+        .collect()
+}
+
+/// The bandwidth reference: read every byte once and add it up (8 lanes, vectorised).
+fn plain_sum(ups: &[&[f32]]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    for u in ups {
+        for c in u.chunks_exact(8) {
+            for k in 0..8 {
+                acc[k] += c[k];
+            }
+        }
+    }
+    acc.iter().sum()
+}
+
+fn means(c: &mut Criterion) {
+    // 10 updates of 1M values: 40 MB, far beyond the caches.
+    for (n, d) in [(10usize, 1_000_000usize), (10, 21_840)] {
+        let data = updates(n, d);
+        let ups: Vec<&[f32]> = data.iter().map(|u| &u[..]).collect();
+        let weighted: Vec<(&[f32], f64)> = ups.iter().map(|u| (*u, 600.0)).collect();
+        let mut out = vec![0.0f32; d];
+        let mut g = c.benchmark_group(format!("mean_n{n}_d{d}"));
+        g.throughput(Throughput::Bytes((n * d * 4) as u64));
+        g.bench_function("plain_sum", |b| {
+            b.iter(|| black_box(plain_sum(black_box(&ups))))
+        });
+        g.bench_function("mean_into", |b| {
+            b.iter(|| mean_into(black_box(&ups), &mut out).unwrap())
+        });
+        g.bench_function("weighted_mean_into", |b| {
+            b.iter(|| weighted_mean_into(black_box(&weighted), &mut out).unwrap())
+        });
+        let mut sum = WeightedSum::new(d);
+        g.bench_function("weighted_sum_add_then_mean", |b| {
+            b.iter(|| {
+                sum = WeightedSum::new(d);
+                for u in &ups {
+                    sum.add(u, 600.0).unwrap();
+                }
+                sum.mean_into(&mut out).unwrap();
+            })
+        });
+        g.finish();
+    }
+}
+
+fn robust(c: &mut Criterion) {
+    let (n, d) = (100usize, 21_840usize);
+    let data = updates(n, d);
+    let mut ind = Individual::new(d);
+    for u in &data {
+        ind.push(u, 1.0).unwrap();
+    }
+    let mut out = vec![0.0f32; d];
+    let mut g = c.benchmark_group("robust_n100_d21840");
+    g.sample_size(10);
+    g.bench_function("krum_f10", |b| {
+        let k = Krum {
+            num_malicious: 10,
+            to_keep: 0,
+        };
+        b.iter(|| k.aggregate(black_box(&ind), &mut out).unwrap())
+    });
+    g.bench_function("multi_krum_f10_m80", |b| {
+        let k = Krum {
+            num_malicious: 10,
+            to_keep: 80,
+        };
+        b.iter(|| k.aggregate(black_box(&ind), &mut out).unwrap())
+    });
+    g.bench_function("bulyan_f10", |b| {
+        let k = Bulyan { num_malicious: 10 };
+        b.iter(|| k.aggregate(black_box(&ind), &mut out).unwrap())
+    });
+    g.finish();
+}
+
+criterion::criterion_group!(benches, means, robust);
+criterion::criterion_main!(benches);
