@@ -170,8 +170,27 @@ pub fn weighted_mean_into(updates: &[(&[f32], f64)], out: &mut [f32]) -> Result<
                     + (w2 * f64::from(*x2) + w3 * f64::from(*x3));
             }
         }
-        for (u, w) in quads.remainder() {
-            axpy(acc, &u[start..end], *w);
+        match quads.remainder() {
+            [] => {}
+            [(u, w)] => axpy(acc, &u[start..end], *w),
+            [(u0, w0), (u1, w1)] => {
+                for (a, (x0, x1)) in acc
+                    .iter_mut()
+                    .zip(u0[start..end].iter().zip(&u1[start..end]))
+                {
+                    *a += w0 * f64::from(*x0) + w1 * f64::from(*x1);
+                }
+            }
+            [(u0, w0), (u1, w1), (u2, w2)] => {
+                let xs = u0[start..end]
+                    .iter()
+                    .zip(&u1[start..end])
+                    .zip(&u2[start..end]);
+                for (a, ((x0, x1), x2)) in acc.iter_mut().zip(xs) {
+                    *a += (w0 * f64::from(*x0) + w1 * f64::from(*x1)) + w2 * f64::from(*x2);
+                }
+            }
+            _ => unreachable!("chunks_exact(4) leaves at most 3"),
         }
         for (o, a) in out_block.iter_mut().zip(acc.iter()) {
             *o = (*a * inv) as f32;
@@ -214,10 +233,31 @@ pub fn mean_into(updates: &[&[f32]], out: &mut [f32]) -> Result<()> {
                 *a += (f64::from(*x0) + f64::from(*x1)) + (f64::from(*x2) + f64::from(*x3));
             }
         }
-        for u in quads.remainder() {
-            for (a, x) in acc.iter_mut().zip(&u[start..end]) {
-                *a += f64::from(*x);
+        match quads.remainder() {
+            [] => {}
+            [u] => {
+                for (a, x) in acc.iter_mut().zip(&u[start..end]) {
+                    *a += f64::from(*x);
+                }
             }
+            [u0, u1] => {
+                for (a, (x0, x1)) in acc
+                    .iter_mut()
+                    .zip(u0[start..end].iter().zip(&u1[start..end]))
+                {
+                    *a += f64::from(*x0) + f64::from(*x1);
+                }
+            }
+            [u0, u1, u2] => {
+                let xs = u0[start..end]
+                    .iter()
+                    .zip(&u1[start..end])
+                    .zip(&u2[start..end]);
+                for (a, ((x0, x1), x2)) in acc.iter_mut().zip(xs) {
+                    *a += (f64::from(*x0) + f64::from(*x1)) + f64::from(*x2);
+                }
+            }
+            _ => unreachable!("chunks_exact(4) leaves at most 3"),
         }
         for (o, a) in out_block.iter_mut().zip(acc.iter()) {
             *o = (*a * inv) as f32;
