@@ -243,6 +243,40 @@ fn weighted_mean_matches_flower_aggregate() {
 }
 
 #[test]
+fn add_all_equals_adding_one_by_one() {
+    // 1..=7 updates cover the groups of four and every remainder; 2500 values span 3 blocks.
+    let data: Vec<Vec<f32>> = (0..7)
+        .map(|i| {
+            (0..2500)
+                .map(|j| ((i * 37 + j * 11) % 101) as f32 - 50.0)
+                .collect()
+        })
+        .collect();
+    for n in 1..=7 {
+        let pairs: Vec<(&[f32], f64)> = data[..n].iter().map(|u| &u[..]).zip(WEIGHTS).collect();
+        let (mut one, mut all) = (WeightedSum::new(2500), WeightedSum::new(2500));
+        for (u, w) in &pairs {
+            one.add(u, *w).unwrap();
+        }
+        all.add_all(&pairs).unwrap();
+        assert_eq!(one.count(), all.count());
+        assert_eq!(one.total_weight(), all.total_weight());
+        for (a, b) in one.as_slice().iter().zip(all.as_slice()) {
+            assert!(
+                (a - b).abs() <= 1e-9 * (1.0 + a.abs()),
+                "n = {n}: {a} vs {b}"
+            );
+        }
+    }
+    let mut s = WeightedSum::new(2500);
+    assert!(
+        s.add_all(&[(&data[0][..], 1.0), (&[1.0][..], 1.0)])
+            .is_err()
+    );
+    assert_eq!(s.count(), 0, "a refused batch leaves the sum unchanged");
+}
+
+#[test]
 fn median_matches_flower() {
     assert_close(&robust(&Median), MEDIAN, 0.0, "median");
 }

@@ -158,40 +158,7 @@ pub fn weighted_mean_into(updates: &[(&[f32], f64)], out: &mut [f32]) -> Result<
     for (start, out_block) in (0..).step_by(BLOCK).zip(out.chunks_mut(BLOCK)) {
         let acc = &mut acc[..out_block.len()];
         acc.fill(0.0);
-        let end = start + out_block.len();
-        // Four updates per pass: one load and store of the accumulator per four inputs.
-        let mut quads = updates.chunks_exact(4);
-        for q in &mut quads {
-            let (w0, w1, w2, w3) = (q[0].1, q[1].1, q[2].1, q[3].1);
-            let xs = q[0].0[start..end].iter().zip(&q[1].0[start..end]);
-            let xs = xs.zip(q[2].0[start..end].iter().zip(&q[3].0[start..end]));
-            for (a, ((x0, x1), (x2, x3))) in acc.iter_mut().zip(xs) {
-                *a += (w0 * f64::from(*x0) + w1 * f64::from(*x1))
-                    + (w2 * f64::from(*x2) + w3 * f64::from(*x3));
-            }
-        }
-        match quads.remainder() {
-            [] => {}
-            [(u, w)] => axpy(acc, &u[start..end], *w),
-            [(u0, w0), (u1, w1)] => {
-                for (a, (x0, x1)) in acc
-                    .iter_mut()
-                    .zip(u0[start..end].iter().zip(&u1[start..end]))
-                {
-                    *a += w0 * f64::from(*x0) + w1 * f64::from(*x1);
-                }
-            }
-            [(u0, w0), (u1, w1), (u2, w2)] => {
-                let xs = u0[start..end]
-                    .iter()
-                    .zip(&u1[start..end])
-                    .zip(&u2[start..end]);
-                for (a, ((x0, x1), x2)) in acc.iter_mut().zip(xs) {
-                    *a += (w0 * f64::from(*x0) + w1 * f64::from(*x1)) + w2 * f64::from(*x2);
-                }
-            }
-            _ => unreachable!("chunks_exact(4) leaves at most 3"),
-        }
+        add_block(acc, updates, start);
         for (o, a) in out_block.iter_mut().zip(acc.iter()) {
             *o = (*a * inv) as f32;
         }
@@ -264,6 +231,44 @@ pub fn mean_into(updates: &[&[f32]], out: &mut [f32]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Adds `Σ wᵢ·xᵢ[start..start + acc.len()]` into `acc`, four updates per pass: one load and
+/// store of the accumulator per four inputs.
+fn add_block(acc: &mut [f64], updates: &[(&[f32], f64)], start: usize) {
+    let end = start + acc.len();
+    let mut quads = updates.chunks_exact(4);
+    for q in &mut quads {
+        let (w0, w1, w2, w3) = (q[0].1, q[1].1, q[2].1, q[3].1);
+        let xs = q[0].0[start..end].iter().zip(&q[1].0[start..end]);
+        let xs = xs.zip(q[2].0[start..end].iter().zip(&q[3].0[start..end]));
+        for (a, ((x0, x1), (x2, x3))) in acc.iter_mut().zip(xs) {
+            *a += (w0 * f64::from(*x0) + w1 * f64::from(*x1))
+                + (w2 * f64::from(*x2) + w3 * f64::from(*x3));
+        }
+    }
+    match quads.remainder() {
+        [] => {}
+        [(u, w)] => axpy(acc, &u[start..end], *w),
+        [(u0, w0), (u1, w1)] => {
+            for (a, (x0, x1)) in acc
+                .iter_mut()
+                .zip(u0[start..end].iter().zip(&u1[start..end]))
+            {
+                *a += w0 * f64::from(*x0) + w1 * f64::from(*x1);
+            }
+        }
+        [(u0, w0), (u1, w1), (u2, w2)] => {
+            let xs = u0[start..end]
+                .iter()
+                .zip(&u1[start..end])
+                .zip(&u2[start..end]);
+            for (a, ((x0, x1), x2)) in acc.iter_mut().zip(xs) {
+                *a += (w0 * f64::from(*x0) + w1 * f64::from(*x1)) + w2 * f64::from(*x2);
+            }
+        }
+        _ => unreachable!("chunks_exact(4) leaves at most 3"),
+    }
 }
 
 #[inline]
@@ -347,6 +352,34 @@ impl WeightedSum {
         axpy(&mut self.sum, update, weight);
         self.total_weight += weight;
         self.count += 1;
+        Ok(())
+    }
+
+    /// Adds several updates with their weights in one pass over the sum (faster than
+    /// [`WeightedSum::add`] one by one when the sum is larger than the caches).
+    ///
+    /// # Errors
+    /// [`AggregateError::LengthMismatch`], [`AggregateError::InvalidWeight`]; the sum is
+    /// unchanged on error.
+    ///
+    /// ```
+    /// let mut s = flspec::fl::aggregate::WeightedSum::new(1);
+    /// s.add_all(&[(&[2.0][..], 1.0), (&[5.0][..], 2.0)])?;
+    /// assert_eq!((s.as_slice(), s.count()), (&[12.0][..], 2));
+    /// # Ok::<(), flspec::fl::aggregate::AggregateError>(())
+    /// ```
+    pub fn add_all(&mut self, updates: &[(&[f32], f64)]) -> Result<()> {
+        let mut total = 0.0;
+        for (i, (u, w)) in updates.iter().enumerate() {
+            check_len(self.count + i, self.sum.len(), u.len())?;
+            check_weight(self.count + i, *w)?;
+            total += w;
+        }
+        for (k, block) in self.sum.chunks_mut(BLOCK).enumerate() {
+            add_block(block, updates, k * BLOCK);
+        }
+        self.total_weight += total;
+        self.count += updates.len();
         Ok(())
     }
 
