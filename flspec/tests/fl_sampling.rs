@@ -164,3 +164,18 @@ proptest! {
         prop_assert_eq!(&picked, &s.sample(round, &reversed).unwrap());
     }
 }
+
+#[test]
+fn the_toolkits_errors_print_their_message_in_debug() {
+    let sampling = flspec::fl::sampling::ClientSampler::new(1)
+        .sample(0, &["only"])
+        .expect_err("one online name is fewer than the default minimum of 2");
+    assert_eq!(format!("{sampling:?}"), sampling.to_string());
+    let partition = "nonsense"
+        .parse::<flspec::fl::partition::Partitioner>()
+        .expect_err("an unknown spec is refused");
+    assert_eq!(format!("{partition:?}"), partition.to_string());
+    let aggregate =
+        flspec::fl::aggregate::mean_into(&[], &mut []).expect_err("no updates is an error");
+    assert_eq!(format!("{aggregate:?}"), aggregate.to_string());
+}

@@ -29,7 +29,7 @@
 use serde::{Deserialize, Serialize};
 
 /// What is wrong with an aggregation's input.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum AggregateError {
     /// An update's length differs from the model's.
@@ -1326,5 +1326,13 @@ impl ServerOptimizer for FedAvgM {
 
     fn weights(&self) -> &[f32] {
         &self.state.current
+    }
+}
+
+/// Prints the message, as flspec's errors do, so that `fn main() -> Result<(), AggregateError>` shows
+/// what went wrong rather than the variant's fields.
+impl core::fmt::Debug for AggregateError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        crate::error::write_chain(self, f)
     }
 }

@@ -200,7 +200,7 @@ impl ClientSampler {
 /// let err = ClientSampler::new(0).min_clients(3).sample(0, &["a", "b"]).unwrap_err();
 /// assert!(matches!(err, SamplingError::NotEnoughAvailable { available: 2, needed: 3, .. }));
 /// ```
-#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[derive(Clone, PartialEq, thiserror::Error)]
 pub enum SamplingError {
     /// The fraction is not within `[0, 1]`.
     #[error(
@@ -223,4 +223,12 @@ pub enum SamplingError {
         /// The sample size for this many online.
         sample_size: usize,
     },
+}
+
+/// Prints the message, as flspec's errors do, so that `fn main() -> Result<(), SamplingError>` shows
+/// what went wrong rather than the variant's fields.
+impl core::fmt::Debug for SamplingError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        crate::error::write_chain(self, f)
+    }
 }

@@ -725,7 +725,7 @@ impl fmt::Display for Partitioner {
 /// let err = Partitioner::Iid.partition(&[3u8], 2, 1, 0).unwrap_err();
 /// assert!(matches!(err, PartitionError::Label { label: 3, .. }));
 /// ```
-#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[derive(Clone, PartialEq, thiserror::Error)]
 pub enum PartitionError {
     /// The spec string did not parse.
     #[error("partition `{spec}`: {why}; choose one of: {SPEC_CHOICES}")]
@@ -799,4 +799,12 @@ pub enum PartitionError {
         /// How many draws were made.
         draws: usize,
     },
+}
+
+/// Prints the message, as flspec's errors do, so that `fn main() -> Result<(), PartitionError>` shows
+/// what went wrong rather than the variant's fields.
+impl core::fmt::Debug for PartitionError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        crate::error::write_chain(self, f)
+    }
 }
