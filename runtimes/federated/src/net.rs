@@ -553,14 +553,19 @@ impl TlsProbe {
         slot.get_or_insert(reason);
     }
 
+    /// Keeps the explanation of `e`, if it is a TLS failure (and no reason is kept already).
     fn note(&self, e: &io::Error) {
         if let Some(reason) = crate::tls::explain_error(e) {
-            let mut slot = self
-                .0
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            slot.get_or_insert(reason);
+            self.set(reason);
         }
+    }
+
+    /// Notes the error of a finished I/O call and passes the result on.
+    fn watch<T>(&self, r: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        if let Poll::Ready(Err(e)) = &r {
+            self.note(e);
+        }
+        r
     }
 
     /// The TLS failure seen on this connection, explained.
@@ -585,11 +590,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let r = Pin::new(&mut this.io).poll_read(cx, buf);
-        if let Poll::Ready(Err(e)) = &r {
-            this.probe.note(e);
-        }
-        r
+        this.probe.watch(Pin::new(&mut this.io).poll_read(cx, buf))
     }
 }
 
@@ -600,19 +601,11 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let r = Pin::new(&mut this.io).poll_write(cx, buf);
-        if let Poll::Ready(Err(e)) = &r {
-            this.probe.note(e);
-        }
-        r
+        this.probe.watch(Pin::new(&mut this.io).poll_write(cx, buf))
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let r = Pin::new(&mut this.io).poll_flush(cx);
-        if let Poll::Ready(Err(e)) = &r {
-            this.probe.note(e);
-        }
-        r
+        this.probe.watch(Pin::new(&mut this.io).poll_flush(cx))
     }
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
@@ -623,11 +616,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let r = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
-        if let Poll::Ready(Err(e)) = &r {
-            this.probe.note(e);
-        }
-        r
+        this.probe
+            .watch(Pin::new(&mut this.io).poll_write_vectored(cx, bufs))
     }
     fn is_write_vectored(&self) -> bool {
         self.io.is_write_vectored()
