@@ -12,8 +12,10 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use flspec_examples::mnist::{self, Mnist};
-use flspec_examples::model::{self, NUM_PARAMETERS, Net, TrainConfig};
+use flspec_tch::datasets::mnist::{self, Mnist};
+use flspec_tch::models::mnist_cnn::{NUM_PARAMETERS, Net};
+use flspec_tch::threads;
+use flspec_tch::train::{self, TrainConfig};
 
 fn main() -> Result<()> {
     let mut data_dir: Option<PathBuf> = None;
@@ -31,7 +33,7 @@ fn main() -> Result<()> {
             }
         }
     }
-    model::set_num_threads(threads);
+    threads::set_num_threads(threads);
 
     let t = Instant::now();
     let data = match &data_dir {
@@ -52,7 +54,7 @@ fn main() -> Result<()> {
         let shard = data.shard(i, names.len())?;
         let mut net = Net::new(42)?;
         assert_eq!(net.to_flat()?.len(), NUM_PARAMETERS);
-        let initial = model::validate(&net, &shard.test, config.batch_size)?;
+        let initial = train::validate(&net, &shard.test, config.batch_size)?;
         println!(
             "{name}: shard {i} of {}: {} train, {} test; untrained accuracy {initial:.4}",
             names.len(),
@@ -61,10 +63,10 @@ fn main() -> Result<()> {
         );
         for epoch in 1..=epochs {
             let t = Instant::now();
-            let loss = model::train_one_epoch(&mut net, &shard.train, &config)?;
+            let loss = train::train_one_epoch(&mut net, &shard.train, &config)?;
             let train_s = t.elapsed().as_secs_f64();
             let t = Instant::now();
-            let accuracy = model::validate(&net, &shard.test, config.batch_size)?;
+            let accuracy = train::validate(&net, &shard.test, config.batch_size)?;
             let validate_s = t.elapsed().as_secs_f64();
             println!(
                 "{name}: epoch {epoch}: train loss {loss:.4} ({train_s:.2} s), \

@@ -37,9 +37,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
 use flspec::{Event, Flow, Role};
-use flspec_examples::mnist::Mnist;
-use flspec_examples::model::{self, Batches, NUM_PARAMETERS, Net, TrainConfig};
 use flspec_examples::secagg_mnist::{RoundRow, RunOptions, SecAggMnist, Site};
+use flspec_tch::datasets::mnist::Mnist;
+use flspec_tch::models::mnist_cnn::{NUM_PARAMETERS, Net};
+use flspec_tch::threads;
+use flspec_tch::train::{self, Batches, TrainConfig};
 use tch::nn::{self, OptimizerConfig};
 
 /// The parts of the benchmark.
@@ -97,7 +99,7 @@ fn main() -> anyhow::Result<()> {
     let mut args = Args::parse();
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let threads = args.threads.max(1);
-    model::set_num_threads(threads);
+    threads::set_num_threads(threads);
     if let Some(spec) = &args.child {
         return child(spec, started);
     }
@@ -273,9 +275,9 @@ fn raw_loop(
         for (train, test) in &shards {
             net.set_flat(&global)?;
             let count = |acc: f64| (acc * test.len() as f64).round() as usize;
-            agg_correct += count(model::validate_on(&net, test, 1000)?);
-            let l = model::train_one_epoch_on(&mut net, train, &config)?;
-            local_correct += count(model::validate_on(&net, test, 1000)?);
+            agg_correct += count(train::validate_on(&net, test, 1000)?);
+            let l = train::train_one_epoch_on(&mut net, train, &config)?;
+            local_correct += count(train::validate_on(&net, test, 1000)?);
             let w = train.len() as f64 / total_train as f64;
             loss += l * w;
             for (s, x) in sum.iter_mut().zip(net.to_flat()?) {
@@ -636,7 +638,7 @@ fn child(spec: &str, started: Instant) -> anyhow::Result<()> {
             out.push(("rss_built_kib".into(), memory_kib().1));
             out.push(("heap_built_kib".into(), heap_kib()));
             for (net, train, _) in &mut held {
-                model::train_one_epoch_on(net, train, &TrainConfig::default())?;
+                train::train_one_epoch_on(net, train, &TrainConfig::default())?;
             }
             out.push(("rss_trained_kib".into(), memory_kib().1));
             out.push(("heap_trained_kib".into(), heap_kib()));
@@ -983,7 +985,7 @@ fn thread_counts(data: &Mnist, reps: usize, threads: usize, cores: usize) -> any
     for rep in 0..reps {
         for k in 0..counts.len() {
             let t = counts[(rep + k) % counts.len()];
-            model::set_num_threads(t);
+            threads::set_num_threads(t);
             let began = Instant::now();
             raw_loop(data, 2, 1, None)?;
             times
@@ -992,7 +994,7 @@ fn thread_counts(data: &Mnist, reps: usize, threads: usize, cores: usize) -> any
                 .push(began.elapsed().as_secs_f64());
         }
     }
-    model::set_num_threads(threads);
+    threads::set_num_threads(threads);
     println!("| threads | median s | min s | max s |");
     println!("|---|---|---|---|");
     for (t, xs) in &times {

@@ -25,12 +25,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use flspec::{Event, Flow, Role};
-use flspec_examples::mnist::{self, Mnist};
-use flspec_examples::model;
 use flspec_examples::secagg_mnist::{
     Coordinator, Drop, RunOptions, SecAggMnist, Site, collaborator_names, report,
 };
 use flspec_federated::{Director, DirectorOptions, FederatedRuntime, Registry, TlsConfig};
+use flspec_tch::datasets::mnist::{self, Mnist};
+use flspec_tch::threads;
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// Where the flow runs.
@@ -179,9 +179,9 @@ fn main() -> anyhow::Result<()> {
     }
     let data = load_data(&args)?;
     let workers = args.parallel.unwrap_or(1).max(1);
-    model::set_num_threads(
+    threads::set_num_threads(
         args.threads
-            .unwrap_or_else(|| model::default_num_threads(model::available_cores(), workers)),
+            .unwrap_or_else(|| threads::default_num_threads(threads::available_cores(), workers)),
     );
     let mut options = RunOptions::new(args.collaborators, Arc::new(data));
     options.settings.rounds = args.rounds;
@@ -371,7 +371,7 @@ fn serve_federation(serve: Serve) -> anyhow::Result<()> {
             drop_at,
             threads,
         } => {
-            model::set_num_threads(threads.unwrap_or_else(model::available_cores));
+            threads::set_num_threads(threads.unwrap_or_else(threads::available_cores));
             let names = collaborator_names(collaborators);
             let Some(index) = names.iter().position(|n| *n == name) else {
                 bail!(

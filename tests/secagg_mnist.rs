@@ -6,14 +6,15 @@ use std::sync::{Arc, OnceLock};
 use flspec::checkpoint::RunCheckpoints;
 use flspec::codec::encode_state;
 use flspec::{Flow, Role, TransitionId};
-use flspec_examples::mnist::Mnist;
-use flspec_examples::model::{Batches, Net, TrainConfig, train_one_epoch_on};
 use flspec_examples::secagg_mnist::{Drop, RunOptions, SecAggMnist};
+use flspec_tch::datasets::mnist::Mnist;
+use flspec_tch::models::mnist_cnn::Net;
+use flspec_tch::train::{Batches, TrainConfig, train_one_epoch_on};
 
 fn data() -> Arc<Mnist> {
     static DATA: OnceLock<Arc<Mnist>> = OnceLock::new();
     Arc::clone(DATA.get_or_init(|| {
-        flspec_examples::model::set_num_threads(1);
+        flspec_tch::threads::set_num_threads(1);
         Arc::new(Mnist::load_bundled().expect("the bundled data loads"))
     }))
 }

@@ -23,7 +23,7 @@ use rand_core::{OsRng, RngCore};
 
 use super::site::Site;
 use super::update::{self, Measurements};
-use crate::model::{train_one_epoch_on, validate_on};
+use flspec_tch::train::{train_one_epoch_on, validate_on};
 
 /// Public settings of a run; they travel to the collaborators.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -584,7 +584,7 @@ impl SecAggMnist {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::NUM_PARAMETERS;
+    use flspec_tch::models::mnist_cnn::NUM_PARAMETERS;
 
     const NAMES: [&str; 3] = ["Bengaluru", "Portland", "collaborator-003"];
 

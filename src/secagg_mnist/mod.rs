@@ -15,9 +15,9 @@ use anyhow::{Context, bail};
 use flspec::Flow;
 use flspec_local::LocalRuntime;
 
-use crate::mnist::Mnist;
-use crate::model::Net;
 pub use flow::{Coordinator, RoundRow, SecAggMnist, Settings};
+use flspec_tch::datasets::mnist::Mnist;
+use flspec_tch::models::mnist_cnn::Net;
 pub use site::Site;
 
 /// The seed tutorial's collaborators, then generated names.

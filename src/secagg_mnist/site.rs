@@ -4,8 +4,9 @@
 use flspec::Dropout;
 use flspec::secagg;
 
-use crate::mnist::Mnist;
-use crate::model::{Batches, Net, TrainConfig};
+use flspec_tch::datasets::mnist::Mnist;
+use flspec_tch::models::mnist_cnn::Net;
+use flspec_tch::train::{Batches, TrainConfig};
 
 use super::update::Measurements;
 

@@ -17,7 +17,7 @@
 //! weighted values by the summed weight (FedAvg weighted by sample count) and the summed correct
 //! counts by the summed test counts.
 
-use crate::model::NUM_PARAMETERS;
+use flspec_tch::models::mnist_cnn::NUM_PARAMETERS;
 
 /// Index of the weighted training loss.
 pub const LOSS: usize = NUM_PARAMETERS;

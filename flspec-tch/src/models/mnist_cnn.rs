@@ -1,5 +1,5 @@
-//! The CNN of the SecAgg MNIST example (the seed tutorial's `Net`), its training and validation,
-//! and its parameters as one flat `f32` vector for averaging whole models. CPU only.
+//! The CNN of the SecAgg MNIST example (the seed tutorial's `Net`) and its parameters as one flat
+//! `f32` vector for averaging whole models. CPU only.
 //!
 //! ```text
 //! conv1 1->10 k5 -> max_pool 2 -> relu -> conv2 10->20 k5 -> max_pool 2 -> relu -> view(-1, 320)
@@ -10,12 +10,14 @@
 //! so `Net::new(42)` draws what `torch.manual_seed(42); Net()` draws.
 //!
 //! ```no_run
-//! use flspec_examples::{mnist::Mnist, model::{self, Net, TrainConfig}};
+//! use flspec_tch::datasets::mnist::Mnist;
+//! use flspec_tch::models::mnist_cnn::Net;
+//! use flspec_tch::train::{self, TrainConfig};
 //!
 //! let shard = Mnist::load_bundled()?.shard(0, 2)?;
 //! let mut net = Net::new(42)?;
-//! let loss = model::train_one_epoch(&mut net, &shard.train, &TrainConfig::default())?;
-//! let accuracy = model::validate(&net, &shard.test, 32)?;
+//! let loss = train::train_one_epoch(&mut net, &shard.train, &TrainConfig::default())?;
+//! let accuracy = train::validate(&net, &shard.test, 32)?;
 //! let flat: Vec<f32> = net.to_flat()?; // 21,840 values, in PARAMETERS order
 //! net.set_flat(&flat)?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -23,10 +25,10 @@
 
 use std::sync::{Mutex, PoisonError};
 
-use tch::nn::{self, OptimizerConfig};
-use tch::{Device, Kind, Reduction, Tensor};
+use tch::nn;
+use tch::{Device, Tensor};
 
-use crate::mnist::{COLS, Dataset, ROWS};
+use crate::error::{Error, Result};
 
 /// A parameter tensor's name and shape.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,58 +85,6 @@ pub const PARAMETERS: [ParamSpec; 8] = [
 
 /// The length of the flat parameter vector: the sum of [`PARAMETERS`]' sizes.
 pub const NUM_PARAMETERS: usize = 21_840;
-
-/// The model's error type.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// A flat parameter vector of the wrong length.
-    #[error("a flat parameter vector of this model has {expected} values, got {found}")]
-    ParameterCount {
-        /// [`NUM_PARAMETERS`].
-        expected: usize,
-        /// The length given.
-        found: usize,
-    },
-    /// Training on no samples (the mean loss would divide by zero).
-    #[error("cannot train on an empty dataset")]
-    EmptyDataset,
-    /// A batch size of 0.
-    #[error("the batch size must be at least 1")]
-    ZeroBatchSize,
-    /// libtorch reported an error.
-    #[error("libtorch error")]
-    Torch(#[from] tch::TchError),
-}
-
-/// The model's result type.
-pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// The CPU cores this process may use (`std::thread::available_parallelism`: affinity masks and
-/// cgroup quotas count), at least 1.
-pub fn available_cores() -> usize {
-    std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
-}
-
-/// The default libtorch threads per operation when `parallel_workers` collaborators train at
-/// once on `cores` cores: the cores shared among the workers, at least 1
-/// (`max(1, cores / parallel_workers)`), so that the workers together use every core without
-/// oversubscribing them (PyTorch's own default is every core for one training loop).
-///
-/// Measured with `secagg_mnist` (2 collaborators, 2 rounds, bundled data, release build) on a
-/// 2-core Intel Xeon VM, interleaved, median round time of 16 runs while the machine was quiet
-/// (load below 1.5): one after the other, 0.53 s with 2 threads against 0.73 s with 1; with
-/// `--parallel 2`, 0.44 s with 1 thread each against 0.93 s with 2. On the same machine busy with
-/// other builds (load 6 to 8), 2 threads one after the other took 19–21 s rounds against 1.9–2.0 s
-/// with 1: OpenMP threads wait at every operation's barrier for a thread the kernel descheduled.
-pub fn default_num_threads(cores: usize, parallel_workers: usize) -> usize {
-    (cores / parallel_workers.max(1)).max(1)
-}
-
-/// Sets the number of CPU threads libtorch uses within an operation (process-wide).
-pub fn set_num_threads(threads: usize) {
-    tch::set_num_threads(i32::try_from(threads.max(1)).unwrap_or(i32::MAX));
-}
 
 /// The seed tutorial's `Net`, on the CPU.
 pub struct Net {
@@ -259,162 +209,12 @@ impl Net {
     }
 }
 
-/// The seed tutorial's training hyper-parameters.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct TrainConfig {
-    /// SGD learning rate (0.01).
-    pub learning_rate: f64,
-    /// SGD momentum (0.5).
-    pub momentum: f64,
-    /// Samples per batch (32); the last batch may be shorter.
-    pub batch_size: usize,
-}
-
-impl Default for TrainConfig {
-    fn default() -> Self {
-        Self {
-            learning_rate: 0.01,
-            momentum: 0.5,
-            batch_size: 32,
-        }
-    }
-}
-
-/// A dataset as tensors: normalised images `[N, 1, 28, 28]` (f32) and labels `[N]` (i64).
-#[derive(Debug)]
-pub struct Batches {
-    images: Tensor,
-    labels: Tensor,
-    len: usize,
-}
-
-impl Batches {
-    /// Converts a dataset (see [`Dataset::normalized`]).
-    ///
-    /// # Errors
-    /// [`Error::Torch`] if libtorch fails.
-    pub fn new(data: &Dataset) -> Result<Self> {
-        let len = data.len();
-        let images = Tensor::f_from_slice(&data.normalized())?.f_view([
-            len as i64,
-            1,
-            ROWS as i64,
-            COLS as i64,
-        ])?;
-        let labels = Tensor::f_from_slice(data.labels())?.f_to_kind(Kind::Int64)?;
-        Ok(Self {
-            images,
-            labels,
-            len,
-        })
-    }
-
-    /// The number of samples.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether there are no samples.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// `(images, labels)` batches of `batch_size` samples in dataset order (not shuffled, as the
-    /// seed's loaders), the last one possibly shorter.
-    fn iter(&self, batch_size: usize) -> impl Iterator<Item = Result<(Tensor, Tensor)>> + '_ {
-        (0..self.len).step_by(batch_size.max(1)).map(move |start| {
-            let n = batch_size.min(self.len - start) as i64;
-            Ok((
-                self.images.f_narrow(0, start as i64, n)?,
-                self.labels.f_narrow(0, start as i64, n)?,
-            ))
-        })
-    }
-}
-
-/// Trains `net` for one epoch over `data` in order with a fresh SGD optimizer (the seed creates
-/// one per round), and returns the mean training loss: the sum over batches of
-/// `nll_loss * batch_len`, divided by the number of samples (as the seed).
-///
-/// # Errors
-/// [`Error::EmptyDataset`], [`Error::ZeroBatchSize`], [`Error::Torch`].
-pub fn train_one_epoch(net: &mut Net, data: &Dataset, config: &TrainConfig) -> Result<f64> {
-    train_one_epoch_on(net, &Batches::new(data)?, config)
-}
-
-/// [`train_one_epoch`] on data already converted to tensors.
-///
-/// # Errors
-/// As [`train_one_epoch`].
-pub fn train_one_epoch_on(net: &mut Net, data: &Batches, config: &TrainConfig) -> Result<f64> {
-    if data.is_empty() {
-        return Err(Error::EmptyDataset);
-    }
-    if config.batch_size == 0 {
-        return Err(Error::ZeroBatchSize);
-    }
-    let mut opt = nn::Sgd {
-        momentum: config.momentum,
-        ..Default::default()
-    }
-    .build(&net.vs, config.learning_rate)?;
-    let mut total = 0.0;
-    for batch in data.iter(config.batch_size) {
-        let (xs, ys) = batch?;
-        opt.zero_grad();
-        let loss = net
-            .forward(&xs)?
-            .f_nll_loss(&ys, None::<Tensor>, Reduction::Mean, -100)?;
-        loss.f_backward()?;
-        opt.step();
-        total += loss.f_double_value(&[])? * ys.size()[0] as f64;
-    }
-    // Free the gradients (libtorch's zero_grad sets them to none): a collaborator keeps its
-    // model between rounds, and 88 KB of stale gradients each add up over many collaborators.
-    opt.zero_grad();
-    Ok(total / data.len() as f64)
-}
-
-/// The fraction of `data` that `net` classifies correctly (evaluated in batches, without
-/// gradients). 0 for an empty dataset.
-///
-/// # Errors
-/// [`Error::ZeroBatchSize`], [`Error::Torch`].
-pub fn validate(net: &Net, data: &Dataset, batch_size: usize) -> Result<f64> {
-    validate_on(net, &Batches::new(data)?, batch_size)
-}
-
-/// [`validate`] on data already converted to tensors.
-///
-/// # Errors
-/// As [`validate`].
-pub fn validate_on(net: &Net, data: &Batches, batch_size: usize) -> Result<f64> {
-    if batch_size == 0 {
-        return Err(Error::ZeroBatchSize);
-    }
-    if data.is_empty() {
-        return Ok(0.0);
-    }
-    let correct = tch::no_grad(|| -> Result<i64> {
-        let mut correct = 0;
-        for batch in data.iter(batch_size) {
-            let (xs, ys) = batch?;
-            let pred = net.forward(&xs)?.f_argmax(1, false)?;
-            correct += pred
-                .f_eq_tensor(&ys)?
-                .f_sum(Kind::Int64)?
-                .f_int64_value(&[])?;
-        }
-        Ok(correct)
-    })?;
-    Ok(correct as f64 / data.len() as f64)
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+    use tch::Kind;
 
     #[test]
     fn parameter_layout_has_21840_values() {
@@ -454,16 +254,6 @@ mod tests {
             other.set_flat(&flat[1..]),
             Err(Error::ParameterCount { .. })
         ));
-    }
-
-    #[test]
-    fn default_threads_share_the_cores_among_parallel_workers() {
-        assert_eq!(default_num_threads(2, 1), 2);
-        assert_eq!(default_num_threads(2, 2), 1);
-        assert_eq!(default_num_threads(16, 3), 5);
-        assert_eq!(default_num_threads(2, 4), 1, "never below 1");
-        assert_eq!(default_num_threads(1, 0), 1, "0 workers count as 1");
-        assert!(available_cores() >= 1);
     }
 
     #[test]

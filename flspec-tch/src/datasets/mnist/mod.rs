@@ -7,7 +7,7 @@
 //! subset in `data/mnist-5k/` ([`bundled_dir`]).
 //!
 //! ```no_run
-//! use flspec_examples::mnist::{self, Mnist};
+//! use flspec_tch::datasets::mnist::{self, Mnist};
 //!
 //! let dir = mnist::bundled_dir();
 //! mnist::verify_dir(&dir)?; // against dir/SHA256SUMS
@@ -49,9 +49,11 @@ pub const MEAN: f32 = 0.1307;
 /// The standard deviation used to normalise pixels scaled to 0..=1.
 pub const STD: f32 = 0.3081;
 
-/// The bundled 5,000-sample subset (4,000 train, 1,000 test), `data/mnist-5k/` in the repository.
+/// The bundled 5,000-sample subset (4,000 train, 1,000 test), `data/mnist-5k/` in a checkout of
+/// the repository (beside this crate's folder).
 pub fn bundled_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
         .join("data")
         .join("mnist-5k")
 }
@@ -205,6 +207,37 @@ impl Dataset {
                 .copied()
                 .collect(),
             labels: picked.map(|i| self.labels[i]).collect(),
+        })
+    }
+
+    /// The samples at `indices`, in that order (a site's share from a
+    /// [`flspec::fl::partition`] of the labels, for example).
+    ///
+    /// ```
+    /// use flspec_tch::datasets::mnist::Dataset;
+    ///
+    /// let data = Dataset::new(vec![0; 3 * 784], vec![7, 8, 9]);
+    /// let picked = data.subset(&[2, 0])?;
+    /// assert_eq!(picked.labels(), &[9, 7]);
+    /// # Ok::<(), flspec_tch::datasets::mnist::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Index`] for an index `>= len()`.
+    pub fn subset(&self, indices: &[usize]) -> Result<Self> {
+        if let Some(&index) = indices.iter().find(|&&i| i >= self.len()) {
+            return Err(Error::Index {
+                index,
+                len: self.len(),
+            });
+        }
+        Ok(Self {
+            pixels: indices
+                .iter()
+                .flat_map(|&i| self.image(i))
+                .copied()
+                .collect(),
+            labels: indices.iter().map(|&i| self.labels[i]).collect(),
         })
     }
 

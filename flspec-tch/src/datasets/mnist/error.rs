@@ -149,6 +149,14 @@ pub enum Error {
         /// The number of shards.
         count: usize,
     },
+    /// A sample index past the end of the data set.
+    #[error("there is no sample {index} in a data set of {len}")]
+    Index {
+        /// The requested index.
+        index: usize,
+        /// The number of samples.
+        len: usize,
+    },
 }
 
 /// The loader's result type.
