@@ -25,6 +25,15 @@ impl Sha256Sums {
     ///
     /// # Errors
     /// [`Error::ChecksumList`] for a malformed line.
+    ///
+    /// ```
+    /// use flspec_tch::datasets::mnist::Sha256Sums;
+    /// let digest = "ab".repeat(32);
+    /// let sums = Sha256Sums::parse(&format!("{digest}  a.gz\n# comment\n"), "SHA256SUMS")?;
+    /// assert_eq!(sums.names().collect::<Vec<_>>(), ["a.gz"]);
+    /// assert!(Sha256Sums::parse("not a digest  a.gz", "SHA256SUMS").is_err());
+    /// # Ok::<(), flspec_tch::datasets::mnist::Error>(())
+    /// ```
     pub fn parse(text: &str, source: impl Into<PathBuf>) -> Result<Self> {
         let source = source.into();
         let mut entries = Vec::new();
@@ -59,6 +68,13 @@ impl Sha256Sums {
     ///
     /// # Errors
     /// [`Error::Io`] when it cannot be read; see [`Sha256Sums::parse`].
+    ///
+    /// ```
+    /// use flspec_tch::datasets::mnist::{self, Sha256Sums};
+    /// let sums = Sha256Sums::read(&mnist::bundled_dir().join(mnist::SHA256SUMS))?;
+    /// assert_eq!(sums.names().count(), 4);
+    /// # Ok::<(), flspec_tch::datasets::mnist::Error>(())
+    /// ```
     pub fn read(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
             path: path.to_owned(),
@@ -68,11 +84,26 @@ impl Sha256Sums {
     }
 
     /// The listed file names, in list order.
+    ///
+    /// ```
+    /// use flspec_tch::datasets::mnist::Sha256Sums;
+    /// let sums = Sha256Sums::parse(&format!("{}  b\n{}  a\n", "0".repeat(64), "1".repeat(64)), "list")?;
+    /// assert_eq!(sums.names().collect::<Vec<_>>(), ["b", "a"]);
+    /// # Ok::<(), flspec_tch::datasets::mnist::Error>(())
+    /// ```
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.entries.iter().map(|(name, _)| name.as_str())
     }
 
     /// The listed digest of `name`.
+    ///
+    /// ```
+    /// use flspec_tch::datasets::mnist::Sha256Sums;
+    /// let sums = Sha256Sums::parse(&format!("{}  a\n", "01".repeat(32)), "list")?;
+    /// assert_eq!(sums.get("a"), Some(&[1; 32]));
+    /// assert_eq!(sums.get("b"), None);
+    /// # Ok::<(), flspec_tch::datasets::mnist::Error>(())
+    /// ```
     pub fn get(&self, name: &str) -> Option<&[u8; 32]> {
         self.entries.iter().find(|(n, _)| n == name).map(|(_, d)| d)
     }
@@ -82,6 +113,16 @@ impl Sha256Sums {
     ///
     /// # Errors
     /// [`Error::NotListed`], [`Error::Io`], or [`Error::Checksum`] on a mismatch.
+    ///
+    /// ```
+    /// use flspec_tch::datasets::mnist::{self, Sha256Sums};
+    /// let dir = mnist::bundled_dir();
+    /// let sums = Sha256Sums::read(&dir.join(mnist::SHA256SUMS))?;
+    /// let name = "t10k-labels-idx1-ubyte.gz";
+    /// sums.verify_file(name, &dir.join(name))?;
+    /// assert!(sums.verify_file(name, &dir.join("train-labels-idx1-ubyte.gz")).is_err());
+    /// # Ok::<(), flspec_tch::datasets::mnist::Error>(())
+    /// ```
     pub fn verify_file(&self, name: &str, path: &Path) -> Result<()> {
         let expected = self.get(name).ok_or_else(|| Error::NotListed {
             name: name.to_owned(),
@@ -102,6 +143,13 @@ impl Sha256Sums {
     ///
     /// # Errors
     /// The first failure of [`Sha256Sums::verify_file`].
+    ///
+    /// ```
+    /// use flspec_tch::datasets::mnist::{self, Sha256Sums};
+    /// let dir = mnist::bundled_dir();
+    /// Sha256Sums::read(&dir.join(mnist::SHA256SUMS))?.verify_dir(&dir)?;
+    /// # Ok::<(), flspec_tch::datasets::mnist::Error>(())
+    /// ```
     pub fn verify_dir(&self, dir: &Path) -> Result<()> {
         self.names()
             .try_for_each(|name| self.verify_file(name, &dir.join(name)))
@@ -112,6 +160,12 @@ impl Sha256Sums {
 ///
 /// # Errors
 /// See [`Sha256Sums::read`] and [`Sha256Sums::verify_dir`].
+///
+/// ```
+/// use flspec_tch::datasets::mnist::{self, verify_dir};
+/// verify_dir(&mnist::bundled_dir())?;
+/// # Ok::<(), flspec_tch::datasets::mnist::Error>(())
+/// ```
 pub fn verify_dir(dir: &Path) -> Result<()> {
     Sha256Sums::read(&dir.join(SHA256SUMS))?.verify_dir(dir)
 }
@@ -120,6 +174,14 @@ pub fn verify_dir(dir: &Path) -> Result<()> {
 ///
 /// # Errors
 /// [`Error::Io`] when it cannot be read.
+///
+/// ```
+/// use flspec_tch::datasets::mnist::{sha256_file, to_hex};
+/// let file = std::env::temp_dir().join("flspec-sha256-doc-example");
+/// std::fs::write(&file, b"abc").expect("a writable temp dir");
+/// assert!(to_hex(&sha256_file(&file)?).starts_with("ba7816bf"));
+/// # Ok::<(), flspec_tch::datasets::mnist::Error>(())
+/// ```
 pub fn sha256_file(path: &Path) -> Result<[u8; 32]> {
     let io_err = |source: io::Error| Error::Io {
         path: path.to_owned(),
@@ -139,6 +201,11 @@ pub fn sha256_file(path: &Path) -> Result<[u8; 32]> {
 }
 
 /// Lower-case hex of a digest.
+///
+/// ```
+/// use flspec_tch::datasets::mnist::to_hex;
+/// assert_eq!(to_hex(&[0x0f, 0xa0]), "0fa0");
+/// ```
 pub fn to_hex(digest: &[u8]) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -49,6 +49,15 @@ const MAX_BYTES: u64 = 64 << 20;
 /// # Errors
 /// [`Error::Download`] naming the file and what every mirror answered; [`Error::Io`] if `dir`
 /// cannot be written.
+///
+/// ```no_run
+/// use flspec_tch::datasets::mnist::{self, Mnist};
+/// let dir = std::path::Path::new("data/mnist-full");
+/// mnist::download::download(dir)?; // 4 files, ~11 MB, each checked against its SHA-256
+/// let data = Mnist::load(dir)?;
+/// assert_eq!(data.train.len(), 60_000);
+/// # Ok::<(), flspec_tch::datasets::mnist::Error>(())
+/// ```
 pub fn download(dir: &Path) -> Result<()> {
     download_from(dir, &MIRRORS, &MNIST_SHA256, &mut http_get)
 }
@@ -57,6 +66,21 @@ pub fn download(dir: &Path) -> Result<()> {
 ///
 /// # Errors
 /// As [`download`].
+///
+/// ```
+/// use flspec_tch::datasets::mnist::download::download_from;
+/// let dir = tempfile_dir();
+/// // A transport that never reaches a mirror: every file fails, and nothing is left behind.
+/// let mut offline = |url: &str| Err::<Vec<u8>, _>(format!("offline: {url}"));
+/// let err = download_from(&dir, &["https://mirror.invalid/"], &[("a.gz", "00")], &mut offline);
+/// assert!(err.is_err());
+/// assert!(!dir.join("a.gz").exists());
+/// # fn tempfile_dir() -> std::path::PathBuf {
+/// #     let dir = std::env::temp_dir().join(format!("flspec-download-doc-{}", std::process::id()));
+/// #     std::fs::create_dir_all(&dir).expect("a writable temp dir");
+/// #     dir
+/// # }
+/// ```
 pub fn download_from(
     dir: &Path,
     mirrors: &[&str],

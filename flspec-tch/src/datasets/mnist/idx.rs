@@ -32,6 +32,12 @@ pub struct IdxImages {
 
 impl IdxImages {
     /// The number of images.
+    ///
+    /// ```
+    /// use flspec_tch::datasets::mnist::IdxImages;
+    /// let images = IdxImages { rows: 28, cols: 28, pixels: vec![0; 3 * 784] };
+    /// assert_eq!(images.count(), 3);
+    /// ```
     pub fn count(&self) -> usize {
         self.pixels.len() / (self.rows * self.cols).max(1)
     }
@@ -41,6 +47,13 @@ impl IdxImages {
 ///
 /// # Errors
 /// [`Error::Io`] when the file cannot be read, [`Error::Gzip`] when it is a damaged gzip file.
+///
+/// ```
+/// use flspec_tch::datasets::mnist::{self, read_maybe_gzip};
+/// let bytes = read_maybe_gzip(&mnist::bundled_dir().join("t10k-labels-idx1-ubyte.gz"))?;
+/// assert_eq!(bytes[..4], [0, 0, 8, 1]); // the labels' IDX magic, after gunzip
+/// # Ok::<(), flspec_tch::datasets::mnist::Error>(())
+/// ```
 pub fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>> {
     let raw = fs::read(path).map_err(|source| Error::Io {
         path: path.to_owned(),
@@ -64,6 +77,13 @@ pub fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>> {
 /// # Errors
 /// See [`read_maybe_gzip`]; [`Error::Magic`] for another kind of file, [`Error::Length`] when the
 /// data is shorter or longer than the header says.
+///
+/// ```
+/// use flspec_tch::datasets::mnist::{self, read_images};
+/// let images = read_images(&mnist::bundled_dir().join("t10k-images-idx3-ubyte.gz"))?;
+/// assert_eq!((images.count(), images.rows, images.cols), (1_000, 28, 28));
+/// # Ok::<(), flspec_tch::datasets::mnist::Error>(())
+/// ```
 pub fn read_images(path: &Path) -> Result<IdxImages> {
     let bytes = read_maybe_gzip(path)?;
     let (dims, data) = parse(path, &bytes, IMAGES_MAGIC, "u8 images, 3 dimensions")?;
@@ -79,6 +99,13 @@ pub fn read_images(path: &Path) -> Result<IdxImages> {
 ///
 /// # Errors
 /// As [`read_images`].
+///
+/// ```
+/// use flspec_tch::datasets::mnist::{self, read_labels};
+/// let labels = read_labels(&mnist::bundled_dir().join("t10k-labels-idx1-ubyte.gz"))?;
+/// assert!(labels.len() == 1_000 && labels.iter().all(|&l| l < 10));
+/// # Ok::<(), flspec_tch::datasets::mnist::Error>(())
+/// ```
 pub fn read_labels(path: &Path) -> Result<Vec<u8>> {
     let bytes = read_maybe_gzip(path)?;
     let (_, data) = parse(path, &bytes, LABELS_MAGIC, "u8 labels, 1 dimension")?;

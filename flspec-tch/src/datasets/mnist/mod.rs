@@ -51,6 +51,11 @@ pub const STD: f32 = 0.3081;
 
 /// The bundled 5,000-sample subset (4,000 train, 1,000 test), `data/mnist-5k/` in a checkout of
 /// the repository (beside this crate's folder).
+///
+/// ```
+/// use flspec_tch::datasets::mnist::bundled_dir;
+/// assert!(bundled_dir().ends_with("mnist-5k"));
+/// ```
 pub fn bundled_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
@@ -69,6 +74,11 @@ pub enum Split {
 
 impl Split {
     /// The images and labels file names, without `.gz`.
+    ///
+    /// ```
+    /// use flspec_tch::datasets::mnist::Split;
+    /// assert_eq!(Split::Test.file_names(), ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"));
+    /// ```
     pub fn file_names(self) -> (&'static str, &'static str) {
         match self {
             Split::Train => (TRAIN_IMAGES, TRAIN_LABELS),
@@ -81,6 +91,14 @@ impl Split {
 ///
 /// # Errors
 /// [`Error::Missing`] when neither exists.
+///
+/// ```
+/// use flspec_tch::datasets::mnist::{self, find_file};
+/// let dir = mnist::bundled_dir();
+/// assert!(find_file(&dir, mnist::TRAIN_LABELS)?.ends_with("train-labels-idx1-ubyte.gz"));
+/// assert!(find_file(&dir, "no-such-file").is_err());
+/// # Ok::<(), flspec_tch::datasets::mnist::Error>(())
+/// ```
 pub fn find_file(dir: &Path, name: &str) -> Result<PathBuf> {
     [dir.join(name), dir.join(format!("{name}.gz"))]
         .into_iter()
@@ -106,6 +124,12 @@ impl Dataset {
     /// # Panics
     /// When `pixels.len() != labels.len() * 784` or a label is above 9: loading files checks
     /// both and returns an error instead.
+    ///
+    /// ```
+    /// use flspec_tch::datasets::mnist::Dataset;
+    /// let data = Dataset::new(vec![0; 2 * 784], vec![3, 1]);
+    /// assert_eq!(data.len(), 2);
+    /// ```
     pub fn new(pixels: Vec<u8>, labels: Vec<u8>) -> Self {
         assert_eq!(
             pixels.len(),
@@ -124,6 +148,13 @@ impl Dataset {
     ///
     /// # Errors
     /// Any [`Error`] but the checksum ones, naming the offending file.
+    ///
+    /// ```
+    /// use flspec_tch::datasets::mnist::{self, Dataset, Split};
+    /// let test = Dataset::load(&mnist::bundled_dir(), Split::Test)?;
+    /// assert_eq!(test.len(), 1_000);
+    /// # Ok::<(), flspec_tch::datasets::mnist::Error>(())
+    /// ```
     pub fn load(dir: &Path, split: Split) -> Result<Self> {
         let (images_name, labels_name) = split.file_names();
         let images_path = find_file(dir, images_name)?;
@@ -163,21 +194,41 @@ impl Dataset {
     }
 
     /// The number of samples.
+    ///
+    /// ```
+    /// use flspec_tch::datasets::mnist::Dataset;
+    /// assert_eq!(Dataset::new(vec![0; 784], vec![5]).len(), 1);
+    /// ```
     pub fn len(&self) -> usize {
         self.labels.len()
     }
 
     /// Whether there are no samples.
+    ///
+    /// ```
+    /// use flspec_tch::datasets::mnist::Dataset;
+    /// assert!(Dataset::new(vec![], vec![]).is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
     }
 
     /// All pixels, 0 to 255: `len() * 784` bytes, image after image.
+    ///
+    /// ```
+    /// use flspec_tch::datasets::mnist::Dataset;
+    /// assert_eq!(Dataset::new(vec![9; 784], vec![5]).pixels().len(), 784);
+    /// ```
     pub fn pixels(&self) -> &[u8] {
         &self.pixels
     }
 
     /// All labels, 0 to 9.
+    ///
+    /// ```
+    /// use flspec_tch::datasets::mnist::Dataset;
+    /// assert_eq!(Dataset::new(vec![0; 784], vec![5]).labels(), &[5]);
+    /// ```
     pub fn labels(&self) -> &[u8] {
         &self.labels
     }
@@ -186,6 +237,13 @@ impl Dataset {
     ///
     /// # Panics
     /// When `i >= len()`.
+    ///
+    /// ```
+    /// use flspec_tch::datasets::mnist::Dataset;
+    /// let mut pixels = vec![0; 2 * 784];
+    /// pixels[784] = 255;
+    /// assert_eq!(Dataset::new(pixels, vec![0, 1]).image(1)[0], 255);
+    /// ```
     pub fn image(&self, i: usize) -> &[u8] {
         &self.pixels[i * ROWS * COLS..(i + 1) * ROWS * COLS]
     }
@@ -195,6 +253,14 @@ impl Dataset {
     ///
     /// # Errors
     /// [`Error::Shard`] unless `index < count`.
+    ///
+    /// ```
+    /// use flspec_tch::datasets::mnist::Dataset;
+    /// let data = Dataset::new(vec![0; 5 * 784], vec![0, 1, 2, 3, 4]);
+    /// assert_eq!(data.shard(1, 2)?.labels(), &[1, 3]);
+    /// assert!(data.shard(2, 2).is_err());
+    /// # Ok::<(), flspec_tch::datasets::mnist::Error>(())
+    /// ```
     pub fn shard(&self, index: usize, count: usize) -> Result<Self> {
         if index >= count {
             return Err(Error::Shard { index, count });
@@ -243,11 +309,23 @@ impl Dataset {
 
     /// The pixels as the model reads them: scaled to 0..=1, then `(x - MEAN) / STD`, in `f32`
     /// (torchvision's `ToTensor()` then `Normalize((0.1307,), (0.3081,))`, same rounding).
+    ///
+    /// ```
+    /// use flspec_tch::datasets::mnist::{Dataset, normalize};
+    /// let data = Dataset::new(vec![255; 784], vec![0]);
+    /// assert_eq!(data.normalized()[0], normalize(255));
+    /// ```
     pub fn normalized(&self) -> Vec<f32> {
         self.pixels.iter().map(|&p| normalize(p)).collect()
     }
 
     /// How many samples of each digit.
+    ///
+    /// ```
+    /// use flspec_tch::datasets::mnist::Dataset;
+    /// let counts = Dataset::new(vec![0; 3 * 784], vec![7, 7, 2]).class_counts();
+    /// assert_eq!((counts[7], counts[2], counts[0]), (2, 1, 0));
+    /// ```
     pub fn class_counts(&self) -> [usize; CLASSES] {
         let mut counts = [0; CLASSES];
         for &l in &self.labels {
@@ -258,6 +336,11 @@ impl Dataset {
 }
 
 /// One pixel as the model reads it: `(p / 255 - MEAN) / STD`, in `f32`.
+///
+/// ```
+/// use flspec_tch::datasets::mnist::normalize;
+/// assert!((normalize(0) + 0.1307 / 0.3081).abs() < 1e-6);
+/// ```
 pub fn normalize(pixel: u8) -> f32 {
     (f32::from(pixel) / 255.0 - MEAN) / STD
 }
@@ -277,6 +360,13 @@ impl Mnist {
     ///
     /// # Errors
     /// See [`Dataset::load`].
+    ///
+    /// ```
+    /// use flspec_tch::datasets::mnist::{self, Mnist};
+    /// let data = Mnist::load(&mnist::bundled_dir())?;
+    /// assert_eq!((data.train.len(), data.test.len()), (4_000, 1_000));
+    /// # Ok::<(), flspec_tch::datasets::mnist::Error>(())
+    /// ```
     pub fn load(dir: &Path) -> Result<Self> {
         Ok(Self {
             train: Dataset::load(dir, Split::Train)?,
@@ -288,6 +378,12 @@ impl Mnist {
     ///
     /// # Errors
     /// See [`verify_dir`] and [`Dataset::load`].
+    ///
+    /// ```
+    /// use flspec_tch::datasets::mnist::Mnist;
+    /// assert_eq!(Mnist::load_bundled()?.train.len(), 4_000);
+    /// # Ok::<(), flspec_tch::datasets::mnist::Error>(())
+    /// ```
     pub fn load_bundled() -> Result<Self> {
         let dir = bundled_dir();
         verify_dir(&dir)?;
@@ -298,6 +394,13 @@ impl Mnist {
     ///
     /// # Errors
     /// [`Error::Shard`] unless `index < count`.
+    ///
+    /// ```
+    /// use flspec_tch::datasets::mnist::Mnist;
+    /// let portland = Mnist::load_bundled()?.shard(1, 2)?;
+    /// assert_eq!((portland.train.len(), portland.test.len()), (2_000, 500));
+    /// # Ok::<(), flspec_tch::datasets::mnist::Error>(())
+    /// ```
     pub fn shard(&self, index: usize, count: usize) -> Result<Self> {
         Ok(Self {
             train: self.train.shard(index, count)?,
