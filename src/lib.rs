@@ -2,11 +2,14 @@
 //! examples (`cargo run --example NAME`) and the cross-crate integration tests under `tests/`.
 //!
 //! Its library holds only what the examples, tests and benches share: the SecAgg MNIST flow
-//! (`secagg_mnist`, with the `torch` feature, on by default; run `scripts/setup-libtorch.sh`
-//! once). Data sets, models and local training are the toolkit's: `flspec-tch` (and
-//! `flspec::fl` on the server side).
+//! (`secagg_mnist`) and the plain FedAvg MNIST flow with a choice of aggregator and Byzantine
+//! collaborators (`fedavg_mnist`), both with the `torch` feature (on by default; run
+//! `scripts/setup-libtorch.sh` once). Data sets, models and local training are the toolkit's:
+//! `flspec-tch` (and `flspec::fl` on the server side).
 #![warn(missing_docs)]
 
+#[cfg(feature = "torch")]
+pub mod fedavg_mnist;
 #[cfg(feature = "torch")]
 pub mod secagg_mnist;
 

@@ -1,0 +1,380 @@
+//! The plain federated-averaging MNIST flow, written with the public DSL only.
+//!
+//! Per round: the aggregator sends the global model and the round's settings to every
+//! collaborator (`start`, then `join` for later rounds); each collaborator validates the global
+//! model on its test shard, trains it for the round's local epochs on its partition (with
+//! FedProx's proximal term when `mu > 0`), validates the result, and sends its model and a
+//! report (`train`); the aggregator combines the models with its [`Rule`], validates the new
+//! global model on the full test set it holds, and records the round (`join`).
+//!
+//! Each collaborator's model travels in the clear: the robust rules need each one, which secure
+//! aggregation would hide (it gives only the sum). A Byzantine collaborator's attack lives in its
+//! private state ([`Site`]) and runs inside its own step.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use flspec::BoxError;
+use flspec::prelude::*;
+use flspec_tch::datasets::mnist::Mnist;
+use flspec_tch::models::mnist_cnn::Net;
+use flspec_tch::train::{Batches, TrainConfig, train_one_epoch_on, validate_on};
+
+use super::rule::Rule;
+use super::site::Site;
+
+/// Samples per validation batch.
+const EVAL_BATCH: usize = 1000;
+
+/// Public settings of a run; they travel to the collaborators.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
+    /// Training rounds.
+    pub rounds: u32,
+    /// Local epochs per round.
+    pub epochs: usize,
+    /// The collaborators' SGD learning rate.
+    pub learning_rate: f64,
+    /// The collaborators' SGD momentum.
+    pub momentum: f64,
+    /// Samples per training batch.
+    pub batch_size: usize,
+    /// FedProx's `mu` (0: plain FedAvg).
+    pub mu: f64,
+    /// How the aggregator combines the models.
+    pub rule: Rule,
+}
+
+impl Default for Settings {
+    /// The seed tutorial's training (one epoch, SGD 0.01 with momentum 0.5, batches of 32),
+    /// 2 rounds, FedAvg.
+    fn default() -> Self {
+        let train = TrainConfig::default();
+        Settings {
+            rounds: 2,
+            epochs: 1,
+            learning_rate: train.learning_rate,
+            momentum: train.momentum,
+            batch_size: train.batch_size,
+            mu: 0.0,
+            rule: Rule::Mean,
+        }
+    }
+}
+
+impl Settings {
+    /// Checks the settings against `collaborators` collaborators.
+    ///
+    /// # Errors
+    /// A setting out of range, or a rule that needs more collaborators.
+    pub fn validate(&self, collaborators: usize) -> anyhow::Result<()> {
+        if self.epochs == 0 {
+            anyhow::bail!("`--epochs 0`: train at least one local epoch per round");
+        }
+        if self.batch_size == 0 {
+            anyhow::bail!("`--batch-size 0`: the batch size must be at least 1");
+        }
+        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
+            anyhow::bail!(
+                "learning rate {}: it must be a finite number > 0, e.g. 0.01",
+                self.learning_rate
+            );
+        }
+        if !(self.mu.is_finite() && self.mu >= 0.0) {
+            anyhow::bail!(
+                "FedProx mu {}: it must be a finite number >= 0 (0 is plain FedAvg)",
+                self.mu
+            );
+        }
+        // FEDPROX: E1's `train_one_epoch_with` is not wired in yet; refuse mu > 0 until it is.
+        if self.mu > 0.0 {
+            anyhow::bail!("FedProx (mu > 0) is not available in this build yet; use mu = 0");
+        }
+        let needed = self.rule.min_updates();
+        if collaborators < needed {
+            anyhow::bail!(
+                "rule `{}` needs at least {needed} collaborators' updates, but the run has {collaborators}; lower F or add collaborators",
+                self.rule
+            );
+        }
+        if let Rule::MultiKrum { m, .. } = self.rule
+            && m > collaborators
+        {
+            anyhow::bail!(
+                "rule `{}` averages {m} updates, but the run has {collaborators} collaborators",
+                self.rule
+            );
+        }
+        Ok(())
+    }
+
+    /// The collaborators' training configuration.
+    pub fn train_config(&self) -> TrainConfig {
+        TrainConfig {
+            learning_rate: self.learning_rate,
+            momentum: self.momentum,
+            batch_size: self.batch_size,
+        }
+    }
+}
+
+/// What a collaborator reports with its model (collaborator → aggregator).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SiteReport {
+    /// Training samples (the model's weight in the mean).
+    pub samples: u64,
+    /// Mean training loss of the last local epoch (the data loss, without FedProx's term).
+    pub loss: f64,
+    /// Accuracy of the global model it received, on its test shard.
+    pub global_accuracy: f64,
+    /// Accuracy of its trained model, on its test shard.
+    pub local_accuracy: f64,
+    /// Test samples in its shard.
+    pub test_samples: u64,
+    /// Seconds the step took (validation, training, validation).
+    pub seconds: f64,
+}
+
+/// One collaborator's part in a round.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ParticipantRow {
+    /// The collaborator.
+    pub name: String,
+    /// What it reported.
+    pub report: SiteReport,
+}
+
+/// One round of the results.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RoundRow {
+    /// Round number, from 0.
+    pub round: u32,
+    /// Accuracy of the new global model on the aggregator's full test set.
+    pub accuracy: f64,
+    /// Mean training loss, weighted by training samples.
+    pub train_loss: f64,
+    /// Accuracy of the local models on their test shards, weighted by test samples.
+    pub local_accuracy: f64,
+    /// Training samples in the round.
+    pub samples: u64,
+    /// The learning rate of the round.
+    pub learning_rate: f64,
+    /// Local epochs of the round.
+    pub epochs: usize,
+    /// Collaborators whose model held a NaN or an infinity and was left out.
+    pub rejected: Vec<String>,
+    /// Seconds from sending the model to the new global model's validation.
+    pub seconds: f64,
+    /// Each collaborator's report, in collaborator order.
+    pub participants: Vec<ParticipantRow>,
+}
+
+/// The flow state: what travels between the aggregator and the collaborators, as each
+/// transition's `include` list says.
+#[derive(Clone, Default, Serialize, Deserialize)]
+pub struct FedAvgMnist {
+    /// Public settings.
+    pub settings: Settings,
+    /// The current round.
+    pub round: u32,
+    /// The global model, as [`Net::to_flat`] lays it out.
+    pub model: Vec<f32>,
+    /// Collaborator → aggregator: its model after training (or its attack's).
+    pub update: Vec<f32>,
+    /// Collaborator → aggregator: what it measured.
+    pub report: SiteReport,
+    /// The results (aggregator only).
+    pub results: Vec<RoundRow>,
+}
+
+impl FedAvgMnist {
+    /// A run with these settings starting from `model`.
+    pub fn new(settings: Settings, model: Vec<f32>) -> Self {
+        FedAvgMnist {
+            settings,
+            model,
+            ..Default::default()
+        }
+    }
+}
+
+/// The aggregator's private state: the full test set and a model to validate the global model
+/// with, and when the round started.
+pub struct Server {
+    data: Arc<Mnist>,
+    eval: Option<(Net, Batches)>,
+    round_started: Option<Instant>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("test", &self.data.test.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// An aggregator that validates on `data.test` (converted on the first round).
+    pub fn new(data: Arc<Mnist>) -> Self {
+        Server {
+            data,
+            eval: None,
+            round_started: None,
+        }
+    }
+
+    /// The accuracy of `model` on the full test set.
+    fn validate(&mut self, model: &[f32]) -> Result<f64, BoxError> {
+        if self.eval.is_none() {
+            self.eval = Some((Net::new(0)?, Batches::new(&self.data.test)?));
+        }
+        let (net, test) = self
+            .eval
+            .as_mut()
+            .ok_or("the aggregator's test set is missing")?;
+        net.set_flat(model)?;
+        Ok(validate_on(net, test, EVAL_BATCH)?)
+    }
+}
+
+/// The seed's noise-stream mix of a site seed and a round.
+fn round_seed(seed: u64, round: u32) -> u64 {
+    seed ^ u64::from(round).wrapping_mul(0xD1B5_4A32_D192_ED03)
+}
+
+#[flow(collaborator = Site, aggregator = Server)]
+impl FedAvgMnist {
+    /// Sends the initial model to every collaborator.
+    #[aggregator]
+    fn start(&mut self, ctx: &Ctx, server: &mut Server) -> Result<Next<Self>, BoxError> {
+        server.round_started = Some(Instant::now());
+        Ok(next!(
+            self.train,
+            foreach = ctx.collaborators().to_vec(),
+            include = [settings, round, model]
+        ))
+    }
+
+    /// Validates the global model on the test shard, trains it on the local data, validates
+    /// the result, and sends it (or the attack's vector).
+    #[collaborator]
+    fn train(&mut self, site: &mut Site) -> Result<Next<Self>, BoxError> {
+        let started = Instant::now();
+        site.net.set_flat(&self.model)?;
+        let global_accuracy = validate_on(&site.net, &site.test, EVAL_BATCH)?;
+        let config = self.settings.train_config();
+        let mut loss = 0.0;
+        for _ in 0..self.settings.epochs {
+            // FEDPROX: call `train_one_epoch_with(.., Some(&proximal))` when mu > 0 (E1's API).
+            loss = train_one_epoch_on(&mut site.net, &site.train, &config)?;
+        }
+        let local_accuracy = validate_on(&site.net, &site.test, EVAL_BATCH)?;
+        let mut update = site.net.to_flat()?;
+        if let Some(attack) = site.attack {
+            attack.apply(
+                &self.model,
+                &mut update,
+                round_seed(site.noise_seed, self.round),
+            );
+        }
+        self.update = update;
+        self.report = SiteReport {
+            samples: site.train.len() as u64,
+            loss,
+            global_accuracy,
+            local_accuracy,
+            test_samples: site.test.len() as u64,
+            seconds: started.elapsed().as_secs_f64(),
+        };
+        Ok(next!(self.join, include = [update, report]))
+    }
+
+    /// Combines the models with the rule, validates the new global model, records the round,
+    /// and starts the next one.
+    #[aggregator]
+    fn join(
+        &mut self,
+        ctx: &Ctx,
+        inputs: Inputs<Self>,
+        server: &mut Server,
+    ) -> Result<Next<Self>, BoxError> {
+        let mut rejected = Vec::new();
+        let mut updates: Vec<(&[f32], f64)> = Vec::with_capacity(inputs.len());
+        for input in &inputs {
+            if input.update.len() != self.model.len() {
+                return Err(format!(
+                    "collaborator `{}` sent {} values, but the model has {}",
+                    input.name(),
+                    input.update.len(),
+                    self.model.len()
+                )
+                .into());
+            }
+            if input.update.iter().all(|v| v.is_finite()) {
+                updates.push((&input.update, input.report.samples as f64));
+            } else {
+                rejected.push(input.name().to_string());
+            }
+        }
+        if updates.is_empty() {
+            return Err(format!(
+                "round {}: every collaborator's model holds a NaN or an infinity; lower the learning rate",
+                self.round
+            )
+            .into());
+        }
+        let mut model = vec![0.0f32; self.model.len()];
+        self.settings.rule.aggregate(&updates, &mut model)?;
+        let accuracy = server.validate(&model)?;
+        self.model = model;
+
+        let reports = || inputs.iter().map(|i| &i.report);
+        let samples: u64 = reports().map(|r| r.samples).sum();
+        let test_samples: u64 = reports().map(|r| r.test_samples).sum();
+        let weighted = |f: fn(&SiteReport) -> f64, w: fn(&SiteReport) -> u64, total: u64| {
+            if total == 0 {
+                0.0
+            } else {
+                reports().map(|r| f(r) * w(r) as f64).sum::<f64>() / total as f64
+            }
+        };
+        self.results.push(RoundRow {
+            round: self.round,
+            accuracy,
+            train_loss: weighted(|r| r.loss, |r| r.samples, samples),
+            local_accuracy: weighted(|r| r.local_accuracy, |r| r.test_samples, test_samples),
+            samples,
+            learning_rate: self.settings.learning_rate,
+            epochs: self.settings.epochs,
+            rejected,
+            seconds: server
+                .round_started
+                .map_or(0.0, |t| t.elapsed().as_secs_f64()),
+            participants: inputs
+                .iter()
+                .map(|i| ParticipantRow {
+                    name: i.name().to_string(),
+                    report: i.report.clone(),
+                })
+                .collect(),
+        });
+        self.update = Vec::new();
+        self.report = SiteReport::default();
+        self.round += 1;
+        if self.round < self.settings.rounds {
+            server.round_started = Some(Instant::now());
+            Ok(next!(
+                self.train,
+                foreach = ctx.collaborators().to_vec(),
+                include = [settings, round, model]
+            ))
+        } else {
+            Ok(next!(self.end))
+        }
+    }
+
+    /// The end of the flow.
+    #[aggregator]
+    fn end(&mut self) {}
+}

@@ -1,0 +1,115 @@
+//! The plain FedAvg MNIST flow on the bundled data (1 libtorch thread): one round
+//! learns, runs are deterministic for a seed, partitions and rules are wired in, and bad
+//! options are refused with a clear error.
+
+use std::sync::{Arc, OnceLock};
+
+use flspec::Flow;
+use flspec_examples::fedavg_mnist::{FedAvgMnist, Rule, RunOptions};
+use flspec_tch::datasets::mnist::Mnist;
+
+/// The bundled subset: 4,000 training and 1,000 test images.
+fn data() -> Arc<Mnist> {
+    static DATA: OnceLock<Arc<Mnist>> = OnceLock::new();
+    Arc::clone(DATA.get_or_init(|| {
+        flspec_tch::threads::set_num_threads(1);
+        Arc::new(Mnist::load_bundled().expect("the bundled data loads"))
+    }))
+}
+
+fn run(options: &RunOptions) -> FedAvgMnist {
+    let runtime = options.local_runtime().expect("valid options");
+    options
+        .initial_state()
+        .expect("the initial model")
+        .run(&runtime)
+        .expect("the flow runs")
+}
+
+#[test]
+fn one_round_learns_and_reports_every_collaborator() {
+    let mut options = RunOptions::new(4, data());
+    options.settings.rounds = 1;
+    options.settings.learning_rate = 0.05;
+    let flow = run(&options);
+    assert_eq!(flow.round, 1);
+    assert_eq!(flow.results.len(), 1);
+    let row = &flow.results[0];
+    // The untrained model guesses (about 0.1); one epoch on 4,000 images is well above that.
+    let untrained = row.participants[0].report.global_accuracy;
+    assert!(untrained < 0.2, "{row:?}");
+    assert!(row.accuracy > 0.4, "{row:?}");
+    assert!(row.train_loss > 0.1 && row.train_loss < 2.4, "{row:?}");
+    assert_eq!(row.samples, 4000);
+    let names: Vec<&str> = row.participants.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "Bengaluru",
+            "Portland",
+            "collaborator-003",
+            "collaborator-004"
+        ]
+    );
+    for p in &row.participants {
+        // The strided split: 1,000 training and 250 test images each.
+        assert_eq!(
+            (p.report.samples, p.report.test_samples),
+            (1000, 250),
+            "{p:?}"
+        );
+        assert!(p.report.seconds > 0.0);
+    }
+    assert!(row.rejected.is_empty());
+    assert_eq!(
+        flow.model.len(),
+        flspec_tch::models::mnist_cnn::NUM_PARAMETERS
+    );
+}
+
+#[test]
+fn same_seed_same_model_and_parallel_workers_change_nothing() {
+    let mut options = RunOptions::new(3, data());
+    options.settings.rounds = 2;
+    options.settings.rule = Rule::Median;
+    options.partition = "dirichlet:1.0".parse().expect("a partition");
+    let a = run(&options);
+    let b = run(&options);
+    assert_eq!(a.model, b.model);
+    assert_eq!(a.results[1].accuracy, b.results[1].accuracy);
+    options.workers = 3;
+    let c = run(&options);
+    assert_eq!(a.model, c.model);
+    // Another partition seed gives other sites, so another model.
+    options.partition_seed += 1;
+    let d = run(&options);
+    assert_ne!(a.model, d.model);
+    let sizes = |f: &FedAvgMnist| -> Vec<u64> {
+        f.results[0]
+            .participants
+            .iter()
+            .map(|p| p.report.samples)
+            .collect()
+    };
+    assert_eq!(sizes(&a).iter().sum::<u64>(), 4000);
+    assert_ne!(sizes(&a), sizes(&d));
+}
+
+#[test]
+fn bad_options_are_refused_with_a_clear_error() {
+    let mut options = RunOptions::new(4, data());
+    options.attackers = vec!["Lisbon:sign-flip".parse().expect("a spec")];
+    let err = options
+        .local_runtime()
+        .err()
+        .expect("Lisbon is not a collaborator");
+    assert!(
+        err.to_string().contains("no collaborator `Lisbon`"),
+        "{err}"
+    );
+
+    let mut options = RunOptions::new(4, data());
+    options.settings.rule = Rule::Krum { f: 1 };
+    let err = options.validate().expect_err("Krum with f = 1 needs 5");
+    assert!(err.to_string().contains("at least 5"), "{err}");
+}
