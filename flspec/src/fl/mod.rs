@@ -11,8 +11,11 @@
 //! - [`sampling`]: choosing the collaborators of a round.
 //! - [`schedule`]: the client learning rate and local epochs per round (step, exponential,
 //!   cosine, warm-up, piecewise), parsed from one-line strings such as `cosine:0.1,rounds=20`.
+//! - [`history`]: a run's metrics per round and per collaborator, written as JSON lines, CSV,
+//!   TensorBoard event files and (feature `plot`) SVG/PNG charts.
 
 pub mod aggregate;
+pub mod history;
 pub mod partition;
 pub mod sampling;
 pub mod schedule;
