@@ -18,6 +18,33 @@ pub enum Error {
     /// A batch size of 0.
     #[error("the batch size must be at least 1")]
     ZeroBatchSize,
+    /// A FedProx `mu` that is negative, infinite or NaN.
+    #[error("FedProx's mu must be a finite number >= 0 (0 is plain FedAvg), got {0}")]
+    ProximalMu(f64),
+    /// Parameters given to a FedProx term that are not as many as the global model's.
+    #[error(
+        "the FedProx term got {found} parameter tensors, but its global model has {expected}; \
+         pass the parameters of the model the snapshot was taken from"
+    )]
+    ProximalCount {
+        /// The global model's number of tensors.
+        expected: usize,
+        /// The number given.
+        found: usize,
+    },
+    /// A parameter given to a FedProx term whose shape is not the global model's.
+    #[error(
+        "the FedProx term got parameter {index} of shape {found:?}, but the global model's is \
+         {expected:?}; pass the parameters in the model's order"
+    )]
+    ProximalShape {
+        /// The parameter's position.
+        index: usize,
+        /// The global model's shape.
+        expected: Vec<i64>,
+        /// The shape given.
+        found: Vec<i64>,
+    },
     /// libtorch reported an error.
     #[error("libtorch error")]
     Torch(#[from] tch::TchError),

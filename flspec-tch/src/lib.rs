@@ -5,6 +5,8 @@
 //! - [`datasets`]: data sets and their loaders ([`datasets::mnist`] needs no libtorch).
 //! - [`models`]: models, e.g. the seed tutorial's MNIST CNN ([`models::mnist_cnn::Net`]).
 //! - [`train`]: one local epoch of training and validation, as the seed tutorial does them.
+//! - [`fedprox`]: FedProx's proximal term `mu/2 * ||w - w_global||^2`, added to a loss in one
+//!   call (or to every batch by [`train::train_one_epoch_with`]).
 //! - [`threads`]: libtorch's CPU threads, shared among collaborators that train at once.
 //!
 //! Everything but [`datasets`] needs the `torch` feature (on by default), which links libtorch:
@@ -16,6 +18,8 @@
 pub mod datasets;
 #[cfg(feature = "torch")]
 mod error;
+#[cfg(feature = "torch")]
+pub mod fedprox;
 #[cfg(feature = "torch")]
 pub mod models;
 #[cfg(feature = "torch")]

@@ -6,6 +6,7 @@ use tch::{Kind, Reduction, Tensor};
 
 use crate::datasets::mnist::{COLS, Dataset, ROWS};
 use crate::error::{Error, Result};
+use crate::fedprox::Proximal;
 use crate::models::mnist_cnn::Net;
 
 /// The seed tutorial's training hyper-parameters.
@@ -96,6 +97,24 @@ pub fn train_one_epoch(net: &mut Net, data: &Dataset, config: &TrainConfig) -> R
 /// # Errors
 /// As [`train_one_epoch`].
 pub fn train_one_epoch_on(net: &mut Net, data: &Batches, config: &TrainConfig) -> Result<f64> {
+    train_one_epoch_with(net, data, config, None)
+}
+
+/// As [`train_one_epoch_on`], with FedProx's proximal term ([`Proximal::term`]) added to every
+/// batch's loss when `proximal` is `Some`. The returned mean loss is the data loss alone (the
+/// `nll_loss` without the term), as OpenFL's FedProx reports it (its `FedProxOptimizer` adds the
+/// term's gradient in the step), so runs with different `mu` compare. With `None` this is
+/// exactly [`train_one_epoch_on`].
+///
+/// # Errors
+/// As [`train_one_epoch`]; [`Error::ProximalCount`] or [`Error::ProximalShape`] if `proximal`
+/// was taken from another model.
+pub fn train_one_epoch_with(
+    net: &mut Net,
+    data: &Batches,
+    config: &TrainConfig,
+    proximal: Option<&Proximal>,
+) -> Result<f64> {
     if data.is_empty() {
         return Err(Error::EmptyDataset);
     }
@@ -114,7 +133,10 @@ pub fn train_one_epoch_on(net: &mut Net, data: &Batches, config: &TrainConfig) -
         let loss = net
             .forward(&xs)?
             .f_nll_loss(&ys, None::<Tensor>, Reduction::Mean, -100)?;
-        loss.f_backward()?;
+        match proximal {
+            None => loss.f_backward()?,
+            Some(proximal) => proximal.add_to(&loss, net.parameters())?.f_backward()?,
+        }
         opt.step();
         total += loss.f_double_value(&[])? * ys.size()[0] as f64;
     }
