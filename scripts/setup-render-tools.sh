@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the graph rendering test (tests/graph_render.rs and the render tests of
 # tests/flows_*.rs) needs to render flow graphs with real renderers:
-#   - Graphviz `dot` and Debian's Chromium (apt-get, only when root and missing);
+#   - Graphviz `dot`, Debian's Chromium and the DejaVu fonts (PNG charts' text) (apt-get, only
+#     when root and missing);
 #   - Mermaid's CLI (`mmdc`) from the npm registry, pinned by tools/render/package-lock.json,
 #     into tools/render/node_modules (git-ignored). Puppeteer's own browser download is skipped:
 #     tools/render/puppeteer-config.json points it at /usr/bin/chromium.
@@ -16,6 +17,8 @@ tools="$root/tools/render"
 missing_pkgs=()
 command -v dot >/dev/null 2>&1 || missing_pkgs+=(graphviz)
 [ -x /usr/bin/chromium ] || missing_pkgs+=(chromium)
+# The text of PNG charts (flspec::fl::history::plot; without a font they are drawn without text).
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing_pkgs+=(fonts-dejavu-core)
 if [ ${#missing_pkgs[@]} -gt 0 ]; then
     if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "setup-render-tools: installing ${missing_pkgs[*]} with apt-get"
