@@ -5,6 +5,7 @@
 use std::sync::{Arc, OnceLock};
 
 use flspec::Flow;
+use flspec::fl::history::History;
 use flspec_examples::fedavg_mnist::{FedAvgMnist, Rule, RunOptions};
 use flspec_tch::datasets::mnist::Mnist;
 
@@ -30,7 +31,7 @@ fn run(options: &RunOptions) -> FedAvgMnist {
 fn one_round_learns_and_reports_every_collaborator() {
     let mut options = RunOptions::new(4, data());
     options.settings.rounds = 1;
-    options.settings.learning_rate = 0.05;
+    options.settings.learning_rate = "0.05".parse().expect("a schedule");
     let flow = run(&options);
     assert_eq!(flow.round, 1);
     assert_eq!(flow.results.len(), 1);
@@ -112,4 +113,63 @@ fn bad_options_are_refused_with_a_clear_error() {
     options.settings.rule = Rule::Krum { f: 1 };
     let err = options.validate().expect_err("Krum with f = 1 needs 5");
     assert!(err.to_string().contains("at least 5"), "{err}");
+}
+
+#[test]
+fn schedules_set_each_round_and_the_history_is_written_per_round() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let path = dir.path().join("history.jsonl");
+    let mut options = RunOptions::new(2, data());
+    options.settings.rounds = 2;
+    options.settings.learning_rate = "step:0.04,every=1,gamma=0.5".parse().expect("lr");
+    options.settings.epochs = "piecewise:0=2,1=1".parse().expect("epochs");
+    options.history_jsonl = Some(path.clone());
+    let flow = run(&options);
+    let lr: Vec<f64> = flow.results.iter().map(|r| r.learning_rate).collect();
+    let epochs: Vec<usize> = flow.results.iter().map(|r| r.epochs).collect();
+    assert_eq!(lr, [0.04, 0.02]);
+    assert_eq!(epochs, [2, 1]);
+    // The aggregator wrote one JSON line per round; it reads back as the run's history.
+    let written = History::read_jsonl(&path).expect("the JSON lines read back");
+    let expected = flow.history();
+    assert_eq!(written.len(), 2);
+    for (w, e) in written.rounds().iter().zip(expected.rounds()) {
+        // serde_json's default float parsing may be one ulp off; the values are the same.
+        assert_eq!(w.round, e.round);
+        assert_eq!(w.participants.len(), e.participants.len());
+        for name in ["accuracy", "loss", "local_accuracy", "samples", "epochs"] {
+            let (a, b) = (w.value(name).expect(name), e.value(name).expect(name));
+            assert!((a - b).abs() <= 1e-12 * b.abs(), "{name}: {a} vs {b}");
+        }
+    }
+    let first = &written.rounds()[0];
+    assert_eq!(first.round, 1);
+    assert_eq!(first.accuracy, Some(flow.results[0].accuracy));
+    assert_eq!(first.value("learning_rate"), Some(0.04));
+    assert_eq!(first.participants.len(), 2);
+    assert_eq!(first.participants[0].samples, Some(2000));
+}
+
+#[test]
+fn a_large_fedprox_mu_keeps_the_local_models_near_the_global_one() {
+    let mut options = RunOptions::new(2, data());
+    options.settings.rounds = 1;
+    let fedavg = run(&options);
+    options.settings.mu = 10.0;
+    let fedprox = run(&options);
+    for (a, p) in fedavg.results[0]
+        .participants
+        .iter()
+        .zip(&fedprox.results[0].participants)
+    {
+        assert!(
+            p.report.distance < 0.5 * a.report.distance,
+            "FedAvg moved {} by {}, FedProx(10) by {}",
+            a.name,
+            a.report.distance,
+            p.report.distance
+        );
+        assert_eq!(a.report.proximal_term, 0.0);
+        assert!(p.report.proximal_term > 0.0);
+    }
 }

@@ -11,14 +11,18 @@
 //! aggregation would hide (it gives only the sum). A Byzantine collaborator's attack lives in its
 //! private state ([`Site`]) and runs inside its own step.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
 use flspec::BoxError;
+use flspec::fl::history::{History, HistoryWriter, ParticipantRecord, RoundRecord};
+use flspec::fl::schedule::{EpochSchedule, LrSchedule};
 use flspec::prelude::*;
 use flspec_tch::datasets::mnist::Mnist;
+use flspec_tch::fedprox::Proximal;
 use flspec_tch::models::mnist_cnn::Net;
-use flspec_tch::train::{Batches, TrainConfig, train_one_epoch_on, validate_on};
+use flspec_tch::train::{Batches, TrainConfig, train_one_epoch_with, validate_on};
 
 use super::rule::Rule;
 use super::site::Site;
@@ -31,10 +35,11 @@ const EVAL_BATCH: usize = 1000;
 pub struct Settings {
     /// Training rounds.
     pub rounds: u32,
-    /// Local epochs per round.
-    pub epochs: usize,
-    /// The collaborators' SGD learning rate.
-    pub learning_rate: f64,
+    /// Local epochs per round (a schedule over rounds, e.g. `1` or `piecewise:0=2,10=1`).
+    pub epochs: EpochSchedule,
+    /// The collaborators' SGD learning rate per round (e.g. `0.01` or
+    /// `step:0.05,every=5,gamma=0.5`).
+    pub learning_rate: LrSchedule,
     /// The collaborators' SGD momentum.
     pub momentum: f64,
     /// Samples per training batch.
@@ -52,8 +57,9 @@ impl Default for Settings {
         let train = TrainConfig::default();
         Settings {
             rounds: 2,
-            epochs: 1,
-            learning_rate: train.learning_rate,
+            epochs: EpochSchedule::constant(1).expect("1 epoch is a valid schedule"),
+            learning_rate: LrSchedule::constant(train.learning_rate)
+                .expect("the seed's learning rate is a valid schedule"),
             momentum: train.momentum,
             batch_size: train.batch_size,
             mu: 0.0,
@@ -68,27 +74,17 @@ impl Settings {
     /// # Errors
     /// A setting out of range, or a rule that needs more collaborators.
     pub fn validate(&self, collaborators: usize) -> anyhow::Result<()> {
-        if self.epochs == 0 {
-            anyhow::bail!("`--epochs 0`: train at least one local epoch per round");
-        }
         if self.batch_size == 0 {
             anyhow::bail!("`--batch-size 0`: the batch size must be at least 1");
         }
-        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
-            anyhow::bail!(
-                "learning rate {}: it must be a finite number > 0, e.g. 0.01",
-                self.learning_rate
-            );
+        if !(self.momentum.is_finite() && (0.0..1.0).contains(&self.momentum)) {
+            anyhow::bail!("momentum {}: it must be in [0, 1), e.g. 0.5", self.momentum);
         }
         if !(self.mu.is_finite() && self.mu >= 0.0) {
             anyhow::bail!(
                 "FedProx mu {}: it must be a finite number >= 0 (0 is plain FedAvg)",
                 self.mu
             );
-        }
-        // FEDPROX: E1's `train_one_epoch_with` is not wired in yet; refuse mu > 0 until it is.
-        if self.mu > 0.0 {
-            anyhow::bail!("FedProx (mu > 0) is not available in this build yet; use mu = 0");
         }
         let needed = self.rule.min_updates();
         if collaborators < needed {
@@ -108,10 +104,10 @@ impl Settings {
         Ok(())
     }
 
-    /// The collaborators' training configuration.
-    pub fn train_config(&self) -> TrainConfig {
+    /// The collaborators' training configuration in `round` (from 0).
+    pub fn train_config(&self, round: u32) -> TrainConfig {
         TrainConfig {
-            learning_rate: self.learning_rate,
+            learning_rate: self.learning_rate.at(u64::from(round)),
             momentum: self.momentum,
             batch_size: self.batch_size,
         }
@@ -129,6 +125,10 @@ pub struct SiteReport {
     pub global_accuracy: f64,
     /// Accuracy of its trained model, on its test shard.
     pub local_accuracy: f64,
+    /// `‖local − global‖₂` of its trained model (before any attack): how far training moved it.
+    pub distance: f64,
+    /// FedProx's term `mu/2 · ‖local − global‖²` after training (0 for FedAvg).
+    pub proximal_term: f64,
     /// Test samples in its shard.
     pub test_samples: u64,
     /// Seconds the step took (validation, training, validation).
@@ -142,6 +142,28 @@ pub struct ParticipantRow {
     pub name: String,
     /// What it reported.
     pub report: SiteReport,
+}
+
+impl ParticipantRow {
+    /// The row as a [`ParticipantRecord`] of a run's [`History`]: loss, accuracy (the local
+    /// model's), samples and seconds, plus the extra metrics `global_accuracy`, `test_samples`,
+    /// `distance`, `proximal_term`, and `rejected` (1) if its model was left out.
+    pub fn to_record(&self, rejected: bool) -> ParticipantRecord {
+        let r = &self.report;
+        let mut record = ParticipantRecord::new(&self.name)
+            .loss(r.loss)
+            .accuracy(r.local_accuracy)
+            .samples(r.samples)
+            .seconds(r.seconds)
+            .metric("global_accuracy", r.global_accuracy)
+            .metric("test_samples", r.test_samples as f64)
+            .metric("distance", r.distance)
+            .metric("proximal_term", r.proximal_term);
+        if rejected {
+            record = record.metric("rejected", 1.0);
+        }
+        record
+    }
 }
 
 /// One round of the results.
@@ -167,6 +189,29 @@ pub struct RoundRow {
     pub seconds: f64,
     /// Each collaborator's report, in collaborator order.
     pub participants: Vec<ParticipantRow>,
+}
+
+impl RoundRow {
+    /// The row as a [`RoundRecord`] of a run's [`History`], numbered from 1 (Flower's rounds):
+    /// accuracy (the new global model's), loss (the mean training loss), seconds, plus the
+    /// extra metrics `local_accuracy`, `samples`, `learning_rate`, `epochs`, `rejected` (how
+    /// many models were left out), and one [`ParticipantRow::to_record`] per collaborator.
+    pub fn to_record(&self) -> RoundRecord {
+        let mut record = RoundRecord::new(u64::from(self.round) + 1);
+        record
+            .accuracy(self.accuracy)
+            .loss(self.train_loss)
+            .seconds(self.seconds)
+            .metric("local_accuracy", self.local_accuracy)
+            .metric("samples", self.samples as f64)
+            .metric("learning_rate", self.learning_rate)
+            .metric("epochs", self.epochs as f64)
+            .metric("rejected", self.rejected.len() as f64);
+        for p in &self.participants {
+            record.participant(p.to_record(self.rejected.contains(&p.name)));
+        }
+        record
+    }
 }
 
 /// The flow state: what travels between the aggregator and the collaborators, as each
@@ -196,14 +241,26 @@ impl FedAvgMnist {
             ..Default::default()
         }
     }
+
+    /// The results as a [`History`] (see [`RoundRow::to_record`]), for JSON lines, CSV and
+    /// plots.
+    pub fn history(&self) -> History {
+        let mut history = History::new();
+        for row in &self.results {
+            history.push(row.to_record());
+        }
+        history
+    }
 }
 
 /// The aggregator's private state: the full test set and a model to validate the global model
-/// with, and when the round started.
+/// with, when the round started, and where to append each round's record as a JSON line.
 pub struct Server {
     data: Arc<Mnist>,
     eval: Option<(Net, Batches)>,
     round_started: Option<Instant>,
+    jsonl_path: Option<PathBuf>,
+    jsonl: Option<HistoryWriter>,
 }
 
 impl std::fmt::Debug for Server {
@@ -221,7 +278,16 @@ impl Server {
             data,
             eval: None,
             round_started: None,
+            jsonl_path: None,
+            jsonl: None,
         }
+    }
+
+    /// Also writes each round's [`RoundRow::to_record`] to `path` as a JSON line, flushed per
+    /// round (the file is created, or truncated, when the run starts).
+    pub fn with_jsonl(mut self, path: impl Into<PathBuf>) -> Self {
+        self.jsonl_path = Some(path.into());
+        self
     }
 
     /// The accuracy of `model` on the full test set.
@@ -238,7 +304,7 @@ impl Server {
     }
 }
 
-/// The seed's noise-stream mix of a site seed and a round.
+/// A site's noise seed for one round.
 fn round_seed(seed: u64, round: u32) -> u64 {
     seed ^ u64::from(round).wrapping_mul(0xD1B5_4A32_D192_ED03)
 }
@@ -248,6 +314,9 @@ impl FedAvgMnist {
     /// Sends the initial model to every collaborator.
     #[aggregator]
     fn start(&mut self, ctx: &Ctx, server: &mut Server) -> Result<Next<Self>, BoxError> {
+        if let Some(path) = &server.jsonl_path {
+            server.jsonl = Some(HistoryWriter::create(path)?);
+        }
         server.round_started = Some(Instant::now());
         Ok(next!(
             self.train,
@@ -263,14 +332,24 @@ impl FedAvgMnist {
         let started = Instant::now();
         site.net.set_flat(&self.model)?;
         let global_accuracy = validate_on(&site.net, &site.test, EVAL_BATCH)?;
-        let config = self.settings.train_config();
+        let config = self.settings.train_config(self.round);
+        let proximal = if self.settings.mu > 0.0 {
+            Some(Proximal::new(site.net.parameters(), self.settings.mu)?)
+        } else {
+            None
+        };
         let mut loss = 0.0;
-        for _ in 0..self.settings.epochs {
-            // FEDPROX: call `train_one_epoch_with(.., Some(&proximal))` when mu > 0 (E1's API).
-            loss = train_one_epoch_on(&mut site.net, &site.train, &config)?;
+        for _ in 0..self.settings.epochs.at(u64::from(self.round)) {
+            loss = train_one_epoch_with(&mut site.net, &site.train, &config, proximal.as_ref())?;
         }
         let local_accuracy = validate_on(&site.net, &site.test, EVAL_BATCH)?;
         let mut update = site.net.to_flat()?;
+        let distance = update
+            .iter()
+            .zip(&self.model)
+            .map(|(l, g)| (f64::from(*l) - f64::from(*g)).powi(2))
+            .sum::<f64>()
+            .sqrt();
         if let Some(attack) = site.attack {
             attack.apply(
                 &self.model,
@@ -284,6 +363,8 @@ impl FedAvgMnist {
             loss,
             global_accuracy,
             local_accuracy,
+            distance,
+            proximal_term: self.settings.mu / 2.0 * distance * distance,
             test_samples: site.test.len() as u64,
             seconds: started.elapsed().as_secs_f64(),
         };
@@ -345,8 +426,8 @@ impl FedAvgMnist {
             train_loss: weighted(|r| r.loss, |r| r.samples, samples),
             local_accuracy: weighted(|r| r.local_accuracy, |r| r.test_samples, test_samples),
             samples,
-            learning_rate: self.settings.learning_rate,
-            epochs: self.settings.epochs,
+            learning_rate: self.settings.learning_rate.at(u64::from(self.round)),
+            epochs: self.settings.epochs.at(u64::from(self.round)),
             rejected,
             seconds: server
                 .round_started
@@ -359,6 +440,9 @@ impl FedAvgMnist {
                 })
                 .collect(),
         });
+        if let (Some(writer), Some(row)) = (server.jsonl.as_mut(), self.results.last()) {
+            writer.write(&row.to_record())?;
+        }
         self.update = Vec::new();
         self.report = SiteReport::default();
         self.round += 1;

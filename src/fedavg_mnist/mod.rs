@@ -64,6 +64,9 @@ pub struct RunOptions {
     pub workers: usize,
     /// Checkpoint folder.
     pub checkpoint: Option<PathBuf>,
+    /// A JSON-lines file the aggregator appends each round's record to (see
+    /// [`RoundRow::to_record`]), flushed per round.
+    pub history_jsonl: Option<PathBuf>,
 }
 
 impl RunOptions {
@@ -80,6 +83,7 @@ impl RunOptions {
             attackers: Vec::new(),
             workers: 1,
             checkpoint: None,
+            history_jsonl: None,
         }
     }
 
@@ -158,8 +162,16 @@ impl RunOptions {
             Site::new(name, &train, &test, attack, noise_seed)
         };
         let test_data = Arc::clone(&self.data);
+        let jsonl = self.history_jsonl.clone();
+        let server = move || {
+            let server = Server::new(Arc::clone(&test_data));
+            match &jsonl {
+                Some(path) => server.with_jsonl(path),
+                None => server,
+            }
+        };
         let mut runtime = LocalRuntime::try_new(self.collaborators.clone(), factory)
-            .with_aggregator(move || Server::new(Arc::clone(&test_data)))
+            .with_aggregator(server)
             .parallel(self.workers);
         if let Some(dir) = &self.checkpoint {
             runtime = runtime.checkpoint_dir(dir);
