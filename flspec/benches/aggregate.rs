@@ -20,8 +20,10 @@ use std::hint::black_box;
 
 use criterion::{Criterion, Throughput};
 use flspec::fl::aggregate::{
-    Bulyan, Individual, Krum, RobustAggregator, WeightedSum, mean_into, weighted_mean_into,
+    Bulyan, Individual, Krum, Median, RobustAggregator, TrimmedMean, WeightedSum, mean_into,
+    weighted_mean_into,
 };
+use rand::{Rng, SeedableRng};
 
 fn updates(n: usize, d: usize) -> Vec<Vec<f32>> {
     (0..n)
@@ -85,9 +87,26 @@ fn means(c: &mut Criterion) {
     }
 }
 
+/// `n` seeded random updates of `d` values: the first `n - f` honest (uniform in ±0.01 around a
+/// shared direction, like one round's client deltas), the last `f` Byzantine (uniform in ±1).
+fn seeded_updates(n: usize, f: usize, d: usize) -> Vec<Vec<f32>> {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+    let centre: Vec<f32> = (0..d).map(|_| rng.gen_range(-0.05..0.05)).collect();
+    (0..n)
+        .map(|i| {
+            let spread = if i < n - f { 0.01 } else { 1.0 };
+            centre
+                .iter()
+                .map(|c| c + rng.gen_range(-spread..spread))
+                .collect()
+        })
+        .collect()
+}
+
 fn robust(c: &mut Criterion) {
-    let (n, d) = (100usize, 21_840usize);
-    let data = updates(n, d);
+    // The MNIST CNN's 21,840 values, 100 collaborators of which f = 10 Byzantine.
+    let (n, f, d) = (100usize, 10usize, 21_840usize);
+    let data = seeded_updates(n, f, d);
     let mut ind = Individual::new(d);
     for u in &data {
         ind.push(u, 1.0).unwrap();
@@ -97,21 +116,33 @@ fn robust(c: &mut Criterion) {
     g.sample_size(10);
     g.bench_function("krum_f10", |b| {
         let k = Krum {
-            num_malicious: 10,
+            num_malicious: f,
             to_keep: 0,
         };
         b.iter(|| k.aggregate(black_box(&ind), &mut out).unwrap())
     });
     g.bench_function("multi_krum_f10_m80", |b| {
         let k = Krum {
-            num_malicious: 10,
+            num_malicious: f,
             to_keep: 80,
         };
         b.iter(|| k.aggregate(black_box(&ind), &mut out).unwrap())
     });
     g.bench_function("bulyan_f10", |b| {
-        let k = Bulyan { num_malicious: 10 };
+        let k = Bulyan { num_malicious: f };
         b.iter(|| k.aggregate(black_box(&ind), &mut out).unwrap())
+    });
+    g.bench_function("median", |b| {
+        b.iter(|| Median.aggregate(black_box(&ind), &mut out).unwrap())
+    });
+    g.bench_function("trimmed_mean_beta0.1", |b| {
+        let t = TrimmedMean { beta: 0.1 };
+        b.iter(|| t.aggregate(black_box(&ind), &mut out).unwrap())
+    });
+    // The reference: the plain mean of the same 100 updates.
+    let ups: Vec<&[f32]> = data.iter().map(|u| &u[..]).collect();
+    g.bench_function("mean_into", |b| {
+        b.iter(|| mean_into(black_box(&ups), &mut out).unwrap())
     });
     g.finish();
 }
