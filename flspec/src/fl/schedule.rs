@@ -1,6 +1,6 @@
 //! Per-round schedules for the collaborators' learning rate and local epochs.
 //!
-//! A [`Schedule<T>`] maps a round (0-based, as [`crate::fl::sampling`] counts them) to a value:
+//! A [`Schedule<T>`] maps a round (0 for the first; subtract 1 if a flow counts from 1) to a value:
 //! [`LrSchedule`] (`Schedule<f64>`) for the client learning rate, [`EpochSchedule`]
 //! (`Schedule<usize>`) for the local epochs. The aggregator evaluates it with
 //! [`Schedule::at`] and sends the value with the round's model, as Flower's `on_fit_config_fn`
@@ -35,7 +35,7 @@
 //! ```
 //!
 //! `value` is a learning rate (finite, ≥ 0) or a number of epochs (≥ 1); `n` a whole number of
-//! rounds (`every`, `rounds` and warm-up rounds ≥ 1); `γ` finite and > 0. Keys after the first
+//! rounds (`every`, `rounds` and warm-up rounds ≥ 1); `x` (γ) finite and > 0. Keys after the first
 //! value may come in any order, except `then=`, which takes the rest of the string. `Display`
 //! prints the canonical form (keys in the order above, `min=` always), which parses back to the
 //! same schedule.
