@@ -69,14 +69,35 @@ impl Batches {
         self.len == 0
     }
 
+    /// The same data on `device` (one copy, where training would otherwise move each batch to
+    /// the model's device every epoch).
+    ///
+    /// # Errors
+    /// [`Error::Torch`] if libtorch fails (e.g. a device it lacks).
+    pub fn to_device(&self, device: tch::Device) -> Result<Self> {
+        Ok(Self {
+            images: self.images.f_to_device(device)?,
+            labels: self.labels.f_to_device(device)?,
+            len: self.len,
+        })
+    }
+
     /// `(images, labels)` batches of `batch_size` samples in dataset order (not shuffled, as the
-    /// seed's loaders), the last one possibly shorter.
-    fn iter(&self, batch_size: usize) -> impl Iterator<Item = Result<(Tensor, Tensor)>> + '_ {
+    /// seed's loaders), the last one possibly shorter, on `device` (no copy if already there).
+    fn iter(
+        &self,
+        batch_size: usize,
+        device: tch::Device,
+    ) -> impl Iterator<Item = Result<(Tensor, Tensor)>> + '_ {
         (0..self.len).step_by(batch_size.max(1)).map(move |start| {
             let n = batch_size.min(self.len - start) as i64;
             Ok((
-                self.images.f_narrow(0, start as i64, n)?,
-                self.labels.f_narrow(0, start as i64, n)?,
+                self.images
+                    .f_narrow(0, start as i64, n)?
+                    .f_to_device(device)?,
+                self.labels
+                    .f_narrow(0, start as i64, n)?
+                    .f_to_device(device)?,
             ))
         })
     }
@@ -127,7 +148,7 @@ pub fn train_one_epoch_with(
     }
     .build(net.var_store(), config.learning_rate)?;
     let mut total = 0.0;
-    for batch in data.iter(config.batch_size) {
+    for batch in data.iter(config.batch_size, net.device()) {
         let (xs, ys) = batch?;
         opt.zero_grad();
         let loss = net
@@ -168,7 +189,7 @@ pub fn validate_on(net: &Net, data: &Batches, batch_size: usize) -> Result<f64> 
     }
     let correct = tch::no_grad(|| -> Result<i64> {
         let mut correct = 0;
-        for batch in data.iter(batch_size) {
+        for batch in data.iter(batch_size, net.device()) {
             let (xs, ys) = batch?;
             let pred = net.forward(&xs)?.f_argmax(1, false)?;
             correct += pred

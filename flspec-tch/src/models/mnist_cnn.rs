@@ -1,5 +1,6 @@
 //! The CNN of the SecAgg MNIST example (the seed tutorial's `Net`) and its parameters as one flat
-//! `f32` vector for averaging whole models. CPU only.
+//! `f32` vector for averaging whole models ([`Net::layout`], a [`Layout`]), on the CPU or a CUDA
+//! device ([`Net::new_on`]).
 //!
 //! ```text
 //! conv1 1->10 k5 -> max_pool 2 -> relu -> conv2 10->20 k5 -> max_pool 2 -> relu -> view(-1, 320)
@@ -20,15 +21,17 @@
 //! let accuracy = train::validate(&net, &shard.test, 32)?;
 //! let flat: Vec<f32> = net.to_flat()?; // 21,840 values, in PARAMETERS order
 //! net.set_flat(&flat)?;
+//! flspec_tch::export::save_net(&net, "model.safetensors")?; // PyTorch's state_dict names
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::{LazyLock, Mutex, PoisonError};
 
 use tch::nn;
 use tch::{Device, Tensor};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::params::Layout;
 
 /// A parameter tensor's name and shape.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,7 +89,13 @@ pub const PARAMETERS: [ParamSpec; 8] = [
 /// The length of the flat parameter vector: the sum of [`PARAMETERS`]' sizes.
 pub const NUM_PARAMETERS: usize = 21_840;
 
-/// The seed tutorial's `Net`, on the CPU.
+/// [`PARAMETERS`] as a [`Layout`], built once.
+static LAYOUT: LazyLock<Layout> = LazyLock::new(|| {
+    Layout::new(PARAMETERS.iter().map(|p| (p.name, p.shape)))
+        .expect("PARAMETERS has distinct names and non-negative dimensions")
+});
+
+/// The seed tutorial's `Net`, on the CPU or a CUDA device.
 pub struct Net {
     vs: nn::VarStore,
     /// The parameters, in [`PARAMETERS`] order.
@@ -102,17 +111,37 @@ impl std::fmt::Debug for Net {
 }
 
 impl Net {
-    /// A freshly initialised model: `tch::manual_seed(seed)` (libtorch's global generator, as
-    /// `torch.manual_seed`), then PyTorch's default initialisation in PyTorch's order. Calls on
-    /// several threads are serialised, so the same seed always gives the same model.
+    /// A freshly initialised model on the CPU: `tch::manual_seed(seed)` (libtorch's global
+    /// generator, as `torch.manual_seed`), then PyTorch's default initialisation in PyTorch's
+    /// order. Calls on several threads are serialised, so the same seed always gives the same
+    /// model.
     ///
     /// # Errors
-    /// [`Error::Torch`] if libtorch fails.
+    /// [`Error::Torch`](crate::Error::Torch) if libtorch fails.
     pub fn new(seed: i64) -> Result<Self> {
+        Self::new_on(seed, Device::Cpu)
+    }
+
+    /// As [`Net::new`], on `device` (see [`crate::device::DeviceChoice::resolve`]). The values
+    /// are drawn on the CPU and then moved, so a seed gives the same model on every device.
+    ///
+    /// ```
+    /// use flspec_tch::models::mnist_cnn::Net;
+    ///
+    /// let net = Net::new_on(42, tch::Device::Cpu)?;
+    /// assert_eq!(net.device(), tch::Device::Cpu);
+    /// assert_eq!(net.to_flat()?, Net::new(42)?.to_flat()?);
+    /// # Ok::<(), flspec_tch::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Torch`](crate::Error::Torch) if libtorch fails, e.g. for a CUDA device that
+    /// this libtorch lacks (check with [`DeviceChoice::resolve`](crate::device::DeviceChoice::resolve) first).
+    pub fn new_on(seed: i64, device: Device) -> Result<Self> {
         // Seeding and drawing must not interleave with another thread's `Net::new` (the local
         // runtime builds collaborators' models on threads), or the same seed gives other values.
         static INIT: Mutex<()> = Mutex::new(());
-        let _guard = INIT.lock().unwrap_or_else(PoisonError::into_inner);
+        let guard = INIT.lock().unwrap_or_else(PoisonError::into_inner);
         tch::manual_seed(seed);
         let vs = nn::VarStore::new(Device::Cpu);
         let root = vs.root();
@@ -145,13 +174,40 @@ impl Net {
                 },
             )?);
         }
-        Ok(Self { vs, params })
+        drop(guard);
+        if device == Device::Cpu {
+            return Ok(Self { vs, params });
+        }
+        // A store on the device with copies of the CPU draws (not `VarStore::set_device`, which
+        // panics where libtorch lacks the device; this returns the error).
+        let moved = nn::VarStore::new(device);
+        let root = moved.root();
+        let params = PARAMETERS
+            .iter()
+            .zip(&params)
+            .map(|(spec, value)| {
+                let (layer, name) = spec.name.split_once('.').unwrap_or(("", spec.name));
+                root.sub(layer).f_var_copy(name, value)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self { vs: moved, params })
+    }
+
+    /// The layout of [`Net::to_flat`]'s vector: [`PARAMETERS`] in order, under PyTorch's
+    /// `state_dict()` names.
+    pub fn layout() -> &'static Layout {
+        &LAYOUT
+    }
+
+    /// The device the parameters are on.
+    pub fn device(&self) -> Device {
+        self.vs.device()
     }
 
     /// The log-probabilities of the 10 classes, `[N, 10]`, for images `[N, 1, 28, 28]`.
     ///
     /// # Errors
-    /// [`Error::Torch`], e.g. for input of another shape.
+    /// [`Error::Torch`](crate::Error::Torch), e.g. for input of another shape.
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         let [c1w, c1b, c2w, c2b, f1w, f1b, f2w, f2b] = self.params.as_slice() else {
             unreachable!("Net::new creates exactly 8 parameters");
@@ -175,37 +231,32 @@ impl Net {
     }
 
     /// All parameters as one vector of [`NUM_PARAMETERS`] values: each tensor of [`PARAMETERS`]
-    /// in turn, flattened row-major.
+    /// in turn, flattened row-major ([`Net::layout`]). One allocation, each value copied once
+    /// (see [`crate::params`]).
     ///
     /// # Errors
-    /// [`Error::Torch`] if libtorch fails.
+    /// [`Error::Torch`](crate::Error::Torch) if libtorch fails.
     pub fn to_flat(&self) -> Result<Vec<f32>> {
-        let mut flat = Vec::with_capacity(NUM_PARAMETERS);
-        for p in &self.params {
-            flat.extend(Vec::<f32>::try_from(&p.f_detach()?.f_reshape([-1])?)?);
-        }
-        Ok(flat)
+        LAYOUT.tensors_to_vec(&self.params)
     }
 
-    /// Overwrites all parameters from a vector laid out as [`Net::to_flat`]'s.
+    /// As [`Net::to_flat`], into `out` (no allocation).
     ///
     /// # Errors
-    /// [`Error::ParameterCount`] unless `flat.len() == NUM_PARAMETERS`; [`Error::Torch`].
+    /// [`Error::ParameterCount`](crate::Error::ParameterCount) unless
+    /// `out.len() == NUM_PARAMETERS`; [`Error::Torch`](crate::Error::Torch).
+    pub fn copy_flat_to(&self, out: &mut [f32]) -> Result<()> {
+        LAYOUT.copy_tensors_to(&self.params, out)
+    }
+
+    /// Overwrites all parameters from a vector laid out as [`Net::to_flat`]'s (one `copy_` per
+    /// tensor, no intermediate buffer).
+    ///
+    /// # Errors
+    /// [`Error::ParameterCount`](crate::Error::ParameterCount) unless
+    /// `flat.len() == NUM_PARAMETERS`; [`Error::Torch`](crate::Error::Torch).
     pub fn set_flat(&mut self, flat: &[f32]) -> Result<()> {
-        if flat.len() != NUM_PARAMETERS {
-            return Err(Error::ParameterCount {
-                expected: NUM_PARAMETERS,
-                found: flat.len(),
-            });
-        }
-        let mut offset = 0;
-        for (p, spec) in self.params.iter_mut().zip(&PARAMETERS) {
-            let values = &flat[offset..offset + spec.numel()];
-            offset += spec.numel();
-            let src = Tensor::f_from_slice(values)?.f_reshape(spec.shape)?;
-            tch::no_grad(|| p.f_copy_(&src))?;
-        }
-        Ok(())
+        LAYOUT.load_tensors_from(&mut self.params, flat)
     }
 }
 
@@ -214,6 +265,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+    use crate::error::Error;
     use tch::Kind;
 
     #[test]
@@ -254,6 +306,50 @@ mod tests {
             other.set_flat(&flat[1..]),
             Err(Error::ParameterCount { .. })
         ));
+    }
+
+    #[test]
+    fn layout_is_the_state_dict_order_and_matches_the_var_store() {
+        let layout = Net::layout();
+        assert_eq!(layout.len(), NUM_PARAMETERS);
+        assert!(layout.names().eq(PARAMETERS.iter().map(|p| p.name)));
+        let net = Net::new(3).unwrap();
+        layout.check(net.var_store()).unwrap();
+        // Through the var store (by name) and through the parameter list: the same vector.
+        assert_eq!(
+            layout.to_vec(net.var_store()).unwrap(),
+            net.to_flat().unwrap()
+        );
+        let mut out = vec![0f32; NUM_PARAMETERS];
+        net.copy_flat_to(&mut out).unwrap();
+        assert_eq!(out, net.to_flat().unwrap());
+        assert_eq!(net.device(), Device::Cpu);
+    }
+
+    /// CUDA where libtorch has none: an error, not a panic (`VarStore::set_device` would panic).
+    #[test]
+    fn new_on_a_missing_device_is_an_error() {
+        if tch::Cuda::is_available() {
+            eprintln!("skipped: libtorch sees a CUDA device here");
+            return;
+        }
+        assert!(matches!(
+            Net::new_on(42, Device::Cuda(0)),
+            Err(Error::Torch(_))
+        ));
+    }
+
+    #[test]
+    fn set_flat_keeps_the_parameters_trainable_leaves() {
+        let mut net = Net::new(3).unwrap();
+        let flat: Vec<f32> = (0..NUM_PARAMETERS).map(|i| i as f32 * 1e-4).collect();
+        net.set_flat(&flat).unwrap();
+        for p in net.parameters() {
+            assert!(p.requires_grad() && p.is_leaf());
+        }
+        assert_eq!(net.to_flat().unwrap(), flat);
+        // The var store sees the same values (set_flat writes in place, no new tensors).
+        assert_eq!(Net::layout().to_vec(net.var_store()).unwrap(), flat);
     }
 
     #[test]

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Creates `.venv-check/`, a small Python venv with `safetensors` and `numpy` (about 100 MB, under
+# 15 s with a reachable PyPI), so that flspec-tch's test
+# `python_safetensors_reads_the_file_and_writes_one_we_read` (tests/export.rs) runs the Python side
+# of the model-export check (scripts/check_safetensors.py) instead of skipping.
+#
+# PyTorch itself is not installed: the PyPI torch 2.13.0 wheel is the CUDA build (530 MB, and
+# `import torch` needs about 3 GB more of CUDA wheels), and the CPU-only wheel lives on
+# download.pytorch.org. `safetensors.numpy` reads the file with the same parser and checks the
+# same names, shapes and values; to also run `load_state_dict(strict=True)` into the seed's `Net`,
+# point FLSPEC_CHECK_PYTHON at a Python that has torch and safetensors.
+#
+# Usage: scripts/setup-python-check.sh [--force]
+# Environment: FLSPEC_CHECK_VENV (default <repo>/.venv-check).
+# Idempotent: when the venv already imports safetensors and numpy it does nothing.
+# Never fails the caller: without python3, venv or PyPI it says why and exits 0 (the test then
+# skips, saying why).
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+VENV=${FLSPEC_CHECK_VENV:-$ROOT/.venv-check}
+say() { printf 'setup-python-check: %s\n' "$*"; }
+
+force=0
+for arg in "$@"; do
+	case $arg in
+	--force) force=1 ;;
+	-h | --help)
+		sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+		exit 0
+		;;
+	*)
+		say "unknown argument '$arg'; usage: $0 [--force]" >&2
+		exit 2
+		;;
+	esac
+done
+
+if [[ $force == 0 ]] && "$VENV/bin/python" -c 'import safetensors, numpy' >/dev/null 2>&1; then
+	say "$VENV is ready"
+	exit 0
+fi
+if ! command -v python3 >/dev/null 2>&1; then
+	say "python3 is missing (Debian: apt-get install python3 python3-venv); the safetensors check will skip"
+	exit 0
+fi
+rm -rf "$VENV"
+if ! python3 -m venv "$VENV"; then
+	rm -rf "$VENV"
+	say "python3 -m venv failed (Debian: apt-get install python3-venv); the safetensors check will skip"
+	exit 0
+fi
+if ! PIP_DISABLE_PIP_VERSION_CHECK=1 "$VENV/bin/python" -m pip install --quiet safetensors numpy; then
+	rm -rf "$VENV"
+	say "pip install safetensors numpy failed (is PyPI reachable? HTTPS_PROXY sets a proxy); the safetensors check will skip"
+	exit 0
+fi
+say "$VENV: $("$VENV/bin/python" -c 'import safetensors, numpy; print("safetensors", safetensors.__version__, "numpy", numpy.__version__)')"
