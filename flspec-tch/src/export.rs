@@ -15,22 +15,25 @@
 //! the file against the layout: every tensor present, none extra, each `F32` of the layout's
 //! shape; an error names the tensor (and both shapes).
 //!
-//! ```no_run
+//! ```
 //! use flspec_tch::export;
 //! use flspec_tch::models::mnist_cnn::Net;
 //!
+//! # let dir = tempfile::tempdir()?;
+//! # let model_path = dir.path().join("model.safetensors");
+//! # let global_path = dir.path().join("global.safetensors");
 //! let net = Net::new(42)?;
-//! export::save_net(&net, "model.safetensors")?;
+//! export::save_net(&net, &model_path)?;
 //!
 //! let mut other = Net::new(7)?;
-//! export::load_net(&mut other, "model.safetensors")?;
+//! export::load_net(&mut other, &model_path)?;
 //! assert_eq!(other.to_flat()?, net.to_flat()?);
 //!
 //! // A flat global model (as an aggregator holds it), without building a `Net`:
 //! let global: Vec<f32> = net.to_flat()?;
-//! export::save_flat(Net::layout(), &global, "global.safetensors")?;
-//! assert_eq!(export::load_flat(Net::layout(), "global.safetensors")?, global);
-//! # Ok::<(), flspec_tch::Error>(())
+//! export::save_flat(Net::layout(), &global, &global_path)?;
+//! assert_eq!(export::load_flat(Net::layout(), &global_path)?, global);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
 //! Files are written to a temporary file next to the target and renamed over it, so a reader

@@ -21,6 +21,7 @@ use flspec::secagg::{self, ClientId, Mode, Quantizer};
 use flspec::{BoxError, PerCollaborator};
 use rand_core::{OsRng, RngCore};
 
+use super::server_opt::{ServerOpt, ServerState};
 use super::site::Site;
 use super::update::{self, Measurements};
 use flspec_tch::train::{train_one_epoch_on, validate_on};
@@ -50,6 +51,10 @@ pub struct Settings {
     /// The most training samples a collaborator may hold (sample counts are sent as fractions
     /// of it).
     pub max_samples: u32,
+    /// The server optimizer that turns each round's sum into the next global model (FedAvg:
+    /// the weighted mean, the seed's). Its state stays in the aggregator's [`Coordinator`].
+    #[serde(default)]
+    pub server_optimizer: ServerOpt,
 }
 
 impl Default for Settings {
@@ -62,6 +67,7 @@ impl Default for Settings {
             neighbours: 0,
             clip: 4.0,
             max_samples: 60_000,
+            server_optimizer: ServerOpt::FedAvg,
         }
     }
 }
@@ -130,11 +136,16 @@ impl SecAggMnist {
     }
 }
 
-/// The aggregator's private state: this round's SecAgg server and the session id.
+/// The aggregator's private state: this round's SecAgg server, the session id, and the server
+/// optimizer's state (FedAvgM's momentum, FedOpt's moments), which no collaborator ever sees.
+///
+/// Private state is not checkpointed: a run resumed from a checkpoint starts the optimizer
+/// afresh (zero moments) from the checkpointed global model.
 #[derive(Default)]
 pub struct Coordinator {
     server: Option<secagg::Server>,
     session: [u8; 32],
+    optimizer: Option<ServerState>,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -204,6 +215,8 @@ impl SecAggMnist {
     #[aggregator]
     fn start(&mut self, ctx: &Ctx, coordinator: &mut Coordinator) -> Result<Next<Self>, BoxError> {
         OsRng.fill_bytes(&mut coordinator.session);
+        self.settings.server_optimizer.validate()?;
+        coordinator.optimizer = None;
         self.invited = ctx.collaborators().to_vec();
         self.begin_round(ctx, coordinator)?;
         Ok(next!(
@@ -481,7 +494,21 @@ impl SecAggMnist {
             (sum, survivors.clone())
         };
         let decoded = update::decode(&sum, self.settings.max_samples as usize)?;
-        self.model = decoded.model;
+        self.model = match self.settings.server_optimizer {
+            ServerOpt::FedAvg => decoded.model,
+            opt => {
+                // The optimizer needs only the sum, exactly what secure aggregation revealed.
+                let state = match &mut coordinator.optimizer {
+                    Some(state) => state,
+                    empty => empty.insert(
+                        opt.start(std::mem::take(&mut self.model))
+                            .ok_or_else(|| missing("server optimizer"))?,
+                    ),
+                };
+                let weighted = update::weighted_sum(&sum, contributors.len())?;
+                state.step(&weighted)?.to_vec()
+            }
+        };
         let dropped = self
             .invited
             .iter()

@@ -5,6 +5,7 @@
 
 pub mod flow;
 pub mod report;
+pub mod server_opt;
 pub mod site;
 pub mod update;
 
@@ -16,6 +17,7 @@ use flspec::Flow;
 use flspec_local::LocalRuntime;
 
 pub use flow::{Coordinator, RoundRow, SecAggMnist, Settings};
+pub use server_opt::ServerOpt;
 use flspec_tch::datasets::mnist::Mnist;
 use flspec_tch::models::mnist_cnn::Net;
 pub use site::Site;

@@ -17,6 +17,7 @@
 //! weighted values by the summed weight (FedAvg weighted by sample count) and the summed correct
 //! counts by the summed test counts.
 
+use flspec::fl::aggregate::WeightedSum;
 use flspec_tch::models::mnist_cnn::NUM_PARAMETERS;
 
 /// Index of the weighted training loss.
@@ -122,6 +123,30 @@ pub fn decode(sum: &[f32], max_samples: usize) -> Result<RoundSum, String> {
     })
 }
 
+/// The parameters' part of a summed vector as a [`WeightedSum`] of `count` contributions: the
+/// sum `Σ wᵢ·clip(xᵢ)` and the total weight `Σ wᵢ`, all that a server optimizer needs
+/// ([`super::ServerOpt`]). Its mean is [`RoundSum::model`].
+///
+/// # Errors
+/// A message if the vector has the wrong length or a zero total weight.
+pub fn weighted_sum(sum: &[f32], count: usize) -> Result<WeightedSum, String> {
+    if sum.len() != LEN {
+        return Err(format!(
+            "the summed vector has {} values, expected {LEN}",
+            sum.len()
+        ));
+    }
+    WeightedSum::from_sum(
+        sum[..NUM_PARAMETERS]
+            .iter()
+            .map(|&x| f64::from(x))
+            .collect(),
+        f64::from(sum[WEIGHT]),
+        count,
+    )
+    .map_err(|e| format!("the round's sum: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -154,6 +179,15 @@ mod tests {
         assert!((r.agg_accuracy - 0.2).abs() < 1e-6);
         assert!((r.local_accuracy - 0.6).abs() < 1e-6);
         assert_eq!(r.train_samples, 400);
+        let ws = weighted_sum(&sum, 2).unwrap();
+        assert_eq!((ws.count(), ws.len()), (2, NUM_PARAMETERS));
+        assert!((ws.total_weight() - 0.4).abs() < 1e-6);
+        let mean = ws.mean().unwrap();
+        assert!(mean.iter().zip(&r.model).all(|(a, b)| (a - b).abs() < 1e-6));
+        assert!(weighted_sum(&sum[1..], 2).is_err());
+        let mut empty = sum.clone();
+        empty[WEIGHT] = 0.0;
+        assert!(weighted_sum(&empty, 2).is_err());
     }
 
     #[test]
