@@ -8,7 +8,13 @@
 //! cargo run --release --example secagg_mnist -- --rounds 10 --plot curves.svg
 //! cargo run --release --example secagg_mnist -- --collaborators 3 --drop Portland@decrypt_ciphertext
 //! cargo run --release --example secagg_mnist -- --no-secagg       # plain FedAvg, for comparison
+//! cargo run --release --example secagg_mnist -- --collaborators 5 --partition dirichlet:0.3 --histogram labels.svg
 //! ```
+//!
+//! `--partition` splits the training set among the collaborators (default `strided`, the seed's
+//! `data[i::n]`); each collaborator's test samples follow its training labels (see
+//! `flspec_examples::secagg_mnist::shares`). The run prints each collaborator's label counts
+//! before training.
 //!
 //! The same binary is the federation's director and envoys (`make demo-federated` starts them):
 //!
@@ -24,7 +30,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
+use flspec::fl::partition::Partitioner;
 use flspec::{Event, Flow, Role};
+use flspec_examples::secagg_mnist::ServerOpt;
+use flspec_examples::secagg_mnist::shares::{self, DEFAULT_PARTITION_SEED, Shares};
 use flspec_examples::secagg_mnist::{
     Coordinator, Drop, RunOptions, SecAggMnist, Site, collaborator_names, report,
 };
@@ -94,9 +103,39 @@ struct Args {
     /// The most training samples one collaborator may hold (sample counts travel as fractions).
     #[arg(long, default_value_t = 60_000)]
     max_samples: u32,
+    /// The server optimizer that turns each round's sum into the next global model: fedavg (the
+    /// seed's weighted mean), fedavgm, fedadam, fedyogi or fedadagrad, with Flower 1.42's
+    /// defaults (FedAvgM: lr 1.0, momentum 0.0; FedAdam: eta 0.1, tau 1e-9; FedYogi: eta 0.01,
+    /// tau 1e-3; FedAdagrad: eta 0.1, tau 1e-9; beta_1 0.9, beta_2 0.99), overridden as
+    /// NAME:KEY=VALUE,... (e.g. fedadam:eta=0.01,tau=1e-3). It needs only the sum, so it works
+    /// under secure aggregation; its state stays with the aggregator.
+    #[arg(long, value_name = "NAME[:KEY=VALUE,...]", default_value = "fedavg")]
+    server_opt: ServerOpt,
+    /// Server learning rate: FedAvgM's server_learning_rate or FedOpt's eta (overrides the
+    /// --server-opt default).
+    #[arg(long)]
+    server_lr: Option<f64>,
     /// Plot accuracy and loss per round to this SVG file.
     #[arg(long)]
     plot: Option<PathBuf>,
+    /// How the training set is split among the collaborators: strided (the seed's: collaborator
+    /// i of n takes every n-th sample from i), iid, dirichlet:ALPHA (label skew, e.g.
+    /// dirichlet:0.3), shards:K (K digits per collaborator) or quantity:ALPHA (size skew);
+    /// dirichlet and quantity take a smallest share, e.g. dirichlet:0.1/min=20. Each
+    /// collaborator's test samples follow its training labels: strided takes every n-th test
+    /// sample as the seed does; the others cut each digit's test samples in proportion to the
+    /// collaborators' training samples of that digit. A split that leaves a collaborator
+    /// without training samples is refused before training. With --runtime federated the envoys
+    /// hold the data: start each with the same --partition and --partition-seed (they refuse a
+    /// run that asks for another).
+    #[arg(long, value_name = "SPEC", default_value = "strided", value_parser = shares::parse_partition)]
+    partition: Partitioner,
+    /// Seed of --partition (strided ignores it).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_PARTITION_SEED)]
+    partition_seed: u64,
+    /// Draw each collaborator's training samples per digit to this SVG file.
+    #[arg(long, value_name = "FILE.svg")]
+    histogram: Option<PathBuf>,
     /// Seed of the initial model.
     #[arg(long, default_value_t = 42)]
     seed: i64,
@@ -153,13 +192,20 @@ enum Serve {
         /// The federation's certificate folder (uses envoys/NAME.pem).
         #[arg(long)]
         certs: PathBuf,
-        /// How many collaborators share the data (this one takes every N-th sample from its
-        /// position among Bengaluru, Portland, collaborator-003, ...).
+        /// How many collaborators share the data (this one takes its share by its position
+        /// among Bengaluru, Portland, collaborator-003, ...; see --partition).
         #[arg(long, default_value_t = 2)]
         collaborators: usize,
         /// A full MNIST folder instead of the bundled subset.
         #[arg(long)]
         data: Option<PathBuf>,
+        /// How the training set is split among the collaborators (see the run's --partition);
+        /// every envoy and the run must give the same.
+        #[arg(long, value_name = "SPEC", default_value = "strided", value_parser = shares::parse_partition)]
+        partition: Partitioner,
+        /// Seed of --partition; every envoy and the run must give the same.
+        #[arg(long, value_name = "N", default_value_t = DEFAULT_PARTITION_SEED)]
+        partition_seed: u64,
         /// Vanish at this collaborator step (to see the dropout path).
         #[arg(long)]
         drop_at: Option<String>,
@@ -195,12 +241,25 @@ fn main() -> anyhow::Result<()> {
     };
     options.settings.clip = args.clip;
     options.settings.max_samples = args.max_samples;
+    options.settings.server_optimizer = match args.server_lr {
+        Some(lr) => args
+            .server_opt
+            .with_server_lr(lr)
+            .map_err(anyhow::Error::msg)?,
+        None => args.server_opt,
+    };
     options.seed = args.seed;
     options.workers = workers;
     options.checkpoint = args.checkpoint.clone();
     options.drops = args.drops.clone();
+    options.partition = args.partition;
+    options.partition_seed = args.partition_seed;
     options.validate()?;
+    print_partition(&options, args.histogram.as_deref())?;
     if args.runtime == RuntimeKind::Federated {
+        println!(
+            "(the envoys split their own --data the same way: start each with this --partition and --partition-seed)"
+        );
         return run_federated(&args, &options);
     }
 
@@ -237,14 +296,36 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Prints each collaborator's label counts (and draws them with `--histogram`).
+fn print_partition(options: &RunOptions, chart: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let shares = options.shares()?;
+    println!(
+        "training and test samples per collaborator and digit (`--partition {}`):",
+        shares.label()
+    );
+    print!("{}", shares.table(&options.data, &options.collaborators)?);
+    if let Some(path) = chart {
+        report::histogram_chart(
+            &shares.histogram(&options.data)?,
+            &options.collaborators,
+            path,
+        )?;
+        println!("histogram: {}", path.display());
+    }
+    Ok(())
+}
+
 fn mode(options: &RunOptions) -> String {
-    if !options.settings.secure {
-        "plain FedAvg".to_string()
-    } else {
-        match options.settings.neighbours {
-            0 => "secure aggregation".to_string(),
-            k => format!("secure aggregation (SecAgg+, k = {k})"),
-        }
+    let opt = options.settings.server_optimizer;
+    let aggregation = match (options.settings.secure, options.settings.neighbours) {
+        (false, _) if opt == ServerOpt::FedAvg => "plain FedAvg".to_string(),
+        (false, _) => "plain aggregation".to_string(),
+        (true, 0) => "secure aggregation".to_string(),
+        (true, k) => format!("secure aggregation (SecAgg+, k = {k})"),
+    };
+    match opt {
+        ServerOpt::FedAvg => aggregation,
+        opt => format!("{aggregation}, server optimizer {opt}"),
     }
 }
 
@@ -368,6 +449,8 @@ fn serve_federation(serve: Serve) -> anyhow::Result<()> {
             certs,
             collaborators,
             data,
+            partition,
+            partition_seed,
             drop_at,
             threads,
         } => {
@@ -379,15 +462,18 @@ fn serve_federation(serve: Serve) -> anyhow::Result<()> {
                     names.join(", ")
                 );
             };
-            let data = Arc::new(match &data {
+            let data = match &data {
                 Some(dir) => Mnist::load(dir)
                     .with_context(|| format!("reading MNIST from {}", dir.display()))?,
                 None => Mnist::load_bundled().context("reading the bundled MNIST subset")?,
-            });
+            };
+            let shares = Shares::new(&data, partition, collaborators, partition_seed)?;
+            let share = shares.site_data(&data, index)?;
+            let label = shares.label();
             let tls = TlsConfig::from_dir(&certs, &format!("envoys/{name}"))?;
             let registry = Registry::new().try_flow::<SecAggMnist, anyhow::Error>(
                 move |site: &str| -> anyhow::Result<Site> {
-                    Site::new(site, &data, index, collaborators, 42, drop_at.clone())
+                    Site::from_share(site, &share, &label, 42, drop_at.clone())
                 },
             );
             runtime.block_on(flspec_federated::envoy::serve(

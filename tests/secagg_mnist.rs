@@ -5,8 +5,11 @@ use std::sync::{Arc, OnceLock};
 
 use flspec::checkpoint::RunCheckpoints;
 use flspec::codec::encode_state;
+use flspec::fl::partition::Partitioner;
 use flspec::{Flow, Role, TransitionId};
-use flspec_examples::secagg_mnist::{Drop, RunOptions, SecAggMnist};
+use flspec_examples::secagg_mnist::shares::{Shares, parse_partition};
+use flspec_examples::secagg_mnist::{Coordinator, Drop, RunOptions, SecAggMnist, Site};
+use flspec_local::LocalRuntime;
 use flspec_tch::datasets::mnist::Mnist;
 use flspec_tch::models::mnist_cnn::Net;
 use flspec_tch::train::{Batches, TrainConfig, train_one_epoch_on};
@@ -315,4 +318,146 @@ fn a_low_threshold_runs_only_with_the_unsafe_opt_out() {
     options.settings.unsafe_allow_low_threshold = true;
     let flow = run(&options);
     assert_eq!(flow.results[0].contributors.len(), 4);
+}
+
+/// The first `train` and `test` samples of the bundled data: enough for one quick round.
+fn tiny(train: usize, test: usize) -> Arc<Mnist> {
+    let data = data();
+    let first = |n: usize| (0..n).collect::<Vec<_>>();
+    Arc::new(Mnist {
+        train: data.train.subset(&first(train)).expect("subset"),
+        test: data.test.subset(&first(test)).expect("subset"),
+    })
+}
+
+#[test]
+fn the_default_partition_is_the_seed_strided_shards() {
+    let options = RunOptions::new(3, data());
+    assert_eq!(options.partition, Partitioner::Strided);
+    for (i, name) in options.collaborators.iter().enumerate() {
+        let site = options.site_data(name).expect("site data");
+        assert_eq!(site, options.data.shard(i, 3).expect("shard"), "{name}");
+    }
+    let state = options.initial_state().expect("model");
+    assert_eq!(state.settings.partition, "strided");
+}
+
+#[test]
+fn dirichlet_and_shards_partitions_run_a_round_on_each_sites_subset() {
+    let data = tiny(600, 200);
+    for spec in ["dirichlet:0.3", "shards:2"] {
+        let mut options = RunOptions::new(5, Arc::clone(&data));
+        options.partition = parse_partition(spec).expect("valid spec");
+        options.settings.rounds = 1;
+        let shares = options.shares().expect("shares");
+        let hist = shares.histogram(&data).expect("histogram");
+        for (i, name) in options.collaborators.iter().enumerate() {
+            let site = options.site_data(name).expect("site data");
+            let train = data.train.subset(shares.train().site(i)).expect("subset");
+            assert_eq!(site.train, train, "{spec} {name}");
+            assert_eq!(site.train.class_counts().as_slice(), hist.counts(i));
+            // Test labels follow the training labels: no digit the site did not train on.
+            for (c, n) in site.test.class_counts().iter().enumerate() {
+                assert!(*n == 0 || hist.counts(i)[c] > 0, "{spec} {name} digit {c}");
+            }
+        }
+        if spec == "shards:2" {
+            assert!((0..5).all(|i| hist.classes_present(i) == 2), "{hist}");
+        }
+        // One row per collaborator between the header and the totals, summing to the data.
+        let table = shares.table(&data, &options.collaborators).expect("table");
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 5 + 2, "{table}");
+        let column = |line: &str, from_end: usize| -> usize {
+            let cells: Vec<&str> = line.split_whitespace().collect();
+            cells[cells.len() - from_end].parse().expect("a count")
+        };
+        let rows = &lines[1..6];
+        for (row, name) in rows.iter().zip(&options.collaborators) {
+            assert!(row.starts_with(name.as_str()), "{table}");
+        }
+        assert_eq!(
+            rows.iter().map(|r| column(r, 2)).sum::<usize>(),
+            600,
+            "{table}"
+        );
+        assert_eq!(
+            rows.iter().map(|r| column(r, 1)).sum::<usize>(),
+            200,
+            "{table}"
+        );
+        assert_eq!(column(lines[6], 2), 600, "{table}");
+        let flow = run(&options);
+        let row = &flow.results[0];
+        assert_eq!(row.contributors.len(), 5, "{spec} {row:?}");
+        assert_eq!(row.train_samples, 600, "{spec} {row:?}");
+        assert!(row.train_loss.is_finite(), "{spec} {row:?}");
+        assert_eq!(
+            flow.settings.partition,
+            format!("{spec} --partition-seed 42")
+        );
+    }
+}
+
+#[test]
+fn bad_partitions_are_refused_before_training_naming_the_flag() {
+    let err = parse_partition("dirichlet:0")
+        .expect_err("alpha 0")
+        .to_string();
+    assert!(err.starts_with("`--partition dirichlet:0`"), "{err}");
+    assert!(err.contains("choose one of"), "{err}");
+    let err = parse_partition("halves").expect_err("unknown").to_string();
+    assert!(err.contains("`--partition halves`"), "{err}");
+    // The partitioner refuses the split.
+    let mut options = RunOptions::new(2, tiny(100, 20));
+    options.partition = Partitioner::Shards {
+        classes_per_site: 11,
+    };
+    let err = options.validate().expect_err("11 of 10 digits").to_string();
+    assert!(err.contains("`--partition shards:11`"), "{err}");
+    // A collaborator without training samples: 3 samples for 5 collaborators.
+    let mut options = RunOptions::new(5, tiny(3, 5));
+    options.partition = Partitioner::Iid;
+    options.settings.threshold = 3;
+    let err = options.validate().expect_err("empty site").to_string();
+    assert!(err.contains("without training samples"), "{err}");
+    assert!(
+        err.contains("`--partition iid --partition-seed 42`"),
+        "{err}"
+    );
+    assert!(options.local_runtime().is_err());
+    // A share above --max-samples, before training rather than after.
+    let mut options = RunOptions::new(2, tiny(100, 20));
+    options.settings.max_samples = 40;
+    let err = options.validate().expect_err("50 > 40").to_string();
+    assert!(err.contains("`--max-samples 40`"), "{err}");
+}
+
+#[test]
+fn a_collaborator_holding_another_partition_refuses_the_run() {
+    let data = tiny(200, 40);
+    let options = RunOptions::new(2, Arc::clone(&data));
+    let names = options.collaborators.clone();
+    // Envoys started with `--partition iid`, a run that asks for the default `strided`.
+    let shares = Shares::new(&data, Partitioner::Iid, 2, 42).expect("shares");
+    let runtime = LocalRuntime::try_new(names.clone(), move |name: &str| -> anyhow::Result<Site> {
+        let i = names.iter().position(|n| n == name).expect("known");
+        let share = shares.site_data(&data, i)?;
+        Site::from_share(name, &share, &shares.label(), 42, None)
+    })
+    .with_aggregator(Coordinator::default);
+    let err = format!(
+        "{:#}",
+        options
+            .initial_state()
+            .expect("model")
+            .run(&runtime)
+            .err()
+            .expect("mismatched partitions")
+    );
+    assert!(
+        err.contains("`--partition iid --partition-seed 42`"),
+        "{err}"
+    );
+    assert!(err.contains("`--partition strided`"), "{err}");
 }

@@ -55,6 +55,16 @@ pub struct Settings {
     /// the weighted mean, the seed's). Its state stays in the aggregator's [`Coordinator`].
     #[serde(default)]
     pub server_optimizer: ServerOpt,
+    /// How the data is split among the collaborators (`--partition`, `--partition-seed`), as
+    /// [`super::shares::label`] names it. Each collaborator checks it against the partition its
+    /// data came from before it trains, so that envoys started with another `--partition` refuse
+    /// the run instead of training on overlapping data.
+    #[serde(default = "strided")]
+    pub partition: String,
+}
+
+fn strided() -> String {
+    "strided".to_string()
 }
 
 impl Default for Settings {
@@ -68,6 +78,7 @@ impl Default for Settings {
             clip: 4.0,
             max_samples: 60_000,
             server_optimizer: ServerOpt::FedAvg,
+            partition: strided(),
         }
     }
 }
@@ -230,6 +241,15 @@ impl SecAggMnist {
     #[collaborator]
     fn aggregated_model_validation(&mut self, site: &mut Site) -> Result<Next<Self>, BoxError> {
         site.check_presence("aggregated_model_validation")?;
+        if site.partition != self.settings.partition {
+            return Err(format!(
+                "`{}` holds the data of `--partition {}`, but this run splits the data by `--partition {}`; start every envoy with the run's `--partition` and `--partition-seed`",
+                site.name(),
+                site.partition,
+                self.settings.partition
+            )
+            .into());
+        }
         site.net.set_flat(&self.model)?;
         let accuracy = validate_on(&site.net, &site.test, 1000)?;
         site.measured = Measurements {

@@ -1,11 +1,13 @@
 //! The SecAgg MNIST flow of `cargo run --example secagg_mnist`, as a library so that tests and
 //! benchmarks run the very same flow: [`flow::SecAggMnist`] (the DSL flow), [`site::Site`] (a
 //! collaborator's private state), [`update`] (what travels inside the masked vector) and
-//! [`report`] (the results table and plot).
+//! [`report`] (the results table and plots) and [`shares`] (which samples each collaborator
+//! holds: `--partition`).
 
 pub mod flow;
 pub mod report;
 pub mod server_opt;
+pub mod shares;
 pub mod site;
 pub mod update;
 
@@ -17,9 +19,11 @@ use flspec::Flow;
 use flspec_local::LocalRuntime;
 
 pub use flow::{Coordinator, RoundRow, SecAggMnist, Settings};
-pub use server_opt::ServerOpt;
+use flspec::fl::partition::Partitioner;
 use flspec_tch::datasets::mnist::Mnist;
 use flspec_tch::models::mnist_cnn::Net;
+pub use server_opt::ServerOpt;
+pub use shares::Shares;
 pub use site::Site;
 
 /// The seed tutorial's collaborators, then generated names.
@@ -59,10 +63,15 @@ impl std::str::FromStr for Drop {
 /// How to run the flow locally.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
-    /// Collaborator names; collaborator `i` of `n` takes every `n`-th sample from `i`.
+    /// Collaborator names, in the order of the partition's sites.
     pub collaborators: Vec<String>,
-    /// The data: loaded once and sharded per collaborator.
+    /// The data: loaded once and split among the collaborators by `partition`.
     pub data: Arc<Mnist>,
+    /// How the training set is split (default [`Partitioner::Strided`]: collaborator `i` of `n`
+    /// takes every `n`-th sample from `i`); the test set follows (see [`shares`]).
+    pub partition: Partitioner,
+    /// The partition's seed (default [`shares::DEFAULT_PARTITION_SEED`]; `strided` ignores it).
+    pub partition_seed: u64,
     /// Public settings of the flow.
     pub settings: Settings,
     /// Seed of the initial model.
@@ -81,6 +90,8 @@ impl RunOptions {
         RunOptions {
             collaborators: collaborator_names(count),
             data,
+            partition: Partitioner::Strided,
+            partition_seed: shares::DEFAULT_PARTITION_SEED,
             settings: Settings::default(),
             seed: 42,
             workers: 1,
@@ -92,14 +103,16 @@ impl RunOptions {
     /// Checks the options against the flow.
     ///
     /// # Errors
-    /// An unknown collaborator or step in a `--drop`, no collaborator, or a threshold out of
-    /// range or (without [`Settings::unsafe_allow_low_threshold`]) at or below half of the group
-    /// that shares secrets.
+    /// An unknown collaborator or step in a `--drop`, no collaborator, a threshold out of range
+    /// or (without [`Settings::unsafe_allow_low_threshold`]) at or below half of the group that
+    /// shares secrets, or a partition that fails or leaves a collaborator without training
+    /// samples or with more than `--max-samples` (see [`RunOptions::shares`]).
     pub fn validate(&self) -> anyhow::Result<()> {
         if self.collaborators.is_empty() {
             bail!("give at least one collaborator");
         }
         self.validate_threshold()?;
+        self.shares()?;
         let graph = SecAggMnist::graph();
         let steps: Vec<&str> = graph
             .steps()
@@ -128,6 +141,36 @@ impl RunOptions {
             }
         }
         Ok(())
+    }
+
+    /// Which samples each collaborator holds.
+    ///
+    /// # Errors
+    /// The partitioner's error (naming `--partition`), or a collaborator left without training
+    /// samples or with more than [`Settings::max_samples`].
+    pub fn shares(&self) -> anyhow::Result<Shares> {
+        let shares = Shares::new(
+            &self.data,
+            self.partition,
+            self.collaborators.len(),
+            self.partition_seed,
+        )?;
+        let max = self.settings.max_samples as usize;
+        if let Some((i, site)) = shares
+            .train()
+            .sites()
+            .iter()
+            .enumerate()
+            .find(|(_, s)| s.len() > max)
+        {
+            bail!(
+                "`--partition {}` gives `{}` {} training samples, more than `--max-samples {max}`; raise `--max-samples`",
+                shares.label(),
+                self.collaborators[i],
+                site.len()
+            );
+        }
+        Ok(shares)
     }
 
     /// The group a secret is shared in: every collaborator, or a closed neighbourhood of
@@ -172,13 +215,32 @@ impl RunOptions {
         Ok(())
     }
 
-    /// The flow's initial state: the seed's model from `seed`.
+    /// The flow's initial state: the seed's model from `seed`, and the settings with the
+    /// partition's name ([`shares::label`]) that every collaborator checks its data against.
     ///
     /// # Errors
     /// A libtorch error.
     pub fn initial_state(&self) -> anyhow::Result<SecAggMnist> {
         let model = Net::new(self.seed)?.to_flat()?;
-        Ok(SecAggMnist::new(self.settings.clone(), model))
+        let mut settings = self.settings.clone();
+        settings.partition = shares::label(&self.partition, self.partition_seed);
+        Ok(SecAggMnist::new(settings, model))
+    }
+
+    /// Collaborator `name`'s training and test data, as the local runtime gives it.
+    ///
+    /// # Errors
+    /// An unknown collaborator, or as [`RunOptions::shares`].
+    pub fn site_data(&self, name: &str) -> anyhow::Result<Mnist> {
+        let index = self.index(name)?;
+        self.shares()?.site_data(&self.data, index)
+    }
+
+    fn index(&self, name: &str) -> anyhow::Result<usize> {
+        self.collaborators
+            .iter()
+            .position(|n| n == name)
+            .with_context(|| format!("unknown collaborator `{name}`"))
     }
 
     /// The local runtime for these options (the observer and run id are the caller's).
@@ -188,7 +250,8 @@ impl RunOptions {
     pub fn local_runtime(&self) -> anyhow::Result<LocalRuntime<Site, Coordinator>> {
         self.validate()?;
         let names = self.collaborators.clone();
-        let count = names.len();
+        let shares = self.shares()?;
+        let partition = shares.label();
         let data = Arc::clone(&self.data);
         let seed = self.seed;
         let drops = self.drops.clone();
@@ -201,7 +264,8 @@ impl RunOptions {
                 .iter()
                 .find(|d| d.name == name)
                 .map(|d| d.step.clone());
-            Site::new(name, &data, index, count, seed, drop_at)
+            let share = shares.site_data(&data, index)?;
+            Site::from_share(name, &share, &partition, seed, drop_at)
         };
         let mut runtime = LocalRuntime::try_new(self.collaborators.clone(), factory)
             .with_aggregator(Coordinator::default)

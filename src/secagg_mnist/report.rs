@@ -1,13 +1,29 @@
-//! The results table (the seed's, plus time per round) and the SVG plot.
+//! The results table (the seed's, plus time per round), the SVG plot of a run, and the chart of
+//! each collaborator's training labels (`--histogram`).
 
 use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use flspec::fl::partition::LabelHistogram;
 use plotters::prelude::*;
 
 use super::RoundRow;
+
+/// One colour per digit (matplotlib's `tab10`).
+const CLASS_COLOURS: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
 
 /// The seed's results table in tabulate's "outline" style, with time per round.
 pub fn results_table(rows: &[RoundRow], times: &[Duration]) -> String {
@@ -136,9 +152,124 @@ pub fn plot(rows: &[RoundRow], path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Draws each collaborator's training samples per digit as stacked bars, one bar per
+/// collaborator (named by `names`), to an SVG file.
+///
+/// # Errors
+/// A path that does not end in `.svg`, fewer names than sites, or an I/O error.
+pub fn histogram_chart(hist: &LabelHistogram, names: &[String], path: &Path) -> anyhow::Result<()> {
+    if path.extension().and_then(|e| e.to_str()) != Some("svg") {
+        bail!(
+            "`--histogram {}`: only SVG output is supported; give a file name ending in .svg",
+            path.display()
+        );
+    }
+    let sites = hist.sites();
+    if names.len() < sites {
+        bail!("{} names for {sites} collaborators", names.len());
+    }
+    let classes = (0..sites).map(|s| hist.counts(s).len()).max().unwrap_or(0);
+    let tallest = (0..sites)
+        .map(|s| hist.counts(s).iter().sum::<usize>())
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    // Room for each name under its bar, and a legend column of its own on the right, so that
+    // it never hides a bar.
+    let width = (140 + 100 * sites as u32).clamp(480, 4000);
+    let root = SVGBackend::new(path, (width + 110, 420)).into_drawing_area();
+    root.fill(&WHITE).context("drawing the histogram")?;
+    let (plot_area, legend) = root.split_horizontally(width);
+    let mut chart = ChartBuilder::on(&plot_area)
+        .caption(
+            "Training samples per collaborator and digit",
+            ("sans-serif", 18),
+        )
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(50)
+        .build_cartesian_2d(-0.5f64..sites as f64 - 0.5, 0f64..tallest as f64 * 1.05)
+        .context("drawing the histogram")?;
+    let label = |x: &f64| {
+        let i = x.round();
+        if (x - i).abs() < 1e-6 && i >= 0.0 {
+            names.get(i as usize).cloned().unwrap_or_default()
+        } else {
+            String::new()
+        }
+    };
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_labels(sites.min(40))
+        .x_label_formatter(&label)
+        .y_label_formatter(&|y| format!("{y:.0}"))
+        .y_desc("training samples")
+        .draw()
+        .context("drawing the histogram")?;
+    for class in 0..classes {
+        let colour = CLASS_COLOURS[class % CLASS_COLOURS.len()];
+        let bars = (0..sites).filter_map(|s| {
+            let counts = hist.counts(s);
+            let below: usize = counts.iter().take(class).sum();
+            let n = counts.get(class).copied().unwrap_or(0);
+            (n > 0).then(|| {
+                let x = s as f64;
+                Rectangle::new(
+                    [(x - 0.4, below as f64), (x + 0.4, (below + n) as f64)],
+                    colour.filled(),
+                )
+            })
+        });
+        chart.draw_series(bars).context("drawing the histogram")?;
+    }
+    for class in 0..classes {
+        let colour = CLASS_COLOURS[class % CLASS_COLOURS.len()];
+        let y = 50 + 22 * class as i32;
+        legend
+            .draw(&Rectangle::new([(8, y), (22, y + 14)], colour.filled()))
+            .context("drawing the histogram")?;
+        legend
+            .draw(&Text::new(
+                format!("digit {class}"),
+                (30, y),
+                ("sans-serif", 14),
+            ))
+            .context("drawing the histogram")?;
+    }
+    root.present()
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_histogram_chart_has_a_bar_per_collaborator_and_class() {
+        let labels: Vec<u8> = (0..60).map(|i| (i % 3) as u8).collect();
+        let hist = flspec::fl::partition::Partitioner::Strided
+            .partition(&labels, 3, 2, 0)
+            .and_then(|p| p.histogram(&labels, 3))
+            .expect("histogram");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("hist.svg");
+        let names = ["Bengaluru".to_string(), "Portland".to_string()];
+        histogram_chart(&hist, &names, &path).expect("chart");
+        let svg = std::fs::read_to_string(&path).expect("svg");
+        assert!(
+            svg.contains("Bengaluru") && svg.contains("Portland"),
+            "{svg}"
+        );
+        assert!(svg.contains("digit 2"), "{svg}");
+        // 2 sites x 3 classes, every count non-zero: 6 bars (plus background and legend).
+        assert!(svg.matches("<rect").count() >= 6 + 3, "{svg}");
+        let err = histogram_chart(&hist, &names, &dir.path().join("hist.pdf"))
+            .expect_err("not svg")
+            .to_string();
+        assert!(err.contains("--histogram"), "{err}");
+    }
 
     #[test]
     fn the_table_has_the_seed_headers_and_one_line_per_round() {

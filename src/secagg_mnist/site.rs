@@ -1,4 +1,4 @@
-//! A collaborator's private state: its shard of MNIST, its model, its SecAgg client for the
+//! A collaborator's private state: its share of MNIST, its model, its SecAgg client for the
 //! current round, and what it measured. Never serialized, never sent.
 
 use flspec::Dropout;
@@ -24,6 +24,8 @@ pub struct Site {
     pub(crate) measured: Measurements,
     drop_at: Option<String>,
     dropped: bool,
+    /// The partition its data came from ([`super::shares::label`]).
+    pub(crate) partition: String,
 }
 
 impl std::fmt::Debug for Site {
@@ -32,13 +34,15 @@ impl std::fmt::Debug for Site {
             .field("name", &self.name)
             .field("train", &self.train.len())
             .field("test", &self.test.len())
+            .field("partition", &self.partition)
             .finish_non_exhaustive()
     }
 }
 
 impl Site {
     /// Collaborator `index` of `count`: every `count`-th sample of `data` from `index`, train and
-    /// test (the seed's sharding). `drop_at` names a step at which the site vanishes.
+    /// test (the seed's sharding, `--partition strided`). `drop_at` names a step at which the
+    /// site vanishes.
     ///
     /// # Errors
     /// A loader or libtorch error.
@@ -51,10 +55,26 @@ impl Site {
         drop_at: Option<String>,
     ) -> anyhow::Result<Self> {
         let shard = data.shard(index, count)?;
+        Site::from_share(name, &shard, "strided", seed, drop_at)
+    }
+
+    /// A collaborator holding `share` (its part of a [`super::shares::Shares`]), made by the
+    /// partition named `partition` ([`super::shares::label`]; the flow checks that it is the
+    /// run's). `drop_at` names a step at which the site vanishes.
+    ///
+    /// # Errors
+    /// A libtorch error.
+    pub fn from_share(
+        name: &str,
+        share: &Mnist,
+        partition: &str,
+        seed: i64,
+        drop_at: Option<String>,
+    ) -> anyhow::Result<Self> {
         Ok(Site {
             name: name.to_string(),
-            train: Batches::new(&shard.train)?,
-            test: Batches::new(&shard.test)?,
+            train: Batches::new(&share.train)?,
+            test: Batches::new(&share.test)?,
             net: Net::new(seed)?,
             config: TrainConfig::default(),
             client: None,
@@ -62,7 +82,13 @@ impl Site {
             measured: Measurements::default(),
             drop_at,
             dropped: false,
+            partition: partition.to_string(),
         })
+    }
+
+    /// The number of training and test samples it holds.
+    pub fn samples(&self) -> (usize, usize) {
+        (self.train.len(), self.test.len())
     }
 
     /// The collaborator's name.
