@@ -10,7 +10,7 @@ ARGS ?=
 
 include scripts/torch.mk
 
-.PHONY: demo demo-federated test test-core lint lint-core bench doc doc-check render-tools clean-torch
+.PHONY: demo demo-federated test test-core lint lint-core bench doc doc-check render-tools python-check clean-torch
 
 ## The main job: SecAgg MNIST, 2 collaborators, on the bundled 5,000-image MNIST subset.
 demo: libtorch
@@ -22,7 +22,7 @@ demo-federated: libtorch
 
 ## Everything CI runs. The graph rendering tests need Mermaid's CLI, Chromium and Graphviz:
 ## `render-tools` installs them (or says why it cannot; those tests then skip, saying why).
-test: libtorch lint render-tools doc-check
+test: libtorch lint render-tools python-check doc-check
 	python3 -m unittest discover -s scripts/baselines -p 'test_*.py'
 	$(CARGO) test --workspace
 
@@ -50,6 +50,11 @@ doc:
 doc-check: libtorch
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps --no-default-features
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps
+
+## safetensors, numpy and TensorBoard in .venv-check/, for the tests that read our model exports
+## and event files with the reference Python readers (they skip, saying why, where it cannot).
+python-check:
+	bash scripts/setup-python-check.sh
 
 ## Mermaid's CLI (tools/render, npm ci), Chromium and Graphviz for the graph rendering tests.
 render-tools:

@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Creates `.venv-check/`, a small Python venv with `safetensors` and `numpy` (about 100 MB, under
-# 15 s with a reachable PyPI), so that flspec-tch's test
-# `python_safetensors_reads_the_file_and_writes_one_we_read` (tests/export.rs) runs the Python side
-# of the model-export check (scripts/check_safetensors.py) instead of skipping.
+# Creates `.venv-check/`, a small Python venv with `safetensors`, `numpy` and `tensorboard` (about
+# 180 MB, under 30 s with a reachable PyPI), so that the tests that check our files with the
+# reference Python readers run instead of skipping:
+#   - flspec-tch's `python_safetensors_reads_the_file_and_writes_one_we_read` (tests/export.rs):
+#     the model export, read by `safetensors` (scripts/check_safetensors.py);
+#   - flspec's `tensorboard_reads_a_fresh_file` and `tensorboard_reads_the_golden_file`
+#     (tests/fl_history.rs): the run history's event files, read by TensorBoard's own
+#     EventAccumulator (scripts/reference/tensorboard_events.py).
 #
 # PyTorch itself is not installed: the PyPI torch 2.13.0 wheel is the CUDA build (530 MB, and
 # `import torch` needs about 3 GB more of CUDA wheels), and the CPU-only wheel lives on
@@ -12,7 +16,7 @@
 #
 # Usage: scripts/setup-python-check.sh [--force]
 # Environment: FLSPEC_CHECK_VENV (default <repo>/.venv-check).
-# Idempotent: when the venv already imports safetensors and numpy it does nothing.
+# Idempotent: when the venv already imports safetensors, numpy and tensorboard it does nothing.
 # Never fails the caller: without python3, venv or PyPI it says why and exits 0 (the test then
 # skips, saying why).
 set -uo pipefail
@@ -36,23 +40,23 @@ for arg in "$@"; do
 	esac
 done
 
-if [[ $force == 0 ]] && "$VENV/bin/python" -c 'import safetensors, numpy' >/dev/null 2>&1; then
+if [[ $force == 0 ]] && "$VENV/bin/python" -c 'import safetensors, numpy, tensorboard' >/dev/null 2>&1; then
 	say "$VENV is ready"
 	exit 0
 fi
 if ! command -v python3 >/dev/null 2>&1; then
-	say "python3 is missing (Debian: apt-get install python3 python3-venv); the safetensors check will skip"
+	say "python3 is missing (Debian: apt-get install python3 python3-venv); the safetensors and TensorBoard checks will skip"
 	exit 0
 fi
 rm -rf "$VENV"
 if ! python3 -m venv "$VENV"; then
 	rm -rf "$VENV"
-	say "python3 -m venv failed (Debian: apt-get install python3-venv); the safetensors check will skip"
+	say "python3 -m venv failed (Debian: apt-get install python3-venv); the safetensors and TensorBoard checks will skip"
 	exit 0
 fi
-if ! PIP_DISABLE_PIP_VERSION_CHECK=1 "$VENV/bin/python" -m pip install --quiet safetensors numpy; then
+if ! PIP_DISABLE_PIP_VERSION_CHECK=1 "$VENV/bin/python" -m pip install --quiet --no-cache-dir safetensors numpy tensorboard; then
 	rm -rf "$VENV"
-	say "pip install safetensors numpy failed (is PyPI reachable? HTTPS_PROXY sets a proxy); the safetensors check will skip"
+	say "pip install safetensors numpy tensorboard failed (is PyPI reachable? HTTPS_PROXY sets a proxy); the safetensors and TensorBoard checks will skip"
 	exit 0
 fi
-say "$VENV: $("$VENV/bin/python" -c 'import safetensors, numpy; print("safetensors", safetensors.__version__, "numpy", numpy.__version__)')"
+say "$VENV: $("$VENV/bin/python" -c 'import safetensors, numpy, tensorboard; print("safetensors", safetensors.__version__, "numpy", numpy.__version__, "tensorboard", tensorboard.__version__)')"

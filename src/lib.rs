@@ -3,13 +3,16 @@
 //!
 //! Its library holds only what the examples, tests and benches share: the SecAgg MNIST flow
 //! (`secagg_mnist`) and the plain FedAvg MNIST flow with a choice of aggregator and Byzantine
-//! collaborators (`fedavg_mnist`), both with the `torch` feature (on by default; run
+//! collaborators (`fedavg_mnist`) with the same run as a hand-written tch loop that its benches
+//! and tests compare it to (`hand_loop`), all with the `torch` feature (on by default; run
 //! `scripts/setup-libtorch.sh` once). Data sets, models and local training are the toolkit's:
 //! `flspec-tch` (and `flspec::fl` on the server side).
 #![warn(missing_docs)]
 
 #[cfg(feature = "torch")]
 pub mod fedavg_mnist;
+#[cfg(feature = "torch")]
+pub mod hand_loop;
 #[cfg(feature = "torch")]
 pub mod secagg_mnist;
 

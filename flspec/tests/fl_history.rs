@@ -4,9 +4,8 @@
 //! The TensorBoard golden file `tests/data/tensorboard_small.tfevents` was read by TensorBoard
 //! 2.21.0's `EventAccumulator` (`scripts/reference/tensorboard_events.py`); the live test
 //! `tensorboard_reads_a_fresh_file` runs that script on a new file when `python3 -c "import
-//! tensorboard"` works, or with the Python named by `FLSPEC_TENSORBOARD_PYTHON`
-//! (`/tmp/tbvenv/bin/python` after `python3 -m venv /tmp/tbvenv && /tmp/tbvenv/bin/pip install
-//! tensorboard`).
+//! tensorboard"` works, with the project's `.venv-check` (`scripts/setup-python-check.sh`, which
+//! `make test` runs), or with the Python named by `FLSPEC_TENSORBOARD_PYTHON`.
 
 use std::io::Write as _;
 use std::path::Path;
@@ -423,13 +422,15 @@ fn negative_steps_are_encoded_as_ten_byte_varints() {
     );
 }
 
-/// A Python that has TensorBoard: `FLSPEC_TENSORBOARD_PYTHON`, else `python3` if it can
+/// A Python that has TensorBoard: `FLSPEC_TENSORBOARD_PYTHON`, else the project's
+/// `.venv-check` (`scripts/setup-python-check.sh`, run by `make test`), else `python3` if it can
 /// `import tensorboard`.
 fn tensorboard_python() -> Option<String> {
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv-check/bin/python");
     let candidates = std::env::var("FLSPEC_TENSORBOARD_PYTHON")
         .ok()
         .into_iter()
-        .chain(["python3".to_string()]);
+        .chain([venv.display().to_string(), "python3".to_string()]);
     for python in candidates {
         let ok = Command::new(&python)
             .args(["-c", "import tensorboard"])
