@@ -133,8 +133,9 @@ struct Args {
     /// Seed of --partition (strided ignores it).
     #[arg(long, value_name = "N", default_value_t = DEFAULT_PARTITION_SEED)]
     partition_seed: u64,
-    /// Draw each collaborator's training samples per digit to this SVG file.
-    #[arg(long, value_name = "FILE.svg")]
+    /// Draw each collaborator's training samples per digit as stacked bars to this file: .svg
+    /// (names under the bars), or .png when built with `--features plot`.
+    #[arg(long, value_name = "FILE.svg|png")]
     histogram: Option<PathBuf>,
     /// Seed of the initial model.
     #[arg(long, default_value_t = 42)]
@@ -305,12 +306,15 @@ fn print_partition(options: &RunOptions, chart: Option<&std::path::Path>) -> any
     );
     print!("{}", shares.table(&options.data, &options.collaborators)?);
     if let Some(path) = chart {
-        report::histogram_chart(
+        let warning = report::histogram_chart(
             &shares.histogram(&options.data)?,
             &options.collaborators,
             path,
         )?;
         println!("histogram: {}", path.display());
+        if let Some(warning) = warning {
+            eprintln!("{warning}");
+        }
     }
     Ok(())
 }

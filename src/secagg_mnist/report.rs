@@ -96,6 +96,7 @@ pub fn plot(rows: &[RoundRow], path: &Path) -> anyhow::Result<()> {
             path.display()
         );
     }
+    register_font();
     let root = SVGBackend::new(path, (960, 420)).into_drawing_area();
     root.fill(&WHITE).context("drawing the plot")?;
     let (left, right) = root.split_horizontally(480);
@@ -152,22 +153,41 @@ pub fn plot(rows: &[RoundRow], path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// With the `plot` feature, plotters draws text with fonts registered at run time: register
+/// the system's before drawing (SVG text needs one for its layout too).
+fn register_font() {
+    #[cfg(feature = "plot")]
+    let _ = flspec::fl::history::plot::system_font();
+}
+
 /// Draws each collaborator's training samples per digit as stacked bars, one bar per
-/// collaborator (named by `names`), to an SVG file.
+/// collaborator, to `path`: `.svg` here, with the collaborators' names under their bars; `.png`
+/// with the `plot` feature, by `flspec::fl::history::plot::LabelHistogramChart` (bars numbered
+/// from 0 in the order of `names`, which the title lists).
+///
+/// Returns a warning when the PNG had to be drawn without text (no font found).
 ///
 /// # Errors
-/// A path that does not end in `.svg`, fewer names than sites, or an I/O error.
-pub fn histogram_chart(hist: &LabelHistogram, names: &[String], path: &Path) -> anyhow::Result<()> {
-    if path.extension().and_then(|e| e.to_str()) != Some("svg") {
-        bail!(
-            "`--histogram {}`: only SVG output is supported; give a file name ending in .svg",
-            path.display()
-        );
-    }
+/// Another extension (or `.png` without the `plot` feature), fewer names than sites, or an I/O
+/// error.
+pub fn histogram_chart(
+    hist: &LabelHistogram,
+    names: &[String],
+    path: &Path,
+) -> anyhow::Result<Option<String>> {
     let sites = hist.sites();
     if names.len() < sites {
         bail!("{} names for {sites} collaborators", names.len());
     }
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("svg") => {}
+        Some("png") => return histogram_png(hist, names, path),
+        _ => bail!(
+            "`--histogram {}`: give a file name ending in .svg (or .png, with `--features plot`)",
+            path.display()
+        ),
+    }
+    register_font();
     let classes = (0..sites).map(|s| hist.counts(s).len()).max().unwrap_or(0);
     let tallest = (0..sites)
         .map(|s| hist.counts(s).iter().sum::<usize>())
@@ -239,7 +259,48 @@ pub fn histogram_chart(hist: &LabelHistogram, names: &[String], path: &Path) -> 
     }
     root.present()
         .with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    Ok(None)
+}
+
+/// [`histogram_chart`] to a PNG file, by `flspec::fl::history::plot`.
+#[cfg(feature = "plot")]
+fn histogram_png(
+    hist: &LabelHistogram,
+    names: &[String],
+    path: &Path,
+) -> anyhow::Result<Option<String>> {
+    use flspec::fl::history::plot::LabelHistogramChart;
+    let width = (140 + 60 * hist.sites() as u32).clamp(800, 4000);
+    // As many "i = name" as fit the title's width (about 13 pixels a character).
+    let room = width as usize / 13;
+    let mut title = "Training labels per site (".to_string();
+    for (i, name) in names.iter().take(hist.sites()).enumerate() {
+        let item = format!("{}{i} = {name}", if i == 0 { "" } else { ", " });
+        if title.len() + item.len() + 5 > room {
+            title.push_str(if i == 0 { "..." } else { ", ..." });
+            break;
+        }
+        title.push_str(&item);
+    }
+    title.push(')');
+    let drawn = LabelHistogramChart::new(title, hist)
+        .size(width, 500)
+        .draw(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(drawn.warning)
+}
+
+/// Without the `plot` feature there is no PNG encoder: say how to get one.
+#[cfg(not(feature = "plot"))]
+fn histogram_png(
+    _hist: &LabelHistogram,
+    _names: &[String],
+    path: &Path,
+) -> anyhow::Result<Option<String>> {
+    bail!(
+        "`--histogram {}`: PNG charts need the `plot` feature (`cargo run --release --features plot --example secagg_mnist -- ...`); or give a file name ending in .svg",
+        path.display()
+    )
 }
 
 #[cfg(test)]
@@ -269,6 +330,16 @@ mod tests {
             .expect_err("not svg")
             .to_string();
         assert!(err.contains("--histogram"), "{err}");
+        let png = dir.path().join("hist.png");
+        let drawn = histogram_chart(&hist, &names, &png);
+        if cfg!(feature = "plot") {
+            drawn.expect("a PNG with the plot feature");
+            let bytes = std::fs::read(&png).expect("png");
+            assert!(bytes.starts_with(b"\x89PNG"), "not a PNG");
+        } else {
+            let err = drawn.expect_err("no PNG encoder").to_string();
+            assert!(err.contains("--features plot"), "{err}");
+        }
     }
 
     #[test]
