@@ -11,6 +11,7 @@
 //! cargo run --release --example fedadam_secagg                        # 10 collaborators, 10 rounds
 //! cargo run --release --example fedadam_secagg -- --rounds 3 --variants fedavg fedadam:eta=0.01
 //! cargo run --release --example fedadam_secagg -- --history runs/ --plot accuracy.svg
+//! cargo run --release --example fedadam_secagg -- --save-models models/   # VARIANT.safetensors
 //! ```
 //!
 //! Variants are `NAME[:KEY=VALUE,...]` with Flower 1.42's defaults (`fedadam` is η = 0.1,
@@ -28,14 +29,14 @@ use flspec::{Event, Flow, Role};
 use flspec_examples::secagg_mnist::{RunOptions, SecAggMnist, ServerOpt};
 use flspec_tch::datasets::mnist::{self, Mnist};
 use flspec_tch::models::mnist_cnn::Net;
-use flspec_tch::threads;
 use flspec_tch::train::{Batches, validate_on};
+use flspec_tch::{export, threads};
 use indicatif::{ProgressBar, ProgressStyle};
 use plotters::prelude::*;
 
 /// FedAvg vs FedAdam (and other server optimizers) on the secure sum, MNIST, SecAgg+.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// Collaborators.
     #[arg(long, default_value_t = 10)]
@@ -82,10 +83,14 @@ struct Args {
     /// libtorch threads per operation (default: every core this process may use).
     #[arg(long)]
     threads: Option<usize>,
-    /// Write each variant's history (`DIR/VARIANT/history.jsonl`, `rounds.csv`,
-    /// `participants.csv`).
+    /// Write each variant's history to `DIR/VARIANT/`: `history.jsonl`, `history_rounds.csv`
+    /// and `history_participants.csv` (flspec::fl::history).
     #[arg(long, value_name = "DIR")]
     history: Option<PathBuf>,
+    /// Save each variant's final model as `DIR/VARIANT.safetensors` (the seed's tensor names;
+    /// PyTorch loads it with `safetensors.torch.load_file`).
+    #[arg(long, value_name = "DIR")]
+    save_models: Option<PathBuf>,
     /// Plot every variant's accuracy per round to this SVG file.
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<PathBuf>,
@@ -99,6 +104,7 @@ fn default_variants() -> Vec<ServerOpt> {
         "fedavg",
         "fedavgm:momentum=0.9",
         "fedadam",
+        "fedadam:tau=1e-3",
         "fedyogi",
         "fedadagrad",
     ]
@@ -182,6 +188,12 @@ fn main() -> anyhow::Result<()> {
         let mut net = Net::new(args.seed)?;
         net.set_flat(&flow.model)?;
         let final_accuracy = validate_on(&net, &test, 1000)?;
+        if let Some(dir) = &args.save_models {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            let path = dir.join(format!("{}.safetensors", file_name(label)));
+            export::save_net(&net, &path)
+                .with_context(|| format!("saving the `{label}` model to {}", path.display()))?;
+        }
         outcomes.push(Outcome {
             label: label.clone(),
             flow,
@@ -191,6 +203,24 @@ fn main() -> anyhow::Result<()> {
     }
     bar.finish_and_clear();
     print!("{}", table(&outcomes, args.rounds));
+    let contributions: Vec<usize> = outcomes
+        .iter()
+        .flat_map(|o| o.flow.results.iter().map(|r| r.contributors.len()))
+        .collect();
+    let (fewest, most) = (
+        contributions.iter().min().copied().unwrap_or(0),
+        contributions.iter().max().copied().unwrap_or(0),
+    );
+    if options.settings.secure {
+        let count = if fewest == most {
+            most.to_string()
+        } else {
+            format!("{fewest} to {most}")
+        };
+        println!(
+            "every round the aggregator unmasked one sum of {count} contributions and gave it to the server optimizer; it never held an individual update"
+        );
+    }
     println!(
         "total {:.1} s ({})",
         started.elapsed().as_secs_f64(),
@@ -266,35 +296,51 @@ fn load_data(args: &Args) -> anyhow::Result<Mnist> {
     Ok(data)
 }
 
-/// Accuracy of the aggregated model after each round (round 0: the initial model), then the
-/// mean training loss of each round, one column per variant.
+/// Two markdown tables, one column per variant: the accuracy of the aggregated model after each
+/// round (row 0: the initial model; the last row: the final model, on the whole test set), and
+/// the mean training loss of each round.
 fn table(outcomes: &[Outcome], rounds: u32) -> String {
     let mut headers = vec!["Round".to_string()];
-    headers.extend(outcomes.iter().map(|o| format!("{} acc", o.label)));
-    headers.extend(outcomes.iter().map(|o| format!("{} loss", o.label)));
-    let mut body = Vec::new();
-    for r in 0..=rounds as usize {
-        let mut row = vec![r.to_string()];
-        for o in outcomes {
-            // Row r: the model after r rounds, which round r's collaborators validated first;
-            // after the last round, the final model on the whole test set.
-            let acc = match o.flow.results.get(r) {
-                Some(row) => Some(row.agg_accuracy),
-                None if r == o.flow.results.len() => Some(o.final_accuracy),
-                None => None,
-            };
-            row.push(acc.map_or_else(|| "-".to_string(), |a| format!("{a:.4}")));
-        }
-        for o in outcomes {
-            row.push(
-                o.flow
-                    .results
-                    .get(r)
-                    .map_or_else(|| "-".to_string(), |row| format!("{:.4}", row.train_loss)),
-            );
-        }
-        body.push(row);
-    }
+    headers.extend(outcomes.iter().map(|o| o.label.clone()));
+    let accuracy: Vec<Vec<String>> = (0..=rounds as usize)
+        .map(|r| {
+            let mut row = vec![r.to_string()];
+            for o in outcomes {
+                // Row r: the model after r rounds, which round r's collaborators validated
+                // first; after the last round, the final model.
+                let acc = match o.flow.results.get(r) {
+                    Some(row) => Some(row.agg_accuracy),
+                    None if r == o.flow.results.len() => Some(o.final_accuracy),
+                    None => None,
+                };
+                row.push(acc.map_or_else(|| "-".to_string(), |a| format!("{a:.4}")));
+            }
+            row
+        })
+        .collect();
+    let loss: Vec<Vec<String>> = (0..rounds as usize)
+        .map(|r| {
+            let mut row = vec![r.to_string()];
+            for o in outcomes {
+                row.push(
+                    o.flow
+                        .results
+                        .get(r)
+                        .map_or_else(|| "-".to_string(), |row| format!("{:.4}", row.train_loss)),
+                );
+            }
+            row
+        })
+        .collect();
+    format!(
+        "Accuracy of the aggregated model after each round (test set):\n{}\nMean local training loss per round:\n{}",
+        markdown(&headers, &accuracy),
+        markdown(&headers, &loss)
+    )
+}
+
+/// A right-aligned markdown table.
+fn markdown(headers: &[String], body: &[Vec<String>]) -> String {
     let widths: Vec<usize> = (0..headers.len())
         .map(|c| {
             body.iter()
@@ -312,14 +358,14 @@ fn table(outcomes: &[Outcome], rounds: u32) -> String {
         s.push('\n');
         s
     };
-    let mut out = line(&headers);
+    let mut out = line(headers);
     out.push('|');
     for w in &widths {
         out.push_str(&"-".repeat(w + 1));
         out.push_str(":|");
     }
     out.push('\n');
-    for row in &body {
+    for row in body {
         out.push_str(&line(row));
     }
     out
@@ -353,7 +399,7 @@ fn write_history(history: &History, dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut jsonl = flspec::fl::history::HistoryWriter::create(dir.join("history.jsonl"))?;
     jsonl.write_all(history)?;
-    history.write_csv(dir)?;
+    history.write_csv(dir.join("history"))?;
     Ok(())
 }
 
