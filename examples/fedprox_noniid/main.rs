@@ -9,6 +9,7 @@
 //! cargo run --release --example fedprox_noniid -- --mu 0,0.01,0.1,1 --alpha 0.3 --rounds 10
 //! cargo run --release --example fedprox_noniid -- --lr step:0.05,every=5,gamma=0.5 --epochs 2
 //! cargo run --release --features plot --example fedprox_noniid -- --plot fedprox.svg --history runs
+//! cargo run --release --example fedprox_noniid -- --save-model model.safetensors
 //! ```
 //!
 //! The table has one column per variant: the accuracy, after each round, of the new global
@@ -31,6 +32,8 @@ use flspec::fl::schedule::{EpochSchedule, LrSchedule};
 use flspec::{Event, Flow, Role};
 use flspec_examples::fedavg_mnist::{FedAvgMnist, RunOptions};
 use flspec_tch::datasets::mnist::{self, CLASSES, Mnist};
+use flspec_tch::export;
+use flspec_tch::models::mnist_cnn::Net;
 use flspec_tch::threads;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -93,6 +96,11 @@ struct Args {
     /// fedprox-mu0.01, ...).
     #[arg(long, value_name = "DIR")]
     history: Option<PathBuf>,
+    /// Save each variant's final global model as safetensors that PyTorch loads
+    /// (`safetensors.torch.load_file`, the seed's `Net` names): FILE's name with the variant
+    /// added, e.g. model.safetensors -> model-fedavg.safetensors, model-fedprox-mu0.01.safetensors.
+    #[arg(long, value_name = "FILE.safetensors")]
+    save_model: Option<PathBuf>,
     /// Draw every variant's accuracy per round to this file (.svg or .png; needs the `plot`
     /// feature: `cargo run --features plot ...`).
     #[arg(long, value_name = "FILE.svg")]
@@ -192,12 +200,21 @@ fn main() -> anyhow::Result<()> {
         if let Some(dir) = &args.history {
             write_history(dir, &flow, mu)?;
         }
-        bar.println(format!(
-            "{}: final accuracy {:.4} ({:.1} s)",
-            run.name(),
-            run.rows.last().map_or(0.0, |r| r.accuracy),
-            run.seconds
-        ));
+        if let Some(file) = &args.save_model {
+            let path = variant_file(file, mu);
+            export::save_flat(Net::layout(), &flow.model, &path)
+                .with_context(|| format!("saving the {} model", variant_name(mu)))?;
+            say(&bar, format!("model: {}", path.display()));
+        }
+        say(
+            &bar,
+            format!(
+                "{}: final accuracy {:.4} ({:.1} s)",
+                run.name(),
+                run.rows.last().map_or(0.0, |r| r.accuracy),
+                run.seconds
+            ),
+        );
         runs.push(run);
     }
     bar.finish_and_clear();
@@ -215,6 +232,15 @@ fn main() -> anyhow::Result<()> {
         println!("histories: {}", dir.display());
     }
     Ok(())
+}
+
+/// Prints a line above the progress bar (or plainly with `--quiet`).
+fn say(bar: &ProgressBar, line: String) {
+    if bar.is_hidden() {
+        println!("{line}");
+    } else {
+        bar.println(line);
+    }
 }
 
 fn progress_bar(args: &Args) -> ProgressBar {
@@ -239,6 +265,19 @@ fn slug(mu: f64) -> String {
     } else {
         format!("fedprox-mu{mu}")
     }
+}
+
+/// `file` with the variant's slug added to its stem: `model.safetensors` ->
+/// `model-fedprox-mu0.01.safetensors`.
+fn variant_file(file: &Path, mu: f64) -> PathBuf {
+    let stem = file
+        .file_stem()
+        .map_or_else(|| "model".into(), |s| s.to_string_lossy().into_owned());
+    let name = match file.extension() {
+        Some(ext) => format!("{stem}-{}.{}", slug(mu), ext.to_string_lossy()),
+        None => format!("{stem}-{}", slug(mu)),
+    };
+    file.with_file_name(name)
 }
 
 fn write_history(dir: &Path, flow: &FedAvgMnist, mu: f64) -> anyhow::Result<()> {
