@@ -110,7 +110,7 @@ pub struct SecAggMnist {
     pub settings: Settings,
     /// The current round.
     pub round: u32,
-    /// The global model, as [`crate::model::Net::to_flat`] lays it out.
+    /// The global model, as [`flspec_tch::models::mnist_cnn::Net::to_flat`] lays it out.
     pub model: Vec<f32>,
     /// The round's SecAgg parameters (public).
     pub secagg: Option<secagg::Config>,

@@ -4,7 +4,7 @@
 //!
 //! All of them need only the weighted sum of the collaborators' models and the summed weight,
 //! which is exactly what secure aggregation reveals: the aggregator builds a
-//! [`WeightedSum`](flspec::fl::aggregate::WeightedSum) from the unmasked sum
+//! [`WeightedSum`] from the unmasked sum
 //! ([`super::update::weighted_sum`]) and hands it to
 //! [`ServerOptimizer::step`]. The optimizer's state (the moments, the momentum) lives in the
 //! aggregator's private [`super::Coordinator`] and is never sent to a collaborator.
