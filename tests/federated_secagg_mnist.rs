@@ -189,3 +189,125 @@ fn the_director_refuses_an_envoy_on_its_revocation_list() {
         "{portland_log}"
     );
 }
+
+#[test]
+fn envoys_split_the_data_by_their_partition_and_refuse_a_run_asking_for_another() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let (bin, fed) = binaries(root);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certs = dir.path().join("certs");
+    let status = Command::new(&fed)
+        .args(["certs", "--director-host", "127.0.0.1"])
+        .args(["--envoy", "Bengaluru", "--envoy", "Portland", "--out"])
+        .arg(&certs)
+        .stdout(Stdio::null())
+        .status()
+        .expect("flspec-fed runs");
+    assert!(status.success());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let log = |name: &str| std::fs::File::create(dir.path().join(name)).expect("log file");
+    let logs = || {
+        ["director.log", "envoy-Bengaluru.log", "envoy-Portland.log"]
+            .map(|f| std::fs::read_to_string(dir.path().join(f)).unwrap_or_default())
+            .join("\n")
+    };
+    let partition = ["--partition", "shards:2", "--partition-seed", "7"];
+    let mut children = Children(Vec::new());
+    children.0.push(
+        Command::new(&bin)
+            .args(["director", "--listen", &addr, "--certs"])
+            .arg(&certs)
+            .stdout(Stdio::null())
+            .stderr(log("director.log"))
+            .spawn()
+            .expect("the director starts"),
+    );
+    for name in ["Bengaluru", "Portland"] {
+        children.0.push(
+            Command::new(&bin)
+                .args(["envoy", "--director", &addr, "--name", name])
+                .args(["--threads", "1"])
+                .args(partition)
+                .arg("--certs")
+                .arg(&certs)
+                .stdout(Stdio::null())
+                .stderr(log(&format!("envoy-{name}.log")))
+                .spawn()
+                .expect("the envoy starts"),
+        );
+    }
+    let started = Instant::now();
+    loop {
+        let out = Command::new(&fed)
+            .args(["envoys", "--director", &addr, "--certs"])
+            .arg(&certs)
+            .output()
+            .expect("flspec-fed envoys");
+        let listing = String::from_utf8_lossy(&out.stdout).to_lowercase();
+        if listing.matches("online").count() + listing.matches("idle").count() >= 2 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "after 2 minutes: {listing}\n{}",
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let client = |extra: &[&str]| {
+        Command::new(&bin)
+            .args(["--runtime", "federated", "--director", &addr, "--certs"])
+            .arg(&certs)
+            .args(["--rounds", "1", "--quiet"])
+            .args(extra)
+            .output()
+            .expect("the client runs")
+    };
+    // The run and its envoys agree: the federation's round 0 is the local runtime's.
+    let out = client(&partition);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        logs()
+    );
+    let local = Command::new(&bin)
+        .args(["--rounds", "1", "--quiet", "--threads", "1"])
+        .args(partition)
+        .output()
+        .expect("the local run");
+    let local = String::from_utf8_lossy(&local.stdout).to_string();
+    let round0 = |s: &str| -> String {
+        let row = s
+            .lines()
+            .find(|l| l.trim_start().starts_with("|      0 |"))
+            .unwrap_or_else(|| panic!("no round 0 in:\n{s}"));
+        // Without the time column.
+        row.rsplitn(3, '|').nth(2).unwrap_or(row).to_string()
+    };
+    assert_eq!(round0(&stdout), round0(&local), "{stdout}\n{local}");
+    // ... and not the default split's (whose round 0 trains to a loss of 2.2630).
+    assert!(!round0(&stdout).contains("2.2630"), "{stdout}");
+    assert!(
+        stdout.contains("(`--partition shards:2 --partition-seed 7`)"),
+        "{stdout}"
+    );
+    // A run that asks for another split is refused by the envoys, saying what to do.
+    let out = client(&["--partition", "iid", "--partition-seed", "7"]);
+    let all = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{all}");
+    assert!(
+        all.contains("start every envoy with the run's `--partition`"),
+        "{all}\n{}",
+        logs()
+    );
+}
