@@ -10,6 +10,7 @@
 //! cargo run --release --example byzantine -- --attack collaborator-009:label-flip --attack collaborator-010:noise:1
 //! cargo run --release --example byzantine -- --rule mean --rule median --rounds 20 --per-round
 //! cargo run --release --features plot --example byzantine -- --plot byzantine.svg --history runs
+//! cargo run --release --example byzantine -- --rule median --save-model model.safetensors
 //! ```
 //!
 //! Attacks (`--attack NAME:ATTACK`, repeatable): `sign-flip[:SCALE]` trains honestly and sends
@@ -36,6 +37,9 @@ use flspec::fl::schedule::{EpochSchedule, LrSchedule};
 use flspec::{Event, Flow, Role};
 use flspec_examples::fedavg_mnist::{Attacker, FedAvgMnist, Rule, RunOptions, collaborator_names};
 use flspec_tch::datasets::mnist::{self, Mnist};
+use flspec_tch::device::DeviceChoice;
+use flspec_tch::export;
+use flspec_tch::models::mnist_cnn::Net;
 use flspec_tch::threads;
 use indicatif::{ProgressBar, ProgressStyle};
 use table::{Run, default_attackers, default_rules};
@@ -89,6 +93,15 @@ struct Args {
     /// Print the accuracy after every round, one column per run.
     #[arg(long)]
     per_round: bool,
+    /// Where to train and validate: auto (the first CUDA device if libtorch sees one, else the
+    /// CPU), cpu, cuda or cuda:N.
+    #[arg(long, default_value_t = DeviceChoice::Auto)]
+    device: DeviceChoice,
+    /// Save each run's final global model as safetensors that PyTorch loads
+    /// (`safetensors.torch.load_file`, the seed's `Net` names): FILE's name with the run added,
+    /// e.g. model.safetensors -> model-median-attack.safetensors.
+    #[arg(long, value_name = "FILE.safetensors")]
+    save_model: Option<PathBuf>,
     /// Train the collaborators in parallel, with this many workers.
     #[arg(long, num_args = 0..=1, default_missing_value = "2")]
     parallel: Option<usize>,
@@ -143,6 +156,10 @@ fn main() -> anyhow::Result<()> {
             .unwrap_or_else(|| threads::default_num_threads(threads::available_cores(), workers)),
     );
     let mut options = RunOptions::new(args.collaborators, Arc::new(data));
+    options.device = args
+        .device
+        .resolve()
+        .with_context(|| format!("`--device {}`", args.device))?;
     options.partition = args.partition;
     options.partition_seed = args.partition_seed;
     options.seed = args.seed;
@@ -230,17 +247,26 @@ fn main() -> anyhow::Result<()> {
             flow.history()
                 .write_csv(dir.join(table::slug(&rule, attacked)).join("history"))?;
         }
+        if let Some(file) = &args.save_model {
+            let path = table::run_file(file, &rule, attacked);
+            export::save_flat(Net::layout(), &flow.model, &path)
+                .with_context(|| format!("saving the model of `{run_name}`"))?;
+            say(&bar, format!("model: {}", path.display()));
+        }
         let run = Run {
             rule,
             attacked,
             rows: flow.results,
             seconds: t.elapsed().as_secs_f64(),
         };
-        bar.println(format!(
-            "{run_name}: final accuracy {:.4} ({:.1} s)",
-            run.final_accuracy(),
-            run.seconds
-        ));
+        say(
+            &bar,
+            format!(
+                "{run_name}: final accuracy {:.4} ({:.1} s)",
+                run.final_accuracy(),
+                run.seconds
+            ),
+        );
         runs.push(run);
     }
     bar.finish_and_clear();
@@ -263,6 +289,15 @@ fn main() -> anyhow::Result<()> {
         println!("histories: {}", dir.display());
     }
     Ok(())
+}
+
+/// Prints a line above the progress bar (or plainly with `--quiet`).
+fn say(bar: &ProgressBar, line: String) {
+    if bar.is_hidden() {
+        println!("{line}");
+    } else {
+        bar.println(line);
+    }
 }
 
 fn progress_bar(args: &Args, runs: usize) -> ProgressBar {

@@ -1,6 +1,7 @@
 //! The example's defaults (attackers, rules) and its tables, as Markdown.
 
 use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
 
 use flspec_examples::fedavg_mnist::{Attack, Attacker, RoundRow, Rule};
 
@@ -42,6 +43,19 @@ pub fn slug(rule: &Rule, attacked: bool) -> String {
         })
         .collect();
     format!("{rule}-{}", if attacked { "attack" } else { "clean" })
+}
+
+/// `FILE` with the run's slug added before the extension: `model.safetensors` →
+/// `model-median-attack.safetensors`.
+pub fn run_file(file: &Path, rule: &Rule, attacked: bool) -> PathBuf {
+    let stem = file
+        .file_stem()
+        .map_or_else(|| "model".into(), |s| s.to_string_lossy().into_owned());
+    let name = match file.extension() {
+        Some(ext) => format!("{stem}-{}.{}", slug(rule, attacked), ext.to_string_lossy()),
+        None => format!("{stem}-{}", slug(rule, attacked)),
+    };
+    file.with_file_name(name)
 }
 
 /// The last two collaborators, each with a sign flip of the default scale (the last one alone
@@ -241,6 +255,14 @@ mod tests {
         assert_eq!(
             slug(&Rule::TrimmedMean { beta: 0.2 }, true),
             "trimmed-mean-0.2-attack"
+        );
+        assert_eq!(
+            run_file(Path::new("out/model.safetensors"), &Rule::Median, true),
+            Path::new("out/model-median-attack.safetensors")
+        );
+        assert_eq!(
+            run_file(Path::new("model"), &Rule::Mean, false),
+            Path::new("model-mean-clean")
         );
     }
 }

@@ -23,6 +23,7 @@ use flspec_tch::datasets::mnist::Mnist;
 use flspec_tch::fedprox::Proximal;
 use flspec_tch::models::mnist_cnn::Net;
 use flspec_tch::train::{Batches, TrainConfig, train_one_epoch_with, validate_on};
+use tch::Device;
 
 use super::rule::Rule;
 use super::site::Site;
@@ -257,6 +258,7 @@ impl FedAvgMnist {
 /// with, when the round started, and where to append each round's record as a JSON line.
 pub struct Server {
     data: Arc<Mnist>,
+    device: Device,
     eval: Option<(Net, Batches)>,
     round_started: Option<Instant>,
     jsonl_path: Option<PathBuf>,
@@ -272,15 +274,22 @@ impl std::fmt::Debug for Server {
 }
 
 impl Server {
-    /// An aggregator that validates on `data.test` (converted on the first round).
+    /// An aggregator that validates on `data.test` (converted on the first round), on the CPU.
     pub fn new(data: Arc<Mnist>) -> Self {
         Server {
             data,
+            device: Device::Cpu,
             eval: None,
             round_started: None,
             jsonl_path: None,
             jsonl: None,
         }
+    }
+
+    /// Validates on `device` instead of the CPU.
+    pub fn on_device(mut self, device: Device) -> Self {
+        self.device = device;
+        self
     }
 
     /// Also writes each round's [`RoundRow::to_record`] to `path` as a JSON line, flushed per
@@ -293,7 +302,10 @@ impl Server {
     /// The accuracy of `model` on the full test set.
     fn validate(&mut self, model: &[f32]) -> Result<f64, BoxError> {
         if self.eval.is_none() {
-            self.eval = Some((Net::new(0)?, Batches::new(&self.data.test)?));
+            self.eval = Some((
+                Net::new_on(0, self.device)?,
+                Batches::new(&self.data.test)?.to_device(self.device)?,
+            ));
         }
         let (net, test) = self
             .eval

@@ -35,6 +35,7 @@ use flspec::fl::partition::{Partition, Partitioner};
 use flspec_local::LocalRuntime;
 use flspec_tch::datasets::mnist::{CLASSES, Mnist};
 use flspec_tch::models::mnist_cnn::Net;
+use tch::Device;
 
 pub use crate::secagg_mnist::collaborator_names;
 pub use attack::{Attack, Attacker};
@@ -64,6 +65,9 @@ pub struct RunOptions {
     pub workers: usize,
     /// Checkpoint folder.
     pub checkpoint: Option<PathBuf>,
+    /// Where the collaborators and the aggregator's validation run (from
+    /// `flspec_tch::device::DeviceChoice::resolve`; default the CPU).
+    pub device: Device,
     /// A JSON-lines file the aggregator appends each round's record to (see
     /// [`RoundRow::to_record`]), flushed per round.
     pub history_jsonl: Option<PathBuf>,
@@ -84,6 +88,7 @@ impl RunOptions {
             workers: 1,
             checkpoint: None,
             history_jsonl: None,
+            device: Device::Cpu,
         }
     }
 
@@ -150,6 +155,7 @@ impl RunOptions {
         let data = Arc::clone(&self.data);
         let attackers = self.attackers.clone();
         let seed = self.seed;
+        let device = self.device;
         let factory = move |name: &str| -> anyhow::Result<Site> {
             let index = names
                 .iter()
@@ -159,12 +165,12 @@ impl RunOptions {
             let test = data.test.shard(index, count)?;
             let attack = attackers.iter().find(|a| a.name == name).map(|a| a.attack);
             let noise_seed = (seed as u64) ^ ((index as u64 + 1) << 32);
-            Site::new(name, &train, &test, attack, noise_seed)
+            Site::new(name, &train, &test, attack, noise_seed, device)
         };
         let test_data = Arc::clone(&self.data);
         let jsonl = self.history_jsonl.clone();
         let server = move || {
-            let server = Server::new(Arc::clone(&test_data));
+            let server = Server::new(Arc::clone(&test_data)).on_device(device);
             match &jsonl {
                 Some(path) => server.with_jsonl(path),
                 None => server,

@@ -5,6 +5,7 @@
 use flspec_tch::datasets::mnist::{CLASSES, Dataset};
 use flspec_tch::models::mnist_cnn::Net;
 use flspec_tch::train::Batches;
+use tch::Device;
 
 use super::attack::Attack;
 
@@ -30,17 +31,19 @@ impl std::fmt::Debug for Site {
 }
 
 impl Site {
-    /// A collaborator that trains on `train` and validates on `test`. An [`Attack::LabelFlip`]
-    /// attacker trains on the labels `9 − y`. `noise_seed` seeds an [`Attack::Noise`].
+    /// A collaborator that trains on `train` and validates on `test`, on `device` (its model and
+    /// data live there). An [`Attack::LabelFlip`] attacker trains on the labels `9 − y`.
+    /// `noise_seed` seeds an [`Attack::Noise`].
     ///
     /// # Errors
-    /// An empty training set, or a libtorch error.
+    /// An empty training set, or a libtorch error (e.g. a device it lacks).
     pub fn new(
         name: &str,
         train: &Dataset,
         test: &Dataset,
         attack: Option<Attack>,
         noise_seed: u64,
+        device: Device,
     ) -> anyhow::Result<Self> {
         if train.is_empty() {
             anyhow::bail!(
@@ -57,12 +60,17 @@ impl Site {
         } else {
             Batches::new(train)?
         };
+        let train = if device == Device::Cpu {
+            train
+        } else {
+            train.to_device(device)?
+        };
         Ok(Site {
             name: name.to_string(),
             train,
-            test: Batches::new(test)?,
+            test: Batches::new(test)?.to_device(device)?,
             // Overwritten by the global model at the start of every round.
-            net: Net::new(0)?,
+            net: Net::new_on(0, device)?,
             attack,
             noise_seed,
         })
