@@ -148,6 +148,18 @@ impl RunOptions {
     /// # Errors
     /// The partitioner's error (naming `--partition`), or a collaborator left without training
     /// samples or with more than [`Settings::max_samples`].
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use flspec_examples::secagg_mnist::RunOptions;
+    /// use flspec_examples::secagg_mnist::shares::parse_partition;
+    /// use flspec_tch::datasets::mnist::Mnist;
+    ///
+    /// let mut options = RunOptions::new(5, Arc::new(Mnist::load_bundled()?));
+    /// options.partition = parse_partition("dirichlet:0.3")?;
+    /// print!("{}", options.shares()?.table(&options.data, &options.collaborators)?);
+    /// # Ok::<(), anyhow::Error>(())
+    /// ```
     pub fn shares(&self) -> anyhow::Result<Shares> {
         let shares = Shares::new(
             &self.data,
@@ -231,6 +243,16 @@ impl RunOptions {
     ///
     /// # Errors
     /// An unknown collaborator, or as [`RunOptions::shares`].
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use flspec_examples::secagg_mnist::RunOptions;
+    /// # use flspec_tch::datasets::mnist::Mnist;
+    /// let options = RunOptions::new(2, Arc::new(Mnist::load_bundled()?));
+    /// // The default split is the seed's: every other sample.
+    /// assert_eq!(options.site_data("Portland")?, options.data.shard(1, 2)?);
+    /// # Ok::<(), anyhow::Error>(())
+    /// ```
     pub fn site_data(&self, name: &str) -> anyhow::Result<Mnist> {
         let index = self.index(name)?;
         self.shares()?.site_data(&self.data, index)

@@ -170,6 +170,18 @@ fn register_font() {
 /// # Errors
 /// Another extension (or `.png` without the `plot` feature), fewer names than sites, or an I/O
 /// error.
+///
+/// ```
+/// use flspec::fl::partition::Partitioner;
+/// use flspec_examples::secagg_mnist::report::histogram_chart;
+///
+/// let labels: Vec<u8> = (0..300).map(|i| (i % 10) as u8).collect();
+/// let hist = "dirichlet:0.3".parse::<Partitioner>()?.partition(&labels, 10, 3, 7)?.histogram(&labels, 10)?;
+/// let names = ["Bengaluru", "Portland", "collaborator-003"].map(String::from);
+/// let dir = tempfile::tempdir()?;
+/// histogram_chart(&hist, &names, &dir.path().join("labels.svg"))?;
+/// # Ok::<(), anyhow::Error>(())
+/// ```
 pub fn histogram_chart(
     hist: &LabelHistogram,
     names: &[String],

@@ -67,6 +67,24 @@ pub fn label(partitioner: &Partitioner, seed: u64) -> String {
 
 /// Every collaborator's training and test samples (indices into `Mnist::train` and
 /// `Mnist::test`).
+///
+/// ```
+/// use flspec::fl::partition::Partitioner;
+/// use flspec_examples::secagg_mnist::Shares;
+/// use flspec_tch::datasets::mnist::{Dataset, Mnist};
+///
+/// // 100 training and 20 test images, labels 0, 1, ..., 9, 0, 1, ...
+/// let split = |n: usize| Dataset::new(vec![0; n * 784], (0..n).map(|i| (i % 10) as u8).collect());
+/// let data = Mnist { train: split(100), test: split(20) };
+/// let shares = Shares::new(&data, "shards:5".parse()?, 2, 7)?;
+/// let names = ["Bengaluru".to_string(), "Portland".to_string()];
+/// print!("{}", shares.table(&data, &names)?);
+/// let bengaluru = shares.site_data(&data, 0)?;
+/// // Five digits each, and test samples of those digits only.
+/// let digits = |d: &Dataset| d.class_counts().iter().filter(|&&n| n > 0).count();
+/// assert_eq!((digits(&bengaluru.train), digits(&bengaluru.test)), (5, 5));
+/// # Ok::<(), anyhow::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct Shares {
     partitioner: Partitioner,
@@ -81,6 +99,21 @@ impl Shares {
     /// # Errors
     /// The partitioner's error (naming `--partition`), or a collaborator left without training
     /// samples.
+    ///
+    /// ```
+    /// # use flspec_examples::secagg_mnist::Shares;
+    /// # use flspec_tch::datasets::mnist::{Dataset, Mnist};
+    /// # let split = |n: usize| Dataset::new(vec![0; n * 784], (0..n).map(|i| (i % 10) as u8).collect());
+    /// # let data = Mnist { train: split(100), test: split(20) };
+    /// use flspec::fl::partition::Partitioner;
+    ///
+    /// let shares = Shares::new(&data, Partitioner::Iid, 4, 42)?;
+    /// assert_eq!(shares.len(), 4);
+    /// // 100 samples cannot feed 101 collaborators.
+    /// let err = Shares::new(&data, Partitioner::Iid, 101, 42).unwrap_err().to_string();
+    /// assert!(err.contains("without training samples"), "{err}");
+    /// # Ok::<(), anyhow::Error>(())
+    /// ```
     pub fn new(
         data: &Mnist,
         partitioner: Partitioner,
@@ -135,26 +168,73 @@ impl Shares {
     }
 
     /// The partitioner.
+    /// ```
+    /// # use flspec_examples::secagg_mnist::Shares;
+    /// # use flspec_tch::datasets::mnist::{Dataset, Mnist};
+    /// # let split = |n: usize| Dataset::new(vec![0; n * 784], (0..n).map(|i| (i % 10) as u8).collect());
+    /// # let data = Mnist { train: split(100), test: split(20) };
+    /// let shares = Shares::new(&data, "dirichlet:0.5".parse()?, 2, 1)?;
+    /// assert_eq!(shares.partitioner().to_string(), "dirichlet:0.5");
+    /// # Ok::<(), anyhow::Error>(())
+    /// ```
     pub fn partitioner(&self) -> &Partitioner {
         &self.partitioner
     }
 
     /// The partition's name in the flow's settings ([`label`]).
+    ///
+    /// ```
+    /// # use flspec_examples::secagg_mnist::Shares;
+    /// # use flspec_tch::datasets::mnist::{Dataset, Mnist};
+    /// # let split = |n: usize| Dataset::new(vec![0; n * 784], (0..n).map(|i| (i % 10) as u8).collect());
+    /// # let data = Mnist { train: split(100), test: split(20) };
+    /// let shares = Shares::new(&data, "iid".parse()?, 2, 1)?;
+    /// assert_eq!(shares.label(), "iid --partition-seed 1");
+    /// # Ok::<(), anyhow::Error>(())
+    /// ```
     pub fn label(&self) -> String {
         label(&self.partitioner, self.seed)
     }
 
     /// The number of collaborators.
+    ///
+    /// ```
+    /// # use flspec_examples::secagg_mnist::Shares;
+    /// # use flspec_tch::datasets::mnist::{Dataset, Mnist};
+    /// # let split = |n: usize| Dataset::new(vec![0; n * 784], (0..n).map(|i| (i % 10) as u8).collect());
+    /// # let data = Mnist { train: split(100), test: split(20) };
+    /// assert_eq!(Shares::new(&data, "strided".parse()?, 3, 0)?.len(), 3);
+    /// # Ok::<(), anyhow::Error>(())
+    /// ```
     pub fn len(&self) -> usize {
         self.train.len()
     }
 
     /// Whether there are no collaborators (never, for shares [`Shares::new`] made).
+    ///
+    /// ```
+    /// # use flspec_examples::secagg_mnist::Shares;
+    /// # use flspec_tch::datasets::mnist::{Dataset, Mnist};
+    /// # let split = |n: usize| Dataset::new(vec![0; n * 784], (0..n).map(|i| (i % 10) as u8).collect());
+    /// # let data = Mnist { train: split(100), test: split(20) };
+    /// assert!(!Shares::new(&data, "strided".parse()?, 3, 0)?.is_empty());
+    /// # Ok::<(), anyhow::Error>(())
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.train.is_empty()
     }
 
     /// The training partition.
+    ///
+    /// ```
+    /// # use flspec_examples::secagg_mnist::Shares;
+    /// # use flspec_tch::datasets::mnist::{Dataset, Mnist};
+    /// # let split = |n: usize| Dataset::new(vec![0; n * 784], (0..n).map(|i| (i % 10) as u8).collect());
+    /// # let data = Mnist { train: split(100), test: split(20) };
+    /// let shares = Shares::new(&data, "strided".parse()?, 2, 0)?;
+    /// assert_eq!(shares.train().site(1)[..3], [1, 3, 5]);
+    /// # Ok::<(), anyhow::Error>(())
+    /// ```
     pub fn train(&self) -> &Partition {
         &self.train
     }
@@ -163,6 +243,16 @@ impl Shares {
     ///
     /// # Panics
     /// If `site >= self.len()`.
+    ///
+    /// ```
+    /// # use flspec_examples::secagg_mnist::Shares;
+    /// # use flspec_tch::datasets::mnist::{Dataset, Mnist};
+    /// # let split = |n: usize| Dataset::new(vec![0; n * 784], (0..n).map(|i| (i % 10) as u8).collect());
+    /// # let data = Mnist { train: split(100), test: split(20) };
+    /// let shares = Shares::new(&data, "strided".parse()?, 2, 0)?;
+    /// assert_eq!(shares.test(0)[..3], [0, 2, 4]);
+    /// # Ok::<(), anyhow::Error>(())
+    /// ```
     pub fn test(&self, site: usize) -> &[usize] {
         &self.test[site]
     }
@@ -172,6 +262,16 @@ impl Shares {
     ///
     /// # Errors
     /// An index past the data (other data than the shares were made from) or an unknown site.
+    ///
+    /// ```
+    /// # use flspec_examples::secagg_mnist::Shares;
+    /// # use flspec_tch::datasets::mnist::{Dataset, Mnist};
+    /// # let split = |n: usize| Dataset::new(vec![0; n * 784], (0..n).map(|i| (i % 10) as u8).collect());
+    /// # let data = Mnist { train: split(100), test: split(20) };
+    /// let shares = Shares::new(&data, "strided".parse()?, 2, 0)?;
+    /// assert_eq!(shares.site_data(&data, 1)?, data.shard(1, 2)?);
+    /// # Ok::<(), anyhow::Error>(())
+    /// ```
     pub fn site_data(&self, data: &Mnist, site: usize) -> anyhow::Result<Mnist> {
         if site >= self.len() {
             bail!("no collaborator {site}: the shares are for {}", self.len());
@@ -186,6 +286,16 @@ impl Shares {
     ///
     /// # Errors
     /// Other data than the shares were made from.
+    ///
+    /// ```
+    /// # use flspec_examples::secagg_mnist::Shares;
+    /// # use flspec_tch::datasets::mnist::{Dataset, Mnist};
+    /// # let split = |n: usize| Dataset::new(vec![0; n * 784], (0..n).map(|i| (i % 10) as u8).collect());
+    /// # let data = Mnist { train: split(100), test: split(20) };
+    /// let hist = Shares::new(&data, "shards:1".parse()?, 10, 3)?.histogram(&data)?;
+    /// assert!((0..10).all(|site| hist.classes_present(site) == 1));
+    /// # Ok::<(), anyhow::Error>(())
+    /// ```
     pub fn histogram(&self, data: &Mnist) -> anyhow::Result<LabelHistogram> {
         self.train
             .histogram(data.train.labels(), CLASSES)
@@ -198,6 +308,18 @@ impl Shares {
     ///
     /// # Errors
     /// Other data than the shares were made from, or fewer names than collaborators.
+    ///
+    /// ```
+    /// # use flspec_examples::secagg_mnist::Shares;
+    /// # use flspec_tch::datasets::mnist::{Dataset, Mnist};
+    /// # let split = |n: usize| Dataset::new(vec![0; n * 784], (0..n).map(|i| (i % 10) as u8).collect());
+    /// # let data = Mnist { train: split(100), test: split(20) };
+    /// let shares = Shares::new(&data, "strided".parse()?, 2, 0)?;
+    /// let table = shares.table(&data, &["Bengaluru".into(), "Portland".into()])?;
+    /// assert!(table.starts_with("collaborator   0   1"), "{table}");
+    /// assert_eq!(table.lines().count(), 1 + 2 + 1);
+    /// # Ok::<(), anyhow::Error>(())
+    /// ```
     pub fn table(&self, data: &Mnist, names: &[String]) -> anyhow::Result<String> {
         let hist = self.histogram(data)?;
         if names.len() < hist.sites() {

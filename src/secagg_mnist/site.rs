@@ -64,6 +64,16 @@ impl Site {
     ///
     /// # Errors
     /// A libtorch error.
+    ///
+    /// ```
+    /// use flspec_examples::secagg_mnist::Site;
+    /// use flspec_tch::datasets::mnist::Mnist;
+    ///
+    /// let data = Mnist::load_bundled()?;
+    /// let site = Site::from_share("Portland", &data.shard(1, 2)?, "strided", 42, None)?;
+    /// assert_eq!(site.samples(), (2000, 500));
+    /// # Ok::<(), anyhow::Error>(())
+    /// ```
     pub fn from_share(
         name: &str,
         share: &Mnist,
@@ -87,6 +97,14 @@ impl Site {
     }
 
     /// The number of training and test samples it holds.
+    ///
+    /// ```
+    /// # use flspec_examples::secagg_mnist::Site;
+    /// # let data = flspec_tch::datasets::mnist::Mnist::load_bundled()?;
+    /// let site = Site::new("Bengaluru", &data, 0, 4, 42, None)?;
+    /// assert_eq!(site.samples(), (1000, 250));
+    /// # Ok::<(), anyhow::Error>(())
+    /// ```
     pub fn samples(&self) -> (usize, usize) {
         (self.train.len(), self.test.len())
     }
