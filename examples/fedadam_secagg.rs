@@ -238,7 +238,7 @@ fn main() -> anyhow::Result<()> {
         println!("histories: {}", dir.display());
     }
     if let Some(path) = &args.plot {
-        plot(&outcomes, path)?;
+        plot(&outcomes, path, &mode(&options))?;
         println!("plot: {}", path.display());
     }
     Ok(())
@@ -412,7 +412,7 @@ fn file_name(label: &str) -> String {
 }
 
 /// Accuracy of the aggregated model per round, one line per variant.
-fn plot(outcomes: &[Outcome], path: &Path) -> anyhow::Result<()> {
+fn plot(outcomes: &[Outcome], path: &Path, mode: &str) -> anyhow::Result<()> {
     let rounds = outcomes
         .iter()
         .map(|o| o.flow.results.len())
@@ -422,7 +422,7 @@ fn plot(outcomes: &[Outcome], path: &Path) -> anyhow::Result<()> {
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
         .caption(
-            "Aggregated model accuracy under SecAgg+",
+            format!("Aggregated model accuracy, {mode}"),
             ("sans-serif", 20),
         )
         .margin(12)
