@@ -474,3 +474,92 @@ impl FedAvgMnist {
     #[aggregator]
     fn end(&mut self) {}
 }
+
+/// The join driven directly, as the runtime would, with hand-made updates.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flspec_tch::datasets::mnist::Dataset;
+    use flspec_tch::models::mnist_cnn::NUM_PARAMETERS;
+
+    fn server() -> Server {
+        let blank = || Dataset::new(vec![0; 4 * 784], vec![0, 1, 2, 3]);
+        Server::new(Arc::new(Mnist {
+            train: blank(),
+            test: blank(),
+        }))
+    }
+
+    fn input(name: &str, value: f32, samples: u64) -> Input<FedAvgMnist> {
+        let state = FedAvgMnist {
+            update: vec![value; NUM_PARAMETERS],
+            report: SiteReport {
+                samples,
+                ..SiteReport::default()
+            },
+            ..FedAvgMnist::default()
+        };
+        Input::new(name, state)
+    }
+
+    fn join(rule: Rule, inputs: Vec<Input<FedAvgMnist>>) -> Result<FedAvgMnist, BoxError> {
+        let names: Vec<String> = inputs.iter().map(|i| i.name().to_string()).collect();
+        let settings = Settings {
+            rounds: 1,
+            rule,
+            ..Settings::default()
+        };
+        let mut flow = FedAvgMnist::new(settings, vec![0.0; NUM_PARAMETERS]);
+        let ctx = Ctx::aggregator("FedAvgMnist", "test", &names);
+        flow.join(&ctx, Inputs::new(inputs), &mut server())?;
+        Ok(flow)
+    }
+
+    #[test]
+    fn a_model_with_a_nan_is_left_out_and_named() {
+        let mut poisoned = input("c", 0.0, 100);
+        poisoned.update[7] = f32::NAN;
+        let flow = join(
+            Rule::Mean,
+            vec![input("a", 1.0, 100), input("b", 4.0, 300), poisoned],
+        )
+        .expect("the join runs");
+        let row = &flow.results[0];
+        assert_eq!(row.rejected, ["c"]);
+        // The mean of the other two, weighted by their samples: (1·100 + 4·300) / 400.
+        assert!(flow.model.iter().all(|&v| v == 3.25), "{}", flow.model[0]);
+        assert_eq!(row.samples, 500);
+        assert_eq!(row.participants.len(), 3);
+        assert_eq!(flow.history().rounds()[0].value("rejected"), Some(1.0));
+    }
+
+    #[test]
+    fn the_rule_decides_and_all_non_finite_models_are_an_error() {
+        let flow = join(
+            Rule::Median,
+            vec![input("a", 1.0, 1), input("b", 2.0, 1), input("c", 90.0, 1)],
+        )
+        .expect("the join runs");
+        assert!(flow.model.iter().all(|&v| v == 2.0));
+        let err = join(
+            Rule::Median,
+            vec![input("a", f32::INFINITY, 1), input("b", f32::NAN, 1)],
+        )
+        .err()
+        .expect("no finite model");
+        assert!(
+            err.to_string().contains("every collaborator's model"),
+            "{err}"
+        );
+        let mut short = input("b", 1.0, 1);
+        short.update.pop();
+        let err = join(Rule::Mean, vec![input("a", 1.0, 1), short])
+            .err()
+            .expect("a short update");
+        assert!(
+            err.to_string()
+                .contains("collaborator `b` sent 21839 values"),
+            "{err}"
+        );
+    }
+}
