@@ -511,7 +511,7 @@ mod tests {
         };
         let mut flow = FedAvgMnist::new(settings, vec![0.0; NUM_PARAMETERS]);
         let ctx = Ctx::aggregator("FedAvgMnist", "test", &names);
-        flow.join(&ctx, Inputs::new(inputs), &mut server())?;
+        let _next = flow.join(&ctx, Inputs::new(inputs), &mut server())?;
         Ok(flow)
     }
 
