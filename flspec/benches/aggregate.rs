@@ -1,17 +1,41 @@
 //! Aggregation benchmarks, single-threaded: the means against a plain sum of the same bytes
 //! measured in the same run (the memory-bandwidth reference; issue 9 point 7 asks for ≥ 0.7 of
-//! it), and Krum / Bulyan at n = 100 with the MNIST CNN's 21,840 values.
+//! it), and Krum, Multi-Krum, Bulyan, median and trimmed mean at n = 100 with the MNIST CNN's
+//! 21,840 values.
 //!
 //! Run: `CARGO_TARGET_DIR=/work/main/target-release cargo bench -p flspec --bench aggregate --
 //! --warm-up-time 1 --measurement-time 3`. Compare the `GiB/s` of `plain_sum` with the others.
 //!
-//! Measured 2026-11-30 on the 2-core "Intel Xeon Processor" VM (shared with other builds, so
-//! ±10 %), default target (x86-64, SSE2), one thread, as a fraction of `plain_sum`:
+//! Means, measured 2026-11-30 on the 2-core "Intel Xeon Processor" VM (shared with other
+//! builds, so ±10 %), default target (x86-64, SSE2), one thread, as a fraction of `plain_sum`
+//! (a rerun at 21:45 under load 3.4 gave 0.85 and 0.57 for the first two, every number 2.4x
+//! slower):
 //! 10 × 1,000,000 values (40 MB): `mean_into` 17.8 GiB/s = 0.78, `weighted_mean_into` 15.3 =
 //! 0.67, `add_all` + mean 12.8 = 0.56, `add` one by one + mean 4.9 = 0.22 (its f64 sum, 8 MB,
 //! leaves the caches), `plain_sum` 22.9 GiB/s. 10 × 21,840 (in cache, `plain_sum` 44 GiB/s):
 //! 0.48, 0.34, 0.35, 0.27 — there the widening to f64 is the limit, not memory.
-//! n = 100, 21,840 values: Krum (f = 10) 36 ms, Multi-Krum (m = 80) 40 ms, Bulyan (f = 10) 79 ms.
+//!
+//! Robust aggregators, n = 100 seeded random updates (90 honest, 10 Byzantine) of the MNIST
+//! CNN's 21,840 values, one thread, criterion medians. CPU `Intel(R) Xeon(R) Processor` (model
+//! name in /proc/cpuinfo; 2 cores, 2 MiB L2 each), 2026-11-30 22:17 UTC, load average 2.9 → 2.0
+//! (other helpers' builds and runs on the same 2 cores, so ±15 %):
+//!
+//! | aggregator | before (8-lane pairwise, widened per pair; load 1.3) | now |
+//! |---|---|---|
+//! | Krum, f = 10 | 35.6 ms | 25.8 ms |
+//! | Multi-Krum, f = 10, m = 80 | 37.4 ms | 27.4 ms |
+//! | Bulyan, f = 10 | 79.8 ms | 73.1 ms |
+//! | coordinate-wise median | 13.9 ms | 13.2 ms |
+//! | trimmed mean, β = 0.1 | 42.7 ms | 44.6 ms |
+//! | `mean_into` of the same 100 updates (reference) | 0.36 ms | 0.41 ms |
+//!
+//! Krum's cost is the 4,950 pairwise squared distances (108 M coordinate pairs): they are now
+//! computed on a 256-coordinate block of every update widened to `f64` once, from cache. In one
+//! process, alternating, best of 20 (load 2.6): the distance matrix took 33.4 ms before, 24.4 ms
+//! now. Spreading its rows over both cores (`std::thread::scope`, groups handed out on demand)
+//! gave 21.4 ms at best, but criterion medians of 38-51 ms against 27-40 ms single-threaded
+//! while other processes ran, so it is not used. Median, trimmed mean and Bulyan's coordinate
+//! pass sort or select per coordinate (strided gathers); unchanged.
 
 #![allow(clippy::unwrap_used)] // a benchmark that fails should stop loudly
 #![allow(missing_docs)]

@@ -33,66 +33,20 @@ fn sq_dist(x: &[f64], a: &[f64]) -> f64 {
     s
 }
 
-/// Pair-coordinates (`n²/2 · len`) below which [`distances`] stays on the calling thread: about
-/// 4 ms of work, well above the cost of starting threads.
-const PARALLEL_MIN_WORK: usize = 1 << 24;
-
 /// Squared distances between all pairs of updates, row-major `n × n`.
 ///
 /// Each pair is computed once (the matrix is symmetric), block by block of coordinates: a block
-/// of every update is widened to `f64` once, then all pairs are scored on it from cache (no
-/// conversion in the inner loop: about 1.35x faster than widening per pair). Large inputs
-/// (n = 100 of 21,840 values is 5x the threshold) spread the rows over the available cores
-/// with `std::thread::scope`, rows dealt round-robin so that the triangle's long and short
-/// rows balance. The summation order of a pair depends neither on the threads nor on the order
-/// of the updates, so neither does the matrix (up to the same permutation).
+/// of every update is widened to `f64` once, then all pairs are scored on it from cache, with
+/// no conversion in the inner loop (1.35x faster than widening per pair: 24.4 against 33.4 ms
+/// at n = 100 of 21,840 values). The summation order of a pair does not depend on the order of
+/// the updates, so neither does the matrix (up to the same permutation).
+///
+/// Single-threaded: spreading rows over the 2 cores here gave 21.4 ms at best but worse
+/// medians than one thread whenever other processes ran (see `benches/aggregate.rs`).
 fn distances(updates: &[&[f32]]) -> Vec<f64> {
     let n = updates.len();
-    let work = n * n / 2 * updates.first().map_or(0, |u| u.len());
-    let threads = if work < PARALLEL_MIN_WORK {
-        1
-    } else {
-        std::thread::available_parallelism()
-            .map_or(1, usize::from)
-            .min(n / 4)
-    };
-    distances_on(updates, threads)
-}
-
-/// [`distances`] on `threads` threads (at least 1).
-fn distances_on(updates: &[&[f32]], threads: usize) -> Vec<f64> {
-    let n = updates.len();
-    let threads = threads.max(1);
-    let mut d = vec![0.0f64; n * n];
-    if n > 0 {
-        let mut rows: Vec<Vec<(usize, &mut [f64])>> = (0..threads).map(|_| Vec::new()).collect();
-        for (i, row) in d.chunks_mut(n).enumerate() {
-            rows[i % threads].push((i, row));
-        }
-        if threads == 1 {
-            for share in rows {
-                distance_rows(updates, share);
-            }
-        } else {
-            std::thread::scope(|s| {
-                for share in rows {
-                    s.spawn(move || distance_rows(updates, share));
-                }
-            });
-        }
-    }
-    for i in 0..n {
-        for j in i + 1..n {
-            d[j * n + i] = d[i * n + j];
-        }
-    }
-    d
-}
-
-/// Fills `d[i][j]` for `j > i` of each `(i, row)` in `rows`.
-fn distance_rows(updates: &[&[f32]], mut rows: Vec<(usize, &mut [f64])>) {
-    let n = updates.len();
     let len = updates.first().map_or(0, |u| u.len());
+    let mut d = vec![0.0f64; n * n];
     let mut wide = vec![0.0f64; n * DIST_BLOCK];
     for start in (0..len).step_by(DIST_BLOCK) {
         let end = (start + DIST_BLOCK).min(len);
@@ -103,13 +57,19 @@ fn distance_rows(updates: &[&[f32]], mut rows: Vec<(usize, &mut [f64])>) {
             }
         }
         let wide_row = |i: usize| &wide[i * DIST_BLOCK..i * DIST_BLOCK + w];
-        for (i, out) in rows.iter_mut() {
-            let x = wide_row(*i);
-            for (j, o) in out.iter_mut().enumerate().skip(*i + 1) {
+        for (i, out) in d.chunks_exact_mut(n).enumerate() {
+            let x = wide_row(i);
+            for (j, o) in out.iter_mut().enumerate().skip(i + 1) {
                 *o += sq_dist(x, wide_row(j));
             }
         }
     }
+    for i in 0..n {
+        for j in i + 1..n {
+            d[j * n + i] = d[i * n + j];
+        }
+    }
+    d
 }
 
 /// Krum scores (Flower's `aggregate_krum`) of the updates at `idx`, from the full distance
@@ -335,7 +295,7 @@ mod tests {
 
     #[test]
     fn blocked_distances_match_the_definition() {
-        // Lengths around the block and lane sizes; odd and even n (the two-pair loop's tail).
+        // Lengths around the block and lane sizes.
         for len in [0, 1, 3, 4, 5, 255, 256, 257, 700] {
             for n in [1, 2, 3, 6, 7] {
                 let data: Vec<Vec<f32>> = (0..n)
@@ -347,10 +307,6 @@ mod tests {
                     .collect();
                 let ups: Vec<&[f32]> = data.iter().map(|u| &u[..]).collect();
                 let (got, want) = (distances(&ups), naive(&ups));
-                // Any number of threads gives the same bits.
-                for threads in [2, 3, 8] {
-                    assert_eq!(distances_on(&ups, threads), got, "{threads} threads");
-                }
                 for (k, (g, w)) in got.iter().zip(&want).enumerate() {
                     assert!(
                         (g - w).abs() <= 1e-12 * w.max(1.0),
