@@ -142,6 +142,29 @@ fn a_history_survives_the_flow_state_codec() {
 // ---------------------------------------------------------------- JSON lines
 
 #[test]
+fn jsonl_reads_floats_back_bit_for_bit() {
+    let mut h = History::new();
+    let values = [
+        0.420_513_235_598_139_25,
+        1.0 / 3.0,
+        2.0_f64.sqrt(),
+        1e-300,
+        123_456.789,
+    ];
+    for (i, v) in values.into_iter().enumerate() {
+        h.record(i as u64).loss(v).metric("x", v);
+    }
+    let mut bytes = Vec::new();
+    HistoryWriter::new(&mut bytes).write_all(&h).expect("write");
+    let back = History::read_jsonl_from(std::io::Cursor::new(bytes), None).expect("read");
+    for (i, v) in values.into_iter().enumerate() {
+        let r = &back.rounds()[i];
+        assert_eq!(r.loss.map(f64::to_bits), Some(v.to_bits()), "round {i}");
+        assert_eq!(r.extra["x"].to_bits(), v.to_bits(), "round {i}");
+    }
+}
+
+#[test]
 fn jsonl_round_trips_and_leaves_out_what_is_absent() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("history.jsonl");
@@ -620,6 +643,28 @@ mod charts {
         // One polyline per series, plus three legend samples.
         assert!(svg.matches("<polyline").count() >= 3, "lines missing");
         assert!(svg.contains("width=\"800\"") && svg.contains("height=\"500\""));
+    }
+
+    #[test]
+    fn a_few_rounds_get_one_tick_label_each() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for rounds in [2_u64, 4, 7] {
+            let path = dir.path().join(format!("r{rounds}.svg"));
+            LineChart::new("t")
+                .series("a", (1..=rounds).map(|r| (r, r as f64 * 0.1)))
+                .draw(&path)
+                .expect("draws");
+            let texts = svg_texts(&std::fs::read_to_string(&path).expect("read"));
+            for r in 1..=rounds {
+                let label = r.to_string();
+                // The y axis may print the same text, never the x axis twice: at most 2.
+                let n = texts.iter().filter(|t| **t == label).count();
+                assert!(
+                    (1..=2).contains(&n),
+                    "round {r} of {rounds}: {n} labels in {texts:?}"
+                );
+            }
+        }
     }
 
     #[test]

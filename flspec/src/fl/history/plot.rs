@@ -444,6 +444,9 @@ impl Draw for LineChart {
         let e = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
         root.fill(&WHITE).map_err(e)?;
         let (xr, yr) = c.ranges();
+        // At most one tick per round (so plotters never places one between two rounds), and
+        // at most 10.
+        let x_ticks = ((xr.end - xr.start).round() as usize + 1).clamp(2, 10);
         let mut builder = ChartBuilder::on(root);
         builder.margin(15);
         if text {
@@ -454,7 +457,14 @@ impl Draw for LineChart {
         }
         let mut chart = builder.build_cartesian_2d(xr, yr).map_err(e)?;
         let mut mesh = chart.configure_mesh();
-        mesh.x_label_formatter(&|x| format!("{x:.0}"));
+        // Rounds are whole numbers: a tick between two of them gets no label.
+        mesh.x_labels(x_ticks).x_label_formatter(&|x| {
+            if x.fract() == 0.0 {
+                format!("{x:.0}")
+            } else {
+                String::new()
+            }
+        });
         if text {
             mesh.x_desc(c.x_label.as_str()).y_desc(c.y_label.as_str());
         }
