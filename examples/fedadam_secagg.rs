@@ -32,7 +32,6 @@ use flspec_tch::models::mnist_cnn::Net;
 use flspec_tch::train::{Batches, validate_on};
 use flspec_tch::{export, threads};
 use indicatif::{ProgressBar, ProgressStyle};
-use plotters::prelude::*;
 
 /// FedAvg vs FedAdam (and other server optimizers) on the secure sum, MNIST, SecAgg+.
 #[derive(Parser, Debug)]
@@ -411,50 +410,34 @@ fn file_name(label: &str) -> String {
         .collect()
 }
 
-/// Accuracy of the aggregated model per round, one line per variant.
+/// Accuracy of the aggregated model per round, one line per variant (.svg or .png).
+#[cfg(feature = "plot")]
 fn plot(outcomes: &[Outcome], path: &Path, mode: &str) -> anyhow::Result<()> {
-    let rounds = outcomes
-        .iter()
-        .map(|o| o.flow.results.len())
-        .max()
-        .unwrap_or(0);
-    let root = SVGBackend::new(path, (900, 500)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!("Aggregated model accuracy, {mode}"),
-            ("sans-serif", 20),
-        )
-        .margin(12)
-        .x_label_area_size(36)
-        .y_label_area_size(48)
-        .build_cartesian_2d(0u32..rounds as u32, 0.0f64..1.0)?;
-    chart
-        .configure_mesh()
-        .x_desc("rounds of training")
-        .y_desc("test accuracy")
-        .draw()?;
-    for (i, o) in outcomes.iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
-        let points: Vec<(u32, f64)> = o
-            .flow
-            .results
-            .iter()
-            .map(|r| (r.round, r.agg_accuracy))
-            .chain([(o.flow.results.len() as u32, o.final_accuracy)])
-            .collect();
-        chart
-            .draw_series(LineSeries::new(points, color.stroke_width(2)))?
-            .label(o.label.clone())
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color.stroke_width(2)));
+    let chart = outcomes.iter().fold(
+        flspec::fl::history::plot::LineChart::new(format!("Aggregated model accuracy, {mode}"))
+            .x_label("rounds of training")
+            .y_label("test accuracy"),
+        |chart, o| {
+            let points = o
+                .flow
+                .results
+                .iter()
+                .map(|r| (u64::from(r.round), r.agg_accuracy))
+                .chain([(o.flow.results.len() as u64, o.final_accuracy)]);
+            chart.series(o.label.clone(), points)
+        },
+    );
+    if let Some(warning) = chart.draw(path)?.warning {
+        eprintln!("{warning}");
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .position(SeriesLabelPosition::LowerRight)
-        .draw()?;
-    root.present()
-        .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
+}
+
+/// Without the `plot` feature there is no chart.
+#[cfg(not(feature = "plot"))]
+fn plot(_: &[Outcome], _: &Path, _: &str) -> anyhow::Result<()> {
+    bail!(
+        "`--plot` needs the `plot` feature (on by default; this build turned it off): \
+         `cargo run --release --example fedadam_secagg -- ...`"
+    )
 }

@@ -134,7 +134,7 @@ struct Args {
     #[arg(long, value_name = "N", default_value_t = DEFAULT_PARTITION_SEED)]
     partition_seed: u64,
     /// Draw each collaborator's training samples per digit as stacked bars to this file: .svg
-    /// (names under the bars), or .png when built with `--features plot`.
+    /// (names under the bars), or .png (the `plot` feature, on by default).
     #[arg(long, value_name = "FILE.svg|png")]
     histogram: Option<PathBuf>,
     /// Seed of the initial model.

@@ -9,7 +9,7 @@
 //! cargo run --release --example byzantine                    # 2 of 10 send sign-flipped updates
 //! cargo run --release --example byzantine -- --attack collaborator-009:label-flip --attack collaborator-010:noise:1
 //! cargo run --release --example byzantine -- --rule mean --rule median --rounds 20 --per-round
-//! cargo run --release --features plot --example byzantine -- --plot byzantine.svg --history runs
+//! cargo run --release --example byzantine -- --plot byzantine.svg --history runs
 //! cargo run --release --example byzantine -- --rule median --save-model model.safetensors
 //! ```
 //!
@@ -122,7 +122,7 @@ struct Args {
     #[arg(long, value_name = "DIR")]
     history: Option<PathBuf>,
     /// Draw every run's accuracy per round to this file (.svg or .png; needs the `plot`
-    /// feature: `cargo run --features plot ...`).
+    /// feature, on by default).
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<PathBuf>,
     /// No progress bar.
@@ -133,9 +133,7 @@ struct Args {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if args.plot.is_some() && !cfg!(feature = "plot") {
-        bail!(
-            "`--plot` needs the `plot` feature: `cargo run --release --features plot --example byzantine -- ...`"
-        );
+        bail!("`--plot` needs the `plot` feature (on by default; this build turned it off)");
     }
     let names = collaborator_names(args.collaborators);
     let attackers = if args.attacks.is_empty() {

@@ -8,7 +8,7 @@
 //! cargo run --release --example fedprox_noniid                       # 10 collaborators, 20 rounds
 //! cargo run --release --example fedprox_noniid -- --mu 0,0.01,0.1,1 --alpha 0.3 --rounds 10
 //! cargo run --release --example fedprox_noniid -- --lr step:0.05,every=5,gamma=0.5 --epochs 2
-//! cargo run --release --features plot --example fedprox_noniid -- --plot fedprox.svg --history runs
+//! cargo run --release --example fedprox_noniid -- --plot fedprox.svg --history runs
 //! cargo run --release --example fedprox_noniid -- --save-model model.safetensors
 //! ```
 //!
@@ -102,7 +102,7 @@ struct Args {
     #[arg(long, value_name = "FILE.safetensors")]
     save_model: Option<PathBuf>,
     /// Draw every variant's accuracy per round to this file (.svg or .png; needs the `plot`
-    /// feature: `cargo run --features plot ...`).
+    /// feature, on by default).
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<PathBuf>,
     /// No progress bar.
@@ -119,9 +119,7 @@ fn main() -> anyhow::Result<()> {
         bail!("`--mu {mu}`: FedProx's mu must be a finite number >= 0 (0 is plain FedAvg)");
     }
     if args.plot.is_some() && !cfg!(feature = "plot") {
-        bail!(
-            "`--plot` needs the `plot` feature: `cargo run --release --features plot --example fedprox_noniid -- ...`"
-        );
+        bail!("`--plot` needs the `plot` feature (on by default; this build turned it off)");
     }
     let data = load_data(&args)?;
     let workers = args.parallel.unwrap_or(1).max(1);

@@ -195,7 +195,7 @@ pub fn histogram_chart(
         Some("svg") => {}
         Some("png") => return histogram_png(hist, names, path),
         _ => bail!(
-            "`--histogram {}`: give a file name ending in .svg (or .png, with `--features plot`)",
+            "`--histogram {}`: give a file name ending in .svg or .png",
             path.display()
         ),
     }
