@@ -17,7 +17,6 @@
 //! Variants are `NAME[:KEY=VALUE,...]` with Flower 1.42's defaults (`fedadam` is η = 0.1,
 //! τ = 1e-9); see `flspec_examples::secagg_mnist::server_opt` for the keys.
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -26,12 +25,12 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use flspec::fl::history::{History, ParticipantRecord};
 use flspec::{Event, Flow, Role};
+use flspec_examples::example_support::{self as support, MnistArgs, markdown_table};
 use flspec_examples::secagg_mnist::{RunOptions, SecAggMnist, ServerOpt};
-use flspec_tch::datasets::mnist::{self, Mnist};
+use flspec_tch::datasets::mnist::Mnist;
+use flspec_tch::export;
 use flspec_tch::models::mnist_cnn::Net;
 use flspec_tch::train::{Batches, validate_on};
-use flspec_tch::{export, threads};
-use indicatif::{ProgressBar, ProgressStyle};
 
 /// FedAvg vs FedAdam (and other server optimizers) on the secure sum, MNIST, SecAgg+.
 #[derive(Parser, Debug)]
@@ -73,12 +72,8 @@ struct Args {
     /// Seed of the initial model (the same for every variant).
     #[arg(long, default_value_t = 42)]
     seed: i64,
-    /// A full MNIST folder (torchvision's MNIST/raw layout) instead of the bundled subset.
-    #[arg(long)]
-    data: Option<PathBuf>,
-    /// Download MNIST into the --data folder (or .cache/mnist), verifying SHA-256, first.
-    #[arg(long)]
-    download: bool,
+    #[command(flatten)]
+    mnist: MnistArgs,
     /// libtorch threads per operation (default: every core this process may use).
     #[arg(long)]
     threads: Option<usize>,
@@ -127,7 +122,7 @@ fn main() -> anyhow::Result<()> {
     if args.variants.is_empty() {
         bail!("give at least one `--variants` entry, e.g. `--variants fedavg fedadam`");
     }
-    threads::set_num_threads(args.threads.unwrap_or_else(threads::available_cores));
+    support::set_threads(args.threads, 1);
     let data = Arc::new(load_data(&args)?);
     let mut options = RunOptions::new(args.collaborators, Arc::clone(&data));
     options.settings.rounds = args.rounds;
@@ -152,7 +147,10 @@ fn main() -> anyhow::Result<()> {
         data.test.len(),
         labels.join(", ")
     );
-    let bar = progress(&args);
+    let bar = support::prefixed_progress_bar(
+        args.variants.len() as u64 * u64::from(args.rounds) * args.collaborators as u64,
+        args.quiet,
+    );
     let test = Batches::new(&data.test)?;
     let started = Instant::now();
     let mut outcomes = Vec::new();
@@ -232,7 +230,7 @@ fn main() -> anyhow::Result<()> {
     if let Some(dir) = &args.history {
         for o in &outcomes {
             let sub = dir.join(file_name(&o.label));
-            write_history(&history(o), &sub)?;
+            support::write_history(&history(o), &sub)?;
         }
         println!("histories: {}", dir.display());
     }
@@ -251,37 +249,8 @@ fn mode(options: &RunOptions) -> String {
     }
 }
 
-fn progress(args: &Args) -> ProgressBar {
-    if args.quiet {
-        return ProgressBar::hidden();
-    }
-    let total = args.variants.len() as u64 * u64::from(args.rounds) * args.collaborators as u64;
-    let bar = ProgressBar::new(total);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {prefix} {bar:30} {pos}/{len} collaborator-rounds {msg}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar
-}
-
 fn load_data(args: &Args) -> anyhow::Result<Mnist> {
-    let mut data = if args.download {
-        let dir = args
-            .data
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(".cache/mnist"));
-        mnist::download::download(&dir).context("downloading MNIST")?;
-        Mnist::load(&dir).with_context(|| format!("reading MNIST from {}", dir.display()))?
-    } else {
-        match &args.data {
-            Some(dir) => {
-                Mnist::load(dir).with_context(|| format!("reading MNIST from {}", dir.display()))?
-            }
-            None => Mnist::load_bundled().context("reading the bundled MNIST subset")?,
-        }
-    };
+    let mut data = args.mnist.load()?;
     if let Some(n) = args.train_samples {
         if n == 0 || n > data.train.len() {
             bail!(
@@ -333,41 +302,9 @@ fn table(outcomes: &[Outcome], rounds: u32) -> String {
         .collect();
     format!(
         "Accuracy of the aggregated model after each round (test set):\n{}\nMean local training loss per round:\n{}",
-        markdown(&headers, &accuracy),
-        markdown(&headers, &loss)
+        markdown_table(&headers, &accuracy),
+        markdown_table(&headers, &loss)
     )
-}
-
-/// A right-aligned markdown table.
-fn markdown(headers: &[String], body: &[Vec<String>]) -> String {
-    let widths: Vec<usize> = (0..headers.len())
-        .map(|c| {
-            body.iter()
-                .map(|r| r[c].len())
-                .chain([headers[c].len()])
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let line = |cells: &[String]| {
-        let mut s = String::from("|");
-        for (cell, w) in cells.iter().zip(&widths) {
-            let _ = write!(s, " {cell:>w$} |");
-        }
-        s.push('\n');
-        s
-    };
-    let mut out = line(headers);
-    out.push('|');
-    for w in &widths {
-        out.push_str(&"-".repeat(w + 1));
-        out.push_str(":|");
-    }
-    out.push('\n');
-    for row in body {
-        out.push_str(&line(row));
-    }
-    out
 }
 
 /// One variant's run as a [`History`]: per round the aggregated model's accuracy (before the
@@ -394,14 +331,6 @@ fn history(o: &Outcome) -> History {
     history
 }
 
-fn write_history(history: &History, dir: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut jsonl = flspec::fl::history::HistoryWriter::create(dir.join("history.jsonl"))?;
-    jsonl.write_all(history)?;
-    history.write_csv(dir.join("history"))?;
-    Ok(())
-}
-
 /// A folder name for a variant label (`fedadam:eta=0.01` → `fedadam_eta=0.01`).
 fn file_name(label: &str) -> String {
     label
@@ -411,33 +340,25 @@ fn file_name(label: &str) -> String {
 }
 
 /// Accuracy of the aggregated model per round, one line per variant (.svg or .png).
-#[cfg(feature = "plot")]
 fn plot(outcomes: &[Outcome], path: &Path, mode: &str) -> anyhow::Result<()> {
-    let chart = outcomes.iter().fold(
-        flspec::fl::history::plot::LineChart::new(format!("Aggregated model accuracy, {mode}"))
-            .x_label("rounds of training")
-            .y_label("test accuracy"),
-        |chart, o| {
+    let series = outcomes
+        .iter()
+        .map(|o| {
             let points = o
                 .flow
                 .results
                 .iter()
                 .map(|r| (u64::from(r.round), r.agg_accuracy))
                 .chain([(o.flow.results.len() as u64, o.final_accuracy)]);
-            chart.series(o.label.clone(), points)
-        },
-    );
-    if let Some(warning) = chart.draw(path)?.warning {
-        eprintln!("{warning}");
-    }
+            (o.label.clone(), points.collect())
+        })
+        .collect();
+    support::line_chart(
+        &format!("Aggregated model accuracy, {mode}"),
+        Some("rounds of training"),
+        "test accuracy",
+        series,
+        path,
+    )?;
     Ok(())
-}
-
-/// Without the `plot` feature there is no chart.
-#[cfg(not(feature = "plot"))]
-fn plot(_: &[Outcome], _: &Path, _: &str) -> anyhow::Result<()> {
-    bail!(
-        "`--plot` needs the `plot` feature (on by default; this build turned it off): \
-         `cargo run --release --example fedadam_secagg -- ...`"
-    )
 }

@@ -32,15 +32,15 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use flspec::fl::partition::Partitioner;
 use flspec::{Event, Flow, Role};
+use flspec_examples::example_support::{self as support, MnistArgs};
 use flspec_examples::secagg_mnist::ServerOpt;
 use flspec_examples::secagg_mnist::shares::{self, DEFAULT_PARTITION_SEED, Shares};
 use flspec_examples::secagg_mnist::{
     Coordinator, Drop, RunOptions, SecAggMnist, Site, collaborator_names, report,
 };
 use flspec_federated::{Director, DirectorOptions, FederatedRuntime, Registry, TlsConfig};
-use flspec_tch::datasets::mnist::{self, Mnist};
 use flspec_tch::threads;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 
 /// Where the flow runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -143,13 +143,8 @@ struct Args {
     /// Make a collaborator vanish at a step, e.g. Portland@decrypt_ciphertext (repeatable).
     #[arg(long = "drop", value_name = "NAME@STEP")]
     drops: Vec<Drop>,
-    /// A full MNIST folder (torchvision's MNIST/raw layout, .gz or not) instead of the bundled
-    /// 5,000-image subset.
-    #[arg(long)]
-    data: Option<PathBuf>,
-    /// Download MNIST into the --data folder (or .cache/mnist), verifying SHA-256, first.
-    #[arg(long)]
-    download: bool,
+    #[command(flatten)]
+    mnist: MnistArgs,
     /// libtorch threads per operation. Default: the cores this process may use divided by the
     /// collaborators trained at once (1, or the --parallel workers), at least 1, so that training
     /// uses every core without oversubscribing it. On a machine busy with other work, threads
@@ -224,12 +219,9 @@ fn main() -> anyhow::Result<()> {
     if let Some(serve) = args.serve {
         return serve_federation(serve);
     }
-    let data = load_data(&args)?;
+    let data = args.mnist.load()?;
     let workers = args.parallel.unwrap_or(1).max(1);
-    threads::set_num_threads(
-        args.threads
-            .unwrap_or_else(|| threads::default_num_threads(threads::available_cores(), workers)),
-    );
+    support::set_threads(args.threads, workers);
     let mut options = RunOptions::new(args.collaborators, Arc::new(data));
     options.settings.rounds = args.rounds;
     options.settings.secure = !args.no_secagg;
@@ -466,11 +458,7 @@ fn serve_federation(serve: Serve) -> anyhow::Result<()> {
                     names.join(", ")
                 );
             };
-            let data = match &data {
-                Some(dir) => Mnist::load(dir)
-                    .with_context(|| format!("reading MNIST from {}", dir.display()))?,
-                None => Mnist::load_bundled().context("reading the bundled MNIST subset")?,
-            };
+            let data = support::load_mnist(data.as_deref(), false)?;
             let shares = Shares::new(&data, partition, collaborators, partition_seed)?;
             let share = shares.site_data(&data, index)?;
             let label = shares.label();
@@ -488,23 +476,6 @@ fn serve_federation(serve: Serve) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn load_data(args: &Args) -> anyhow::Result<Mnist> {
-    if args.download {
-        let dir = args
-            .data
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(".cache/mnist"));
-        mnist::download::download(&dir).context("downloading MNIST")?;
-        return Mnist::load(&dir).with_context(|| format!("reading MNIST from {}", dir.display()));
-    }
-    match &args.data {
-        Some(dir) => {
-            Mnist::load(dir).with_context(|| format!("reading MNIST from {}", dir.display()))
-        }
-        None => Mnist::load_bundled().context("reading the bundled MNIST subset"),
-    }
-}
-
 /// A progress bar over rounds and collaborators, and the time of each round.
 struct Progress {
     bar: ProgressBar,
@@ -514,19 +485,8 @@ struct Progress {
 
 impl Progress {
     fn new(rounds: u32, collaborators: usize, quiet: bool) -> Self {
-        let bar = if quiet {
-            ProgressBar::hidden()
-        } else {
-            ProgressBar::new(u64::from(rounds) * collaborators as u64)
-        };
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} collaborator-rounds {msg}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
         Progress {
-            bar,
+            bar: support::progress_bar(u64::from(rounds) * collaborators as u64, quiet),
             round_ends: Arc::new(Mutex::new(Vec::new())),
             started: Instant::now(),
         }

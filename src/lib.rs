@@ -5,10 +5,13 @@
 //! (`secagg_mnist`) and the plain FedAvg MNIST flow with a choice of aggregator and Byzantine
 //! collaborators (`fedavg_mnist`) with the same run as a hand-written tch loop that its benches
 //! and tests compare it to (`hand_loop`), all with the `torch` feature (on by default; run
-//! `scripts/setup-libtorch.sh` once). Data sets, models and local training are the toolkit's:
-//! `flspec-tch` (and `flspec::fl` on the server side).
+//! `scripts/setup-libtorch.sh` once), and the examples' common plumbing (`example_support`:
+//! loading MNIST, progress bars, tables, histories, charts). Data sets, models and local
+//! training are the toolkit's: `flspec-tch` (and `flspec::fl` on the server side).
 #![warn(missing_docs)]
 
+#[cfg(feature = "torch")]
+pub mod example_support;
 #[cfg(feature = "torch")]
 pub mod fedavg_mnist;
 #[cfg(feature = "torch")]

@@ -2,19 +2,16 @@
 //! two sign-flip attackers wreck the mean but not the median or Krum; label-flip and noise
 //! attackers run and do what they say; bad attacker specs are refused with a clear error.
 
-use std::sync::{Arc, OnceLock};
+mod common;
 
-use flspec::Flow;
+use std::sync::Arc;
+
 use flspec_examples::fedavg_mnist::{Attacker, FedAvgMnist, Rule, RunOptions};
 use flspec_tch::datasets::mnist::Mnist;
 
 /// The bundled subset: 4,000 training images (400 per collaborator) and 1,000 test images.
 fn data() -> Arc<Mnist> {
-    static DATA: OnceLock<Arc<Mnist>> = OnceLock::new();
-    Arc::clone(DATA.get_or_init(|| {
-        flspec_tch::threads::set_num_threads(1);
-        Arc::new(Mnist::load_bundled().expect("the bundled data loads"))
-    }))
+    common::mnist::bundled()
 }
 
 /// 10 collaborators on an IID split, `rounds` rounds at learning rate 0.05.
@@ -32,12 +29,7 @@ fn options(rule: Rule, rounds: u32, attackers: &[&str]) -> RunOptions {
 }
 
 fn run(options: &RunOptions) -> FedAvgMnist {
-    let runtime = options.local_runtime().expect("valid options");
-    options
-        .initial_state()
-        .expect("the initial model")
-        .run(&runtime)
-        .expect("the flow runs")
+    common::mnist::run(options.local_runtime(), options.initial_state())
 }
 
 fn final_accuracy(flow: &FedAvgMnist) -> f64 {

@@ -2,12 +2,12 @@
 //! SecAgg+ equals FedAdam applied by hand to the plain average within the quantization bound,
 //! old settings still load, and the optimizer's state never leaves the aggregator.
 
-use std::sync::{Arc, OnceLock};
+mod common;
 
-use flspec::checkpoint::RunCheckpoints;
-use flspec::codec::encode_state;
+use std::sync::Arc;
+
 use flspec::fl::aggregate::{FedOpt, FedOptKind, ServerOptimizer, WeightedSum};
-use flspec::{Flow, Role, TransitionId};
+use flspec::{Flow, Role};
 use flspec_examples::secagg_mnist::update::{self, Measurements};
 use flspec_examples::secagg_mnist::{RunOptions, SecAggMnist, ServerOpt, Settings};
 use flspec_tch::datasets::mnist::Mnist;
@@ -16,17 +16,7 @@ use flspec_tch::train::{Batches, TrainConfig, train_one_epoch_on};
 
 /// 1,000 training and 400 test images of the bundled subset, one libtorch thread.
 fn data() -> Arc<Mnist> {
-    static DATA: OnceLock<Arc<Mnist>> = OnceLock::new();
-    Arc::clone(DATA.get_or_init(|| {
-        flspec_tch::threads::set_num_threads(1);
-        let all = Mnist::load_bundled().expect("the bundled data loads");
-        let train: Vec<usize> = (0..1000).collect();
-        let test: Vec<usize> = (0..400).collect();
-        Arc::new(Mnist {
-            train: all.train.subset(&train).expect("train subset"),
-            test: all.test.subset(&test).expect("test subset"),
-        })
-    }))
+    common::mnist::bundled_first(1000, 400)
 }
 
 /// `n` collaborators, one round, FedAdam with Flower's defaults, each collaborator's weight
@@ -40,12 +30,7 @@ fn options(n: usize) -> RunOptions {
 }
 
 fn run(options: &RunOptions) -> SecAggMnist {
-    let runtime = options.local_runtime().expect("valid options");
-    options
-        .initial_state()
-        .expect("the initial model")
-        .run(&runtime)
-        .expect("the flow runs")
+    common::mnist::run(options.local_runtime(), options.initial_state())
 }
 
 /// Each collaborator's model after one epoch from `initial` on its strided shard, trained here
@@ -188,30 +173,14 @@ fn a_bad_server_optimizer_in_the_settings_is_refused_before_training() {
 /// Every state the aggregator sent to a collaborator in a checkpointed run (filtered by the
 /// transition, as the runtime sends it), and every checkpointed aggregator state.
 fn sent_and_kept(options: &RunOptions) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut options = options.clone();
-    options.checkpoint = Some(dir.path().to_path_buf());
-    let runtime = options.local_runtime().expect("runtime").run_id("opt");
-    options
-        .initial_state()
-        .expect("model")
-        .run(&runtime)
-        .expect("run");
-    let run = RunCheckpoints::open(dir.path(), "opt").expect("checkpoints");
-    let graph = SecAggMnist::graph();
     let (mut sent, mut kept) = (Vec::new(), Vec::new());
-    for record in run.records() {
-        if record.role != Role::Aggregator {
+    for c in common::mnist::secagg_checkpoints(options, "opt") {
+        if c.role != Role::Aggregator {
             continue;
         }
-        let mut state: SecAggMnist = run.load(record).expect("state");
-        kept.push(encode_state(&state).expect("encode"));
-        let Some(next) = &record.next else { continue };
-        let t = TransitionId::new(next.transition);
-        let to = graph.transition(t).expect("edge").to();
-        if graph.step(to).expect("step").role() == Role::Collaborator {
-            state.filter_in_place(t);
-            sent.push(encode_state(&state).expect("encode"));
+        kept.push(c.state);
+        if let Some((Role::Collaborator, state)) = c.sent {
+            sent.push(state);
         }
     }
     (sent, kept)

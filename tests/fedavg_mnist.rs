@@ -2,29 +2,21 @@
 //! learns, runs are deterministic for a seed, partitions and rules are wired in, and bad
 //! options are refused with a clear error.
 
-use std::sync::{Arc, OnceLock};
+mod common;
 
-use flspec::Flow;
+use std::sync::Arc;
+
 use flspec::fl::history::History;
 use flspec_examples::fedavg_mnist::{FedAvgMnist, Rule, RunOptions};
 use flspec_tch::datasets::mnist::Mnist;
 
 /// The bundled subset: 4,000 training and 1,000 test images.
 fn data() -> Arc<Mnist> {
-    static DATA: OnceLock<Arc<Mnist>> = OnceLock::new();
-    Arc::clone(DATA.get_or_init(|| {
-        flspec_tch::threads::set_num_threads(1);
-        Arc::new(Mnist::load_bundled().expect("the bundled data loads"))
-    }))
+    common::mnist::bundled()
 }
 
 fn run(options: &RunOptions) -> FedAvgMnist {
-    let runtime = options.local_runtime().expect("valid options");
-    options
-        .initial_state()
-        .expect("the initial model")
-        .run(&runtime)
-        .expect("the flow runs")
+    common::mnist::run(options.local_runtime(), options.initial_state())
 }
 
 #[test]

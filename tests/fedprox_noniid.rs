@@ -3,13 +3,13 @@
 //! bench's baseline), FedProx keeps the local models nearer the global one than FedAvg, and the
 //! example's table has one column per variant and one row per round with the runs' values.
 
+mod common;
 #[path = "../examples/fedprox_noniid/compare.rs"]
 mod compare;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use compare::VariantRun;
-use flspec::Flow;
 use flspec::fl::partition::Partitioner;
 use flspec_examples::fedavg_mnist::{FedAvgMnist, RunOptions};
 use flspec_examples::hand_loop;
@@ -18,19 +18,7 @@ use flspec_tch::datasets::mnist::Mnist;
 /// The first 1,200 training and 300 test images of the bundled data; one libtorch thread, so
 /// that every run's sums are in the same order.
 fn data() -> Arc<Mnist> {
-    static DATA: OnceLock<Arc<Mnist>> = OnceLock::new();
-    Arc::clone(DATA.get_or_init(|| {
-        flspec_tch::threads::set_num_threads(1);
-        let all = Mnist::load_bundled().expect("the bundled data loads");
-        let first = |n: usize| (0..n).collect::<Vec<_>>();
-        Arc::new(Mnist {
-            train: all
-                .train
-                .subset(&first(1200))
-                .expect("1,200 training images"),
-            test: all.test.subset(&first(300)).expect("300 test images"),
-        })
-    }))
+    common::mnist::bundled_first(1200, 300)
 }
 
 /// 4 collaborators, Dirichlet alpha = 0.1 (seed 42), 2 rounds of 1 epoch at learning rate 0.05.
@@ -45,12 +33,7 @@ fn options(mu: f64) -> RunOptions {
 }
 
 fn run_flow(options: &RunOptions) -> FedAvgMnist {
-    let runtime = options.local_runtime().expect("valid options");
-    options
-        .initial_state()
-        .expect("the initial model")
-        .run(&runtime)
-        .expect("the flow runs")
+    common::mnist::run(options.local_runtime(), options.initial_state())
 }
 
 #[test]

@@ -1,12 +1,12 @@
 //! The SecAgg MNIST flow on the bundled data: accuracy, secure = plain within the quantization
 //! bound, dropouts, and what the aggregator sees.
 
-use std::sync::{Arc, OnceLock};
+mod common;
 
-use flspec::checkpoint::RunCheckpoints;
-use flspec::codec::encode_state;
+use std::sync::Arc;
+
 use flspec::fl::partition::Partitioner;
-use flspec::{Flow, Role, TransitionId};
+use flspec::{Flow, Role};
 use flspec_examples::secagg_mnist::shares::{Shares, parse_partition};
 use flspec_examples::secagg_mnist::{Coordinator, Drop, RunOptions, SecAggMnist, Site};
 use flspec_local::LocalRuntime;
@@ -15,20 +15,11 @@ use flspec_tch::models::mnist_cnn::Net;
 use flspec_tch::train::{Batches, TrainConfig, train_one_epoch_on};
 
 fn data() -> Arc<Mnist> {
-    static DATA: OnceLock<Arc<Mnist>> = OnceLock::new();
-    Arc::clone(DATA.get_or_init(|| {
-        flspec_tch::threads::set_num_threads(1);
-        Arc::new(Mnist::load_bundled().expect("the bundled data loads"))
-    }))
+    common::mnist::bundled()
 }
 
 fn run(options: &RunOptions) -> SecAggMnist {
-    let runtime = options.local_runtime().expect("valid options");
-    options
-        .initial_state()
-        .expect("the initial model")
-        .run(&runtime)
-        .expect("the flow runs")
+    common::mnist::run(options.local_runtime(), options.initial_state())
 }
 
 #[test]
@@ -170,33 +161,14 @@ fn local_updates(options: &RunOptions) -> Vec<(Vec<f32>, f64)> {
 /// Every byte the aggregator held or received in a checkpointed run: its own states after each
 /// step, and each collaborator's state as it arrived at a join (filtered by the transition).
 fn aggregator_view(options: &RunOptions) -> Vec<Vec<u8>> {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut options = options.clone();
-    options.checkpoint = Some(dir.path().to_path_buf());
-    let runtime = options.local_runtime().expect("runtime").run_id("view");
-    options
-        .initial_state()
-        .expect("model")
-        .run(&runtime)
-        .expect("run");
-    let run = RunCheckpoints::open(dir.path(), "view").expect("checkpoints");
-    let graph = SecAggMnist::graph();
-    let mut view = Vec::new();
-    for record in run.records() {
-        let mut state: SecAggMnist = run.load(record).expect("state");
-        if record.role == Role::Aggregator {
-            view.push(encode_state(&state).expect("encode"));
-            continue;
-        }
-        let Some(next) = &record.next else { continue };
-        let t = TransitionId::new(next.transition);
-        let to = graph.transition(t).expect("edge").to();
-        if graph.step(to).expect("step").role() == Role::Aggregator {
-            state.filter_in_place(t);
-            view.push(encode_state(&state).expect("encode"));
-        }
-    }
-    view
+    common::mnist::secagg_checkpoints(options, "view")
+        .into_iter()
+        .filter_map(|c| match (c.role, c.sent) {
+            (Role::Aggregator, _) => Some(c.state),
+            (_, Some((Role::Aggregator, sent))) => Some(sent),
+            _ => None,
+        })
+        .collect()
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -322,12 +294,7 @@ fn a_low_threshold_runs_only_with_the_unsafe_opt_out() {
 
 /// The first `train` and `test` samples of the bundled data: enough for one quick round.
 fn tiny(train: usize, test: usize) -> Arc<Mnist> {
-    let data = data();
-    let first = |n: usize| (0..n).collect::<Vec<_>>();
-    Arc::new(Mnist {
-        train: data.train.subset(&first(train)).expect("subset"),
-        test: data.test.subset(&first(test)).expect("subset"),
-    })
+    common::mnist::bundled_first(train, test)
 }
 
 #[test]

@@ -32,16 +32,14 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::Parser;
+use flspec::Flow;
 use flspec::fl::partition::Partitioner;
 use flspec::fl::schedule::{EpochSchedule, LrSchedule};
-use flspec::{Event, Flow, Role};
+use flspec_examples::example_support::{self as support, MnistArgs, say};
 use flspec_examples::fedavg_mnist::{Attacker, FedAvgMnist, Rule, RunOptions, collaborator_names};
-use flspec_tch::datasets::mnist::{self, Mnist};
 use flspec_tch::device::DeviceChoice;
 use flspec_tch::export;
 use flspec_tch::models::mnist_cnn::Net;
-use flspec_tch::threads;
-use indicatif::{ProgressBar, ProgressStyle};
 use table::{Run, default_attackers, default_rules};
 
 /// Byzantine collaborators against mean, median, trimmed mean, Krum, Multi-Krum and Bulyan.
@@ -109,13 +107,8 @@ struct Args {
     /// collaborators trained at once, at least 1. Use --threads 1 for reproducible numbers.
     #[arg(long)]
     threads: Option<usize>,
-    /// A full MNIST folder (torchvision's MNIST/raw layout, .gz or not) instead of the bundled
-    /// subset (4,000 training and 1,000 test images).
-    #[arg(long)]
-    data: Option<PathBuf>,
-    /// Download MNIST into the --data folder (or .cache/mnist), verifying SHA-256, first.
-    #[arg(long)]
-    download: bool,
+    #[command(flatten)]
+    mnist: MnistArgs,
     /// Write each run's history to this folder: RUN/history.jsonl (appended per round),
     /// RUN/history_rounds.csv and RUN/history_participants.csv (RUN: mean-attack,
     /// median-clean, ...).
@@ -132,9 +125,7 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    if args.plot.is_some() && !cfg!(feature = "plot") {
-        bail!("`--plot` needs the `plot` feature (on by default; this build turned it off)");
-    }
+    support::check_plot_feature(args.plot.is_some())?;
     let names = collaborator_names(args.collaborators);
     let attackers = if args.attacks.is_empty() {
         default_attackers(&names)
@@ -147,12 +138,9 @@ fn main() -> anyhow::Result<()> {
         (args.rules.clone(), Vec::new())
     };
 
-    let data = load_data(&args)?;
+    let data = args.mnist.load()?;
     let workers = args.parallel.unwrap_or(1).max(1);
-    threads::set_num_threads(
-        args.threads
-            .unwrap_or_else(|| threads::default_num_threads(threads::available_cores(), workers)),
-    );
+    support::set_threads(args.threads, workers);
     let mut options = RunOptions::new(args.collaborators, Arc::new(data));
     options.device = args
         .device
@@ -204,7 +192,10 @@ fn main() -> anyhow::Result<()> {
         println!("skipped {rule}: {why}");
     }
 
-    let bar = progress_bar(&args, plan.len());
+    let bar = support::progress_bar(
+        plan.len() as u64 * u64::from(args.rounds) * args.collaborators as u64,
+        args.quiet,
+    );
     let started = Instant::now();
     let mut runs = Vec::with_capacity(plan.len());
     for (rule, attacked, options) in plan {
@@ -218,24 +209,9 @@ fn main() -> anyhow::Result<()> {
             .history
             .as_ref()
             .map(|d| d.join(table::slug(&rule, attacked)).join("history.jsonl"));
-        let observer = {
-            let bar = bar.clone();
-            let run_name = run_name.clone();
-            move |event: &Event<'_>| match *event {
-                Event::StepStarted {
-                    step: "train",
-                    participant,
-                    ..
-                } => bar.set_message(format!("{run_name}: {participant}")),
-                Event::StepFinished {
-                    step: "train",
-                    role: Role::Collaborator,
-                    ..
-                } => bar.inc(1),
-                _ => {}
-            }
-        };
-        let runtime = options.local_runtime()?.observer(observer);
+        let runtime = options
+            .local_runtime()?
+            .observer(support::train_progress(&bar, run_name.clone()));
         let t = Instant::now();
         let flow: FedAvgMnist = options
             .initial_state()?
@@ -289,72 +265,27 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Prints a line above the progress bar (or plainly with `--quiet`).
-fn say(bar: &ProgressBar, line: String) {
-    if bar.is_hidden() {
-        println!("{line}");
-    } else {
-        bar.println(line);
-    }
-}
-
-fn progress_bar(args: &Args, runs: usize) -> ProgressBar {
-    let bar = if args.quiet {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(runs as u64 * u64::from(args.rounds) * args.collaborators as u64)
-    };
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} collaborator-rounds {msg}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar
-}
-
-#[cfg(feature = "plot")]
 fn plot(runs: &[Run], args: &Args, attackers: usize, path: &Path) -> anyhow::Result<()> {
-    use flspec::fl::history::plot::LineChart;
-    let mut chart = LineChart::new(format!(
-        "MNIST, {} collaborators, {attackers} of them attackers",
-        args.collaborators
-    ))
-    .y_label("test accuracy of the global model");
-    for run in runs {
-        chart = chart.series(
-            table::run_name(&run.rule, run.attacked),
-            run.rows
+    let series = runs
+        .iter()
+        .map(|run| {
+            let points = run
+                .rows
                 .iter()
-                .map(|r| (u64::from(r.round) + 1, r.accuracy)),
-        );
-    }
-    let drawn = chart.draw(path)?;
-    if let Some(warning) = drawn.warning {
-        eprintln!("{warning}");
-    }
-    println!("plot: {}", drawn.path.display());
+                .map(|r| (u64::from(r.round) + 1, r.accuracy));
+            (table::run_name(&run.rule, run.attacked), points.collect())
+        })
+        .collect();
+    let drawn = support::line_chart(
+        &format!(
+            "MNIST, {} collaborators, {attackers} of them attackers",
+            args.collaborators
+        ),
+        None,
+        "test accuracy of the global model",
+        series,
+        path,
+    )?;
+    println!("plot: {}", drawn.display());
     Ok(())
-}
-
-#[cfg(not(feature = "plot"))]
-fn plot(_: &[Run], _: &Args, _: usize, _: &Path) -> anyhow::Result<()> {
-    bail!("`--plot` needs the `plot` feature")
-}
-
-fn load_data(args: &Args) -> anyhow::Result<Mnist> {
-    if args.download {
-        let dir = args
-            .data
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(".cache/mnist"));
-        mnist::download::download(&dir).context("downloading MNIST")?;
-        return Mnist::load(&dir).with_context(|| format!("reading MNIST from {}", dir.display()));
-    }
-    match &args.data {
-        Some(dir) => {
-            Mnist::load(dir).with_context(|| format!("reading MNIST from {}", dir.display()))
-        }
-        None => Mnist::load_bundled().context("reading the bundled MNIST subset"),
-    }
 }

@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use flspec_examples::example_support::{file_with_suffix, rounds_table};
 use flspec_examples::fedavg_mnist::{Attack, Attacker, RoundRow, Rule};
 
 /// One run: a rule, with or without the attackers.
@@ -48,14 +49,7 @@ pub fn slug(rule: &Rule, attacked: bool) -> String {
 /// `FILE` with the run's slug added before the extension: `model.safetensors` →
 /// `model-median-attack.safetensors`.
 pub fn run_file(file: &Path, rule: &Rule, attacked: bool) -> PathBuf {
-    let stem = file
-        .file_stem()
-        .map_or_else(|| "model".into(), |s| s.to_string_lossy().into_owned());
-    let name = match file.extension() {
-        Some(ext) => format!("{stem}-{}.{}", slug(rule, attacked), ext.to_string_lossy()),
-        None => format!("{stem}-{}", slug(rule, attacked)),
-    };
-    file.with_file_name(name)
+    file_with_suffix(file, &slug(rule, attacked))
 }
 
 /// The last two collaborators, each with a sign flip of the default scale (the last one alone
@@ -149,27 +143,14 @@ pub fn final_table(runs: &[Run]) -> String {
 
 /// One row per round, one column per run: the global model's accuracy after the round.
 pub fn per_round_table(runs: &[Run]) -> String {
-    let mut out = String::from("| round |");
-    for r in runs {
-        let _ = write!(out, " {} |", run_name(&r.rule, r.attacked));
-    }
-    out.push_str("\n|---:|");
-    out.push_str(&"---:|".repeat(runs.len()));
-    out.push('\n');
-    let rounds = runs.iter().map(|r| r.rows.len()).max().unwrap_or(0);
-    for i in 0..rounds {
-        let _ = write!(out, "| {} |", i + 1);
-        for r in runs {
-            match r.rows.get(i) {
-                Some(row) => {
-                    let _ = write!(out, " {:.4} |", row.accuracy);
-                }
-                None => out.push_str(" - |"),
-            }
-        }
-        out.push('\n');
-    }
-    out
+    let columns: Vec<(String, Vec<f64>)> = runs
+        .iter()
+        .map(|r| {
+            let accuracy = r.rows.iter().map(|row| row.accuracy).collect();
+            (run_name(&r.rule, r.attacked), accuracy)
+        })
+        .collect();
+    rounds_table(&columns)
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 
 use std::fmt::Write as _;
 
+use flspec_examples::example_support::rounds_table;
 use flspec_examples::fedavg_mnist::RoundRow;
 
 /// One variant's run: its `mu` and the flow's rows.
@@ -62,26 +63,11 @@ pub fn variant_name(mu: f64) -> String {
 /// round (4 decimals), then the best round, the last round's mean training loss (the data
 /// loss, without FedProx's term), the mean drift of the local models, and the run time.
 pub fn table(runs: &[VariantRun]) -> String {
-    let mut out = String::from("| round |");
-    let mut rule = String::from("|---:|");
-    for run in runs {
-        let _ = write!(out, " {} |", run.name());
-        rule.push_str("---:|");
-    }
-    let _ = writeln!(out, "\n{rule}");
-    let rounds = runs.iter().map(|r| r.rows.len()).max().unwrap_or(0);
-    for round in 0..rounds {
-        let _ = write!(out, "| {} |", round + 1);
-        for run in runs {
-            match run.rows.get(round) {
-                Some(row) => {
-                    let _ = write!(out, " {:.4} |", row.accuracy);
-                }
-                None => out.push_str(" - |"),
-            }
-        }
-        out.push('\n');
-    }
+    let columns: Vec<(String, Vec<f64>)> = runs
+        .iter()
+        .map(|run| (run.name(), run.rows.iter().map(|r| r.accuracy).collect()))
+        .collect();
+    let mut out = rounds_table(&columns);
     let mut summary = |label: &str, cell: &dyn Fn(&VariantRun) -> String| {
         let _ = write!(out, "| {label} |");
         for run in runs {

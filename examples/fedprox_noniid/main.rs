@@ -27,15 +27,14 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use clap::Parser;
 use compare::{VariantRun, variant_name};
+use flspec::Flow;
 use flspec::fl::partition::{DEFAULT_MIN_PARTITION_SIZE, Partitioner};
 use flspec::fl::schedule::{EpochSchedule, LrSchedule};
-use flspec::{Event, Flow, Role};
+use flspec_examples::example_support::{self as support, MnistArgs, say};
 use flspec_examples::fedavg_mnist::{FedAvgMnist, RunOptions};
-use flspec_tch::datasets::mnist::{self, CLASSES, Mnist};
+use flspec_tch::datasets::mnist::CLASSES;
 use flspec_tch::export;
 use flspec_tch::models::mnist_cnn::Net;
-use flspec_tch::threads;
-use indicatif::{ProgressBar, ProgressStyle};
 
 /// FedAvg vs FedProx on MNIST with Dirichlet label skew, as an flspec flow.
 #[derive(Parser, Debug)]
@@ -84,13 +83,8 @@ struct Args {
     /// results then depend only on the seeds.
     #[arg(long)]
     threads: Option<usize>,
-    /// A full MNIST folder (torchvision's MNIST/raw layout, .gz or not) instead of the bundled
-    /// subset (4,000 training and 1,000 test images).
-    #[arg(long)]
-    data: Option<PathBuf>,
-    /// Download MNIST into the --data folder (or .cache/mnist), verifying SHA-256, first.
-    #[arg(long)]
-    download: bool,
+    #[command(flatten)]
+    mnist: MnistArgs,
     /// Write each variant's history to this folder: VARIANT/history.jsonl and
     /// VARIANT/history_rounds.csv, VARIANT/history_participants.csv (VARIANT: fedavg,
     /// fedprox-mu0.01, ...).
@@ -118,15 +112,10 @@ fn main() -> anyhow::Result<()> {
     if let Some(mu) = args.mu.iter().find(|mu| !(mu.is_finite() && **mu >= 0.0)) {
         bail!("`--mu {mu}`: FedProx's mu must be a finite number >= 0 (0 is plain FedAvg)");
     }
-    if args.plot.is_some() && !cfg!(feature = "plot") {
-        bail!("`--plot` needs the `plot` feature (on by default; this build turned it off)");
-    }
-    let data = load_data(&args)?;
+    support::check_plot_feature(args.plot.is_some())?;
+    let data = args.mnist.load()?;
     let workers = args.parallel.unwrap_or(1).max(1);
-    threads::set_num_threads(
-        args.threads
-            .unwrap_or_else(|| threads::default_num_threads(threads::available_cores(), workers)),
-    );
+    support::set_threads(args.threads, workers);
     let mut options = RunOptions::new(args.collaborators, Arc::new(data));
     options.partition = Partitioner::Dirichlet {
         alpha: args.alpha,
@@ -161,30 +150,18 @@ fn main() -> anyhow::Result<()> {
         partition.histogram(options.data.train.labels(), CLASSES)?
     );
 
-    let bar = progress_bar(&args);
+    let bar = support::progress_bar(
+        args.mu.len() as u64 * u64::from(args.rounds) * args.collaborators as u64,
+        args.quiet,
+    );
     let started = Instant::now();
     let mut runs = Vec::with_capacity(args.mu.len());
     for &mu in &args.mu {
         let mut options = options.clone();
         options.settings.mu = mu;
-        let name = variant_name(mu);
-        let observer = {
-            let bar = bar.clone();
-            move |event: &Event<'_>| match *event {
-                Event::StepStarted {
-                    step: "train",
-                    participant,
-                    ..
-                } => bar.set_message(format!("{name}: {participant}")),
-                Event::StepFinished {
-                    step: "train",
-                    role: Role::Collaborator,
-                    ..
-                } => bar.inc(1),
-                _ => {}
-            }
-        };
-        let runtime = options.local_runtime()?.observer(observer);
+        let runtime = options
+            .local_runtime()?
+            .observer(support::train_progress(&bar, variant_name(mu)));
         let t = Instant::now();
         let flow: FedAvgMnist = options
             .initial_state()?
@@ -196,10 +173,10 @@ fn main() -> anyhow::Result<()> {
             seconds: t.elapsed().as_secs_f64(),
         };
         if let Some(dir) = &args.history {
-            write_history(dir, &flow, mu)?;
+            support::write_history(&flow.history(), &dir.join(slug(mu)))?;
         }
         if let Some(file) = &args.save_model {
-            let path = variant_file(file, mu);
+            let path = support::file_with_suffix(file, &slug(mu));
             export::save_flat(Net::layout(), &flow.model, &path)
                 .with_context(|| format!("saving the {} model", variant_name(mu)))?;
             say(&bar, format!("model: {}", path.display()));
@@ -232,30 +209,6 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Prints a line above the progress bar (or plainly with `--quiet`).
-fn say(bar: &ProgressBar, line: String) {
-    if bar.is_hidden() {
-        println!("{line}");
-    } else {
-        bar.println(line);
-    }
-}
-
-fn progress_bar(args: &Args) -> ProgressBar {
-    let bar = if args.quiet {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(args.mu.len() as u64 * u64::from(args.rounds) * args.collaborators as u64)
-    };
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} collaborator-rounds {msg}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar
-}
-
 /// The folder name of a variant's history: `fedavg` or `fedprox-mu0.01`.
 fn slug(mu: f64) -> String {
     if mu == 0.0 {
@@ -265,71 +218,27 @@ fn slug(mu: f64) -> String {
     }
 }
 
-/// `file` with the variant's slug added to its stem: `model.safetensors` ->
-/// `model-fedprox-mu0.01.safetensors`.
-fn variant_file(file: &Path, mu: f64) -> PathBuf {
-    let stem = file
-        .file_stem()
-        .map_or_else(|| "model".into(), |s| s.to_string_lossy().into_owned());
-    let name = match file.extension() {
-        Some(ext) => format!("{stem}-{}.{}", slug(mu), ext.to_string_lossy()),
-        None => format!("{stem}-{}", slug(mu)),
-    };
-    file.with_file_name(name)
-}
-
-fn write_history(dir: &Path, flow: &FedAvgMnist, mu: f64) -> anyhow::Result<()> {
-    let dir = dir.join(slug(mu));
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let history = flow.history();
-    let mut jsonl = flspec::fl::history::HistoryWriter::create(dir.join("history.jsonl"))?;
-    jsonl.write_all(&history)?;
-    history.write_csv(dir.join("history"))?;
-    Ok(())
-}
-
-#[cfg(feature = "plot")]
 fn plot(runs: &[VariantRun], args: &Args, path: &Path) -> anyhow::Result<()> {
-    use flspec::fl::history::plot::LineChart;
-    let mut chart = LineChart::new(format!(
-        "MNIST, Dirichlet alpha={}, {} collaborators",
-        args.alpha, args.collaborators
-    ))
-    .y_label("test accuracy of the global model");
-    for run in runs {
-        chart = chart.series(
-            run.name(),
-            run.rows
+    let series = runs
+        .iter()
+        .map(|run| {
+            let points = run
+                .rows
                 .iter()
-                .map(|r| (u64::from(r.round) + 1, r.accuracy)),
-        );
-    }
-    let drawn = chart.draw(path)?;
-    if let Some(warning) = drawn.warning {
-        eprintln!("{warning}");
-    }
-    println!("plot: {}", drawn.path.display());
+                .map(|r| (u64::from(r.round) + 1, r.accuracy));
+            (run.name(), points.collect())
+        })
+        .collect();
+    let drawn = support::line_chart(
+        &format!(
+            "MNIST, Dirichlet alpha={}, {} collaborators",
+            args.alpha, args.collaborators
+        ),
+        None,
+        "test accuracy of the global model",
+        series,
+        path,
+    )?;
+    println!("plot: {}", drawn.display());
     Ok(())
-}
-
-#[cfg(not(feature = "plot"))]
-fn plot(_: &[VariantRun], _: &Args, _: &Path) -> anyhow::Result<()> {
-    bail!("`--plot` needs the `plot` feature")
-}
-
-fn load_data(args: &Args) -> anyhow::Result<Mnist> {
-    if args.download {
-        let dir = args
-            .data
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(".cache/mnist"));
-        mnist::download::download(&dir).context("downloading MNIST")?;
-        return Mnist::load(&dir).with_context(|| format!("reading MNIST from {}", dir.display()));
-    }
-    match &args.data {
-        Some(dir) => {
-            Mnist::load(dir).with_context(|| format!("reading MNIST from {}", dir.display()))
-        }
-        None => Mnist::load_bundled().context("reading the bundled MNIST subset"),
-    }
 }

@@ -10,6 +10,7 @@ use flspec::fl::partition::LabelHistogram;
 use plotters::prelude::*;
 
 use super::RoundRow;
+use crate::example_support::column_widths;
 
 /// One colour per digit (matplotlib's `tab10`).
 const CLASS_COLOURS: [RGBColor; 10] = [
@@ -49,15 +50,7 @@ pub fn results_table(rows: &[RoundRow], times: &[Duration]) -> String {
             ]
         })
         .collect();
-    let widths: Vec<usize> = (0..headers.len())
-        .map(|c| {
-            body.iter()
-                .map(|r| r[c].len())
-                .chain([headers[c].len()])
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
+    let widths = column_widths(&headers, &body);
     let rule = |fill: char| {
         let mut s = String::from("+");
         for w in &widths {

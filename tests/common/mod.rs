@@ -1,5 +1,9 @@
-//! Helpers shared by the `flows_*` integration tests.
+//! Helpers shared by the integration tests: the `flows_*` tests' collaborators and step log,
+//! and (`mnist`) the MNIST flows' set-up.
 #![allow(dead_code)]
+
+#[cfg(feature = "torch")]
+pub mod mnist;
 
 use std::sync::{Arc, Mutex};
 
