@@ -1,6 +1,7 @@
 //! The client (collaborator) state machine of one round.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use chacha20poly1305::ChaCha20Poly1305;
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
@@ -9,17 +10,31 @@ use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use super::error::{Result, SecAggError};
+use super::identity::{self, SigningIdentity, VerifyingDirectory};
 use super::kdf;
 use super::messages::{
-    AdvertiseKeys, AllAdvertised, EncryptedShare, MaskedInput, RevealedShare, UnmaskRequest,
-    UnmaskResponse,
+    AdvertiseKeys, AllAdvertised, CheckedUnmaskRequest, ConsistencyRequest, ConsistencySignature,
+    EncryptedShare, MaskedInput, RevealedShare, SignedAdvertiseKeys, SignedKeyBroadcast,
+    UnmaskRequest, UnmaskResponse,
 };
 use super::prg::Sign;
 use super::rng::SecretRng;
 use super::shamir::{self, ShamirField};
-use super::{ClientId, Config};
+use super::{ClientId, Config, Security};
 
-const ORDER: &str = "new, advertise, share_keys, masked_input, unmask";
+const ORDER: &str = "new, advertise, share_keys, masked_input, unmask \
+                     (malicious-secure: new_signed, advertise_signed, share_keys_signed, \
+                     masked_input, sign_survivors, unmask_checked)";
+
+/// The malicious-secure mode's identity and trust anchor.
+struct Signing {
+    identity: SigningIdentity,
+    directory: Arc<VerifyingDirectory>,
+    /// SecAgg+ only: the closed neighbourhood of each member of this client's own, whose
+    /// signatures count for revealing that member's shares (`None` on the full graph, where
+    /// every neighbourhood is the whole round).
+    owner_hoods: Option<BTreeMap<ClientId, Vec<ClientId>>>,
+}
 
 /// 32 secret bytes (a seed), wiped on drop, never printed.
 #[derive(Zeroize, ZeroizeOnDrop)]
@@ -75,6 +90,8 @@ enum Phase {
     Advertised(Box<Keys>),
     SharedKeys(Box<Shared>),
     Masked(Box<Held>),
+    /// Malicious-secure mode: `U3` signed (sorted), shares still held.
+    Checked(Box<Held>, Vec<ClientId>),
     Done,
     Aborted(String),
 }
@@ -86,6 +103,7 @@ impl Phase {
             Self::Advertised(_) => "advertised",
             Self::SharedKeys(_) => "shared-keys",
             Self::Masked(_) => "masked",
+            Self::Checked(..) => "signed-survivors",
             Self::Done => "done",
             Self::Aborted(_) => "aborted",
         }
@@ -111,6 +129,7 @@ pub struct Client {
     hood: Vec<ClientId>,
     field: ShamirField,
     phase: Phase,
+    signing: Option<Box<Signing>>,
 }
 
 impl core::fmt::Debug for Client {
@@ -127,9 +146,66 @@ impl Client {
     /// Creates the client `id` for the round `config` and draws its secrets from `rng`.
     ///
     /// # Errors
-    /// [`SecAggError::InvalidParameter`] if the config is invalid; [`SecAggError::UnexpectedClient`]
-    /// if `id` is not in it.
+    /// [`SecAggError::InvalidParameter`] if the config is invalid or malicious-secure (use
+    /// [`Client::new_signed`]); [`SecAggError::UnexpectedClient`] if `id` is not in it.
     pub fn new<R: RngCore + CryptoRng>(config: Config, id: ClientId, rng: &mut R) -> Result<Self> {
+        if config.security == Security::Malicious {
+            return Err(SecAggError::param(
+                "security",
+                "the config is malicious-secure but the client has no signing identity",
+                "create the client with `Client::new_signed`, or use `Security::SemiHonest`",
+            ));
+        }
+        Self::build(config, id, rng, None)
+    }
+
+    /// Creates the client `id` for a malicious-secure round (`config.security` is
+    /// [`Security::Malicious`]): it signs with `identity` and checks every peer's signature
+    /// against `directory`, which must come from the PKI (not from the server) and hold
+    /// `identity`'s own key under `id`.
+    ///
+    /// # Errors
+    /// As [`Client::new`]; [`SecAggError::InvalidParameter`] naming `security` for a
+    /// semi-honest config, or `directory` if it lacks `id`'s key or holds another one.
+    ///
+    /// # Security
+    /// The identity is wiped when the client is dropped; share it between rounds by loading
+    /// it again ([`SigningIdentity::from_secret_bytes`]) from the site's key store.
+    pub fn new_signed<R: RngCore + CryptoRng>(
+        config: Config,
+        id: ClientId,
+        identity: SigningIdentity,
+        directory: Arc<VerifyingDirectory>,
+        rng: &mut R,
+    ) -> Result<Self> {
+        if config.security != Security::Malicious {
+            return Err(SecAggError::param(
+                "security",
+                "`Client::new_signed` was given a semi-honest config",
+                "set `Config::security` to `Security::Malicious` (`Config::with_security`), or use `Client::new`",
+            ));
+        }
+        if directory.public_key(id) != Some(identity.public_key()) {
+            return Err(SecAggError::param(
+                "directory",
+                format!("the directory has no key, or another key, for this client {id}"),
+                "build the directory from the certified identities of every collaborator",
+            ));
+        }
+        let signing = Signing {
+            identity,
+            directory,
+            owner_hoods: None,
+        };
+        Self::build(config, id, rng, Some(signing))
+    }
+
+    fn build<R: RngCore + CryptoRng>(
+        config: Config,
+        id: ClientId,
+        rng: &mut R,
+        mut signing: Option<Signing>,
+    ) -> Result<Self> {
         let graph = config.graph()?;
         let hood = graph
             .closed_neighbourhood(id)
@@ -138,6 +214,13 @@ impl Client {
                 why: "not in the round's config",
             })?
             .to_vec();
+        if let (Some(signing), super::Mode::SecAggPlus { .. }) = (&mut signing, &config.mode) {
+            signing.owner_hoods = Some(
+                hood.iter()
+                    .filter_map(|&o| Some((o, graph.closed_neighbourhood(o)?.to_vec())))
+                    .collect(),
+            );
+        }
         let keys = Keys {
             c: StaticSecret::random_from_rng(&mut *rng),
             s: StaticSecret::random_from_rng(&mut *rng),
@@ -152,6 +235,7 @@ impl Client {
             id,
             hood,
             phase: Phase::Fresh(Box::new(keys)),
+            signing: signing.map(Box::new),
         })
     }
 
@@ -183,6 +267,36 @@ impl Client {
         }
     }
 
+    fn expect_mode(&self, want: Security, call: &'static str, instead: &'static str) -> Result<()> {
+        if self.config.security == want {
+            Ok(())
+        } else {
+            Err(SecAggError::WrongSecurityMode {
+                call,
+                mode: self.config.security,
+                instead,
+            })
+        }
+    }
+
+    fn check_session(&self, got: &[u8; 32], message: &'static str) -> Result<()> {
+        if *got == self.config.session {
+            Ok(())
+        } else {
+            Err(SecAggError::WrongSession { message })
+        }
+    }
+
+    fn signing(&self) -> Result<&Signing> {
+        self.signing.as_deref().ok_or_else(|| {
+            SecAggError::param(
+                "security",
+                "this client has no signing identity",
+                "create it with `Client::new_signed`",
+            )
+        })
+    }
+
     fn abort(&mut self, e: SecAggError) -> SecAggError {
         tracing::debug!(client = %self.id, round = self.config.round, "secagg client aborted");
         self.phase = Phase::Aborted(e.to_string());
@@ -205,6 +319,7 @@ impl Client {
     /// # Errors
     /// [`SecAggError::OutOfOrder`] unless this is the first call.
     pub fn advertise(&mut self) -> Result<AdvertiseKeys> {
+        self.expect_mode(Security::SemiHonest, "advertise", "`advertise_signed`")?;
         let phase = core::mem::replace(&mut self.phase, Phase::Done);
         let Phase::Fresh(keys) = phase else {
             self.phase = phase;
@@ -228,6 +343,7 @@ impl Client {
     /// altered own key, a low-order key, or fewer than `threshold` advertised members of the
     /// neighbourhood ([`SecAggError::TooFewPeers`]).
     pub fn share_keys(&mut self, all: &AllAdvertised) -> Result<Vec<EncryptedShare>> {
+        self.expect_mode(Security::SemiHonest, "share_keys", "`share_keys_signed`")?;
         let phase = core::mem::replace(&mut self.phase, Phase::Done);
         let Phase::Advertised(keys) = phase else {
             self.phase = phase;
@@ -558,6 +674,11 @@ impl Client {
     /// not listed as a survivor, if fewer than `threshold` members of its neighbourhood
     /// survived ([`SecAggError::TooFewPeers`]), or on a wrong round.
     pub fn unmask(&mut self, request: &UnmaskRequest) -> Result<UnmaskResponse> {
+        self.expect_mode(
+            Security::SemiHonest,
+            "unmask",
+            "`sign_survivors`, then `unmask_checked`",
+        )?;
         let phase = core::mem::replace(&mut self.phase, Phase::Done);
         let Phase::Masked(held) = phase else {
             self.phase = phase;
@@ -628,5 +749,288 @@ impl Client {
             seed_shares: reveal(&survivors, |h| &h.seed),
             key_shares: reveal(&dropped, |h| &h.key),
         })
+    }
+}
+
+/// The malicious-secure mode ([`Security::Malicious`]).
+impl Client {
+    /// Round 0, malicious-secure: the two public keys, signed over the session id, round, this
+    /// client's id and both keys.
+    ///
+    /// # Errors
+    /// [`SecAggError::WrongSecurityMode`] in a semi-honest round; [`SecAggError::OutOfOrder`]
+    /// unless this is the first call.
+    pub fn advertise_signed(&mut self) -> Result<SignedAdvertiseKeys> {
+        self.expect_mode(Security::Malicious, "advertise_signed", "`advertise`")?;
+        let phase = core::mem::replace(&mut self.phase, Phase::Done);
+        let Phase::Fresh(keys) = phase else {
+            self.phase = phase;
+            return Err(self.out_of_order("advertise_signed"));
+        };
+        let msg = AdvertiseKeys {
+            sender: self.id,
+            round: self.config.round,
+            c_public: PublicKey::from(&keys.c).to_bytes(),
+            s_public: PublicKey::from(&keys.s).to_bytes(),
+        };
+        self.phase = Phase::Advertised(keys);
+        let session = self.config.session;
+        let payload = identity::advertise_payload(
+            &session,
+            msg.round,
+            msg.sender,
+            &msg.c_public,
+            &msg.s_public,
+        );
+        let signature = self.signing()?.identity.sign(&payload);
+        Ok(SignedAdvertiseKeys {
+            session,
+            keys: msg,
+            signature,
+        })
+    }
+
+    /// Round 1, malicious-secure: checks the session, round and signature of every advertised
+    /// key pair of this client's neighbourhood against the directory, then shares keys as
+    /// [`Client::share_keys`] does. Entries of non-neighbours are not verified (their keys are
+    /// never used by this client).
+    ///
+    /// # Errors
+    /// Aborts, revealing nothing, on [`SecAggError::WrongSession`], [`SecAggError::WrongRound`],
+    /// [`SecAggError::BadSignature`] (a substituted, forged or replayed key) or
+    /// [`SecAggError::UnknownSigner`]; otherwise as [`Client::share_keys`].
+    pub fn share_keys_signed(&mut self, all: &SignedKeyBroadcast) -> Result<Vec<EncryptedShare>> {
+        self.expect_mode(Security::Malicious, "share_keys_signed", "`share_keys`")?;
+        let phase = core::mem::replace(&mut self.phase, Phase::Done);
+        let Phase::Advertised(keys) = phase else {
+            self.phase = phase;
+            return Err(self.out_of_order("share_keys_signed"));
+        };
+        let checked = self.verify_broadcast(all);
+        match checked.and_then(|plain| self.do_share_keys(*keys, &plain)) {
+            Ok((shared, out)) => {
+                self.phase = Phase::SharedKeys(Box::new(shared));
+                Ok(out)
+            }
+            Err(e) => Err(self.abort(e)),
+        }
+    }
+
+    fn verify_broadcast(&self, all: &SignedKeyBroadcast) -> Result<AllAdvertised> {
+        self.check_session(&all.session, "signed key broadcast")?;
+        self.check_round(all.round)?;
+        let signing = self.signing()?;
+        let mut keys = Vec::with_capacity(all.keys.len());
+        for k in &all.keys {
+            self.check_session(&k.session, "signed advertisement")?;
+            self.check_round(k.keys.round)?;
+            if self.hood.binary_search(&k.keys.sender).is_ok() {
+                let payload = identity::advertise_payload(
+                    &k.session,
+                    k.keys.round,
+                    k.keys.sender,
+                    &k.keys.c_public,
+                    &k.keys.s_public,
+                );
+                signing.directory.verify(
+                    k.keys.sender,
+                    "advertised public keys",
+                    &payload,
+                    &k.signature,
+                )?;
+            }
+            keys.push(k.keys.clone());
+        }
+        Ok(AllAdvertised {
+            round: all.round,
+            keys,
+        })
+    }
+
+    /// Consistency check: signs the survivor set `U3` the server announces (session, round,
+    /// this client's id and the sorted set). Call after [`Client::masked_input`].
+    ///
+    /// # Errors
+    /// Aborts on a wrong session or round, a repeated or unknown id, a set without this
+    /// client, or fewer than `threshold` members of this client's neighbourhood in it
+    /// ([`SecAggError::TooFewPeers`]).
+    pub fn sign_survivors(&mut self, request: &ConsistencyRequest) -> Result<ConsistencySignature> {
+        self.expect_mode(Security::Malicious, "sign_survivors", "`unmask`")?;
+        let phase = core::mem::replace(&mut self.phase, Phase::Done);
+        let Phase::Masked(held) = phase else {
+            self.phase = phase;
+            return Err(self.out_of_order("sign_survivors"));
+        };
+        match self.do_sign_survivors(&held, request) {
+            Ok((u3, msg)) => {
+                self.phase = Phase::Checked(held, u3);
+                Ok(msg)
+            }
+            Err(e) => Err(self.abort(e)),
+        }
+    }
+
+    fn do_sign_survivors(
+        &self,
+        held: &Held,
+        request: &ConsistencyRequest,
+    ) -> Result<(Vec<ClientId>, ConsistencySignature)> {
+        self.check_session(&request.session, "consistency request")?;
+        self.check_round(request.round)?;
+        let u3 = self.survivor_set(&request.survivors, "survivor entry in ConsistencyRequest")?;
+        let t = self.config.threshold as usize;
+        let live = u3
+            .iter()
+            .filter(|v| **v == self.id || held.mask_set.contains(v))
+            .count();
+        if live < t {
+            return Err(SecAggError::TooFewPeers {
+                list: "consistency request's survivors",
+                got: live,
+                threshold: t,
+            });
+        }
+        let payload =
+            identity::consistency_payload(&self.config.session, self.config.round, self.id, &u3);
+        let signature = self.signing()?.identity.sign(&payload);
+        Ok((
+            u3,
+            ConsistencySignature {
+                sender: self.id,
+                session: self.config.session,
+                round: self.config.round,
+                signature,
+            },
+        ))
+    }
+
+    /// `ids` as a sorted set: no repeats, all in the round, this client included.
+    fn survivor_set(&self, ids: &[ClientId], what: &'static str) -> Result<Vec<ClientId>> {
+        let mut set = BTreeSet::new();
+        for &v in ids {
+            if self.all.binary_search(&v).is_err() {
+                return Err(SecAggError::UnexpectedClient {
+                    client: v,
+                    why: "listed as a survivor but not in the round's config",
+                });
+            }
+            if !set.insert(v) {
+                return Err(SecAggError::Duplicate {
+                    message: what,
+                    client: v,
+                });
+            }
+        }
+        if !set.contains(&self.id) {
+            return Err(SecAggError::UnexpectedClient {
+                client: self.id,
+                why: "the survivor set does not list this client; it refuses to answer",
+            });
+        }
+        Ok(set.into_iter().collect())
+    }
+
+    /// Round 3, malicious-secure: reveals shares as [`Client::unmask`] does, but only if the
+    /// request's survivors are exactly the `U3` this client signed and, for every peer whose
+    /// share it reveals, at least `threshold` survivors of that peer's closed neighbourhood
+    /// (everyone on the full graph) validly signed that same `U3`. `s` shares go only to
+    /// clients outside `U3` (`U2 \ U3`), `b` shares only to members of `U3`.
+    ///
+    /// # Errors
+    /// Aborts, revealing nothing, on [`SecAggError::InconsistentSurvivors`],
+    /// [`SecAggError::BadSignature`] (any forged, altered or replayed signature),
+    /// [`SecAggError::UnknownSigner`], [`SecAggError::TooFewSignatures`], a wrong session or
+    /// round, a signer outside `U3` or signing twice; otherwise as [`Client::unmask`].
+    pub fn unmask_checked(&mut self, request: &CheckedUnmaskRequest) -> Result<UnmaskResponse> {
+        self.expect_mode(Security::Malicious, "unmask_checked", "`unmask`")?;
+        let phase = core::mem::replace(&mut self.phase, Phase::Done);
+        let Phase::Checked(held, u3) = phase else {
+            self.phase = phase;
+            return Err(self.out_of_order("unmask_checked"));
+        };
+        let result = self
+            .check_signatures(&held, &u3, request)
+            .and_then(|()| self.do_unmask(&held, &request.request));
+        match result {
+            Ok(r) => Ok(r),
+            Err(e) => Err(self.abort(e)),
+        }
+        // `held` (every share) is wiped here, whatever the outcome.
+    }
+
+    fn check_signatures(
+        &self,
+        held: &Held,
+        u3: &[ClientId],
+        request: &CheckedUnmaskRequest,
+    ) -> Result<()> {
+        self.check_session(&request.session, "checked unmask request")?;
+        self.check_round(request.request.round)?;
+        let mut listed = request.request.survivors.clone();
+        listed.sort_unstable();
+        if listed != u3 {
+            return Err(SecAggError::InconsistentSurvivors {
+                problem: "the unmask request's survivors differ from the survivor set this client signed",
+            });
+        }
+        let signing = self.signing()?;
+        // Only signers in a neighbourhood whose owner's share this client holds can matter.
+        let relevant = |v: ClientId| match &signing.owner_hoods {
+            None => true,
+            Some(h) => h.values().any(|hood| hood.binary_search(&v).is_ok()),
+        };
+        let payload_for = |v: ClientId| {
+            identity::consistency_payload(&self.config.session, self.config.round, v, u3)
+        };
+        let mut valid = BTreeSet::new();
+        let mut seen = BTreeSet::new();
+        for sig in &request.signatures {
+            self.check_session(&sig.session, "consistency signature")?;
+            self.check_round(sig.round)?;
+            if u3.binary_search(&sig.sender).is_err() {
+                return Err(SecAggError::UnexpectedClient {
+                    client: sig.sender,
+                    why: "signed the survivor set but is not in it",
+                });
+            }
+            if !seen.insert(sig.sender) {
+                return Err(SecAggError::Duplicate {
+                    message: "consistency signature",
+                    client: sig.sender,
+                });
+            }
+            if relevant(sig.sender) {
+                signing.directory.verify(
+                    sig.sender,
+                    "survivor set",
+                    &payload_for(sig.sender),
+                    &sig.signature,
+                )?;
+                valid.insert(sig.sender);
+            }
+        }
+        let t = self.config.threshold as usize;
+        let revealed = request
+            .request
+            .survivors
+            .iter()
+            .chain(&request.request.dropped)
+            .filter(|o| held.shares.contains_key(o));
+        for &owner in revealed {
+            let got = match &signing.owner_hoods {
+                None => valid.len(),
+                Some(h) => h
+                    .get(&owner)
+                    .map_or(0, |hood| hood.iter().filter(|v| valid.contains(*v)).count()),
+            };
+            if got < t {
+                return Err(SecAggError::TooFewSignatures {
+                    owner,
+                    got,
+                    threshold: t,
+                });
+            }
+        }
+        Ok(())
     }
 }

@@ -1,6 +1,7 @@
 //! The one error type of the secure-aggregation module.
 
 use super::ClientId;
+use super::Security;
 use super::Stage;
 
 /// Everything that can go wrong in a secure-aggregation round.
@@ -172,6 +173,68 @@ pub enum SecAggError {
         what: &'static str,
         /// What is wrong.
         problem: String,
+    },
+    /// A call of one security mode was made in a round of the other.
+    #[error(
+        "`{call}` is not available in a {mode} round; call {instead} (the mode is `Config::security`)"
+    )]
+    WrongSecurityMode {
+        /// The method called.
+        call: &'static str,
+        /// The round's mode.
+        mode: Security,
+        /// What to call instead.
+        instead: &'static str,
+    },
+    /// A signature does not verify against the signer's key in the [`super::VerifyingDirectory`].
+    #[error(
+        "refused: the signature of client {signer} on its {message} does not verify (forged, altered, \
+         substituted, or replayed from another session or round); this client aborts the round"
+    )]
+    BadSignature {
+        /// The claimed signer.
+        signer: ClientId,
+        /// What was signed.
+        message: &'static str,
+    },
+    /// A signer has no key in the [`super::VerifyingDirectory`].
+    #[error(
+        "refused: client {signer} has no verifying key in this client's directory; add its certified \
+         identity to the `VerifyingDirectory` (never take keys from the server)"
+    )]
+    UnknownSigner {
+        /// The claimed signer.
+        signer: ClientId,
+    },
+    /// A signed message belongs to another session.
+    #[error(
+        "refused: the {message} belongs to another session (replayed?); route messages by session id"
+    )]
+    WrongSession {
+        /// Which message.
+        message: &'static str,
+    },
+    /// Too few valid consistency-check signatures to reveal a share.
+    #[error(
+        "refused: only {got} valid signature(s) on the survivor set from the neighbourhood of client \
+         {owner}, below the threshold {threshold}; this client reveals nothing and aborts the round"
+    )]
+    TooFewSignatures {
+        /// The client whose share would have been revealed.
+        owner: ClientId,
+        /// Valid signatures from its closed neighbourhood.
+        got: usize,
+        /// The configured threshold.
+        threshold: usize,
+    },
+    /// The survivor set of an unmask request differs from the one this client signed.
+    #[error(
+        "refused: {problem}; the server showed different survivor sets, so this client reveals nothing \
+         and aborts the round"
+    )]
+    InconsistentSurvivors {
+        /// What differs.
+        problem: &'static str,
     },
     /// A message could not be encoded or decoded.
     #[error("message encoding failed")]

@@ -71,6 +71,70 @@ pub struct UnmaskRequest {
     pub dropped: Vec<ClientId>,
 }
 
+/// Round 0 of the malicious-secure mode, client → server: [`AdvertiseKeys`] signed with the
+/// sender's [`super::SigningIdentity`] over the session id, round, sender and both public keys.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedAdvertiseKeys {
+    /// Session id (a message of another session is refused before its signature is checked).
+    pub session: [u8; 32],
+    /// The advertised keys (sender and round included).
+    pub keys: AdvertiseKeys,
+    /// Ed25519 signature over the domain-separated encoding of session, round, sender and keys.
+    #[serde(with = "wire_signature")]
+    pub signature: [u8; 64],
+}
+
+/// Round 0 of the malicious-secure mode, server → clients: every signed advertisement, sorted
+/// by sender; each recipient checks the signatures of its neighbours against its own directory.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedKeyBroadcast {
+    /// Session id.
+    pub session: [u8; 32],
+    /// Round number.
+    pub round: u64,
+    /// The signed keys received, one per collaborator, sorted by sender.
+    pub keys: Vec<SignedAdvertiseKeys>,
+}
+
+/// Consistency check, server → each survivor: the survivor set `U3` (the clients whose masked
+/// input arrived), for the survivor to sign.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsistencyRequest {
+    /// Session id.
+    pub session: [u8; 32],
+    /// Round number.
+    pub round: u64,
+    /// `U3`, sorted.
+    pub survivors: Vec<ClientId>,
+}
+
+/// Consistency check, survivor → server (forwarded to every survivor): the sender's Ed25519
+/// signature over session, round, sender and `U3`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsistencySignature {
+    /// Signer.
+    pub sender: ClientId,
+    /// Session id.
+    pub session: [u8; 32],
+    /// Round number.
+    pub round: u64,
+    /// The signature.
+    #[serde(with = "wire_signature")]
+    pub signature: [u8; 64],
+}
+
+/// Unmasking in the malicious-secure mode, server → survivors: the unmask request (whose
+/// survivors must be the `U3` each client signed) with the survivors' consistency signatures.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckedUnmaskRequest {
+    /// Session id.
+    pub session: [u8; 32],
+    /// Survivors (`U3`) and dropped clients (`U2 \ U3`).
+    pub request: UnmaskRequest,
+    /// The signatures of survivors on `U3`.
+    pub signatures: Vec<ConsistencySignature>,
+}
+
 /// One revealed share in an [`UnmaskResponse`].
 ///
 /// # Security
@@ -211,5 +275,19 @@ mod wire_words {
             .chunks_exact(4)
             .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
             .collect())
+    }
+}
+
+mod wire_signature {
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8; 64], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 64], D::Error> {
+        let bytes = super::wire_bytes::deserialize(d)?;
+        <[u8; 64]>::try_from(bytes.as_slice())
+            .map_err(|_| serde::de::Error::invalid_length(bytes.len(), &"64 signature bytes"))
     }
 }

@@ -3,6 +3,7 @@
 mod client;
 mod error;
 pub mod graph;
+pub mod identity;
 pub mod kdf;
 pub mod messages;
 pub mod prg;
@@ -17,9 +18,11 @@ use serde::{Deserialize, Serialize};
 pub use client::Client;
 pub use error::{Result, SecAggError};
 pub use graph::{Mode, NeighbourGraph};
+pub use identity::{SigningIdentity, VerifyingDirectory};
 pub use messages::{
-    AdvertiseKeys, AllAdvertised, EncryptedShare, MaskedInput, RevealedShare, UnmaskRequest,
-    UnmaskResponse,
+    AdvertiseKeys, AllAdvertised, CheckedUnmaskRequest, ConsistencyRequest, ConsistencySignature,
+    EncryptedShare, MaskedInput, RevealedShare, SignedAdvertiseKeys, SignedKeyBroadcast,
+    UnmaskRequest, UnmaskResponse,
 };
 pub use quantize::Quantizer;
 pub use server::{AggregateSum, Server};
@@ -93,6 +96,47 @@ pub fn min_safe_threshold(group_size: u32) -> u32 {
     (group_size / 2 + 1).max(2)
 }
 
+/// The smallest threshold of the malicious-secure mode in a group of `group_size` share
+/// holders: more than two thirds, `2 * group_size / 3 + 1`, and at least 2 (Bonawitz et al.
+/// 2017, §6: with `t > 2n/3` the consistency check holds against a server that also controls
+/// fewer than `n/3` clients).
+///
+/// ```
+/// use flspec::secagg::min_malicious_threshold;
+/// assert_eq!(min_malicious_threshold(3), 3);
+/// assert_eq!(min_malicious_threshold(10), 7);
+/// assert_eq!(min_malicious_threshold(100), 67);
+/// ```
+pub fn min_malicious_threshold(group_size: u32) -> u32 {
+    (2 * u64::from(group_size) / 3 + 1).max(2) as u32
+}
+
+/// Which server the round resists.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Security {
+    /// Bonawitz et al. 2017's semi-honest protocol: a server that follows the protocol learns
+    /// only the sum. The default (and the mode of a serialized config without the field).
+    #[default]
+    SemiHonest,
+    /// The actively secure variant (Bonawitz et al. 2017, §4 "active adversary"): advertised
+    /// keys are signed with each collaborator's [`SigningIdentity`] and checked against a
+    /// [`VerifyingDirectory`], and a consistency-check round makes every survivor sign the
+    /// survivor set `U3`; a client reveals shares only after at least `threshold` valid
+    /// signatures on the same `U3`. Needs `threshold > 2/3` of each group
+    /// ([`min_malicious_threshold`]). Use [`Client::new_signed`] and the `_signed`/`_checked`
+    /// calls.
+    Malicious,
+}
+
+impl core::fmt::Display for Security {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Self::SemiHonest => "semi-honest",
+            Self::Malicious => "malicious-secure",
+        })
+    }
+}
+
 /// The public parameters of one round, known to the server and every client.
 ///
 /// A deserialized config is checked with [`Config::validate`] before it is returned, so an
@@ -127,6 +171,10 @@ pub struct Config {
     /// prefer [`Config::unsafe_allow_low_threshold`] so the choice is visible in the code.
     #[serde(default)]
     pub unsafe_allow_low_threshold: bool,
+    /// Semi-honest (default) or malicious-secure; absent from a serialized config means
+    /// semi-honest.
+    #[serde(default)]
+    pub security: Security,
 }
 
 /// The serialized form of a [`Config`], checked by [`Config::validate`] on load.
@@ -141,6 +189,8 @@ struct ConfigFields {
     vector_len: usize,
     #[serde(default)]
     unsafe_allow_low_threshold: bool,
+    #[serde(default)]
+    security: Security,
 }
 
 impl TryFrom<ConfigFields> for Config {
@@ -155,6 +205,7 @@ impl TryFrom<ConfigFields> for Config {
             quantizer: f.quantizer,
             vector_len: f.vector_len,
             unsafe_allow_low_threshold: f.unsafe_allow_low_threshold,
+            security: f.security,
         };
         config.validate()?;
         Ok(config)
@@ -179,7 +230,14 @@ impl Config {
             quantizer,
             vector_len,
             unsafe_allow_low_threshold: false,
+            security: Security::SemiHonest,
         }
+    }
+
+    /// Sets the security mode.
+    pub fn with_security(mut self, security: Security) -> Self {
+        self.security = security;
+        self
     }
 
     /// UNSAFE: accepts a threshold at or below half of each group (see
@@ -194,10 +252,15 @@ impl Config {
         self
     }
 
-    /// The smallest threshold [`Config::validate`] accepts without the opt-out:
-    /// [`min_safe_threshold`] of `n` on the full graph, of `k + 1` in SecAgg+.
+    /// The smallest threshold [`Config::validate`] accepts without the opt-out, of `n` on the
+    /// full graph and of `k + 1` in SecAgg+: [`min_safe_threshold`] in the semi-honest mode,
+    /// [`min_malicious_threshold`] in the malicious-secure one.
     pub fn min_safe_threshold(&self) -> u32 {
-        min_safe_threshold(u32::try_from(self.neighbourhood_size()).unwrap_or(u32::MAX))
+        let group = u32::try_from(self.neighbourhood_size()).unwrap_or(u32::MAX);
+        match self.security {
+            Security::SemiHonest => min_safe_threshold(group),
+            Security::Malicious => min_malicious_threshold(group),
+        }
     }
 
     /// Sets the mode.
@@ -297,6 +360,22 @@ impl Config {
                 format!("threshold = {t} is outside 2..={hood} ({scope})"),
                 format!(
                     "set `threshold` between {safe} and {hood} (more than half of {hood}, so a server cannot unmask anyone)"
+                ),
+            ));
+        }
+        if t < safe && !self.unsafe_allow_low_threshold && self.security == Security::Malicious {
+            return Err(SecAggError::param(
+                "threshold",
+                format!(
+                    "threshold = {t} is not more than two thirds of {scope}, the bound of the \
+                     malicious-secure mode (Bonawitz et al. 2017): below it a server that also \
+                     controls a few clients can gather threshold-many consistency signatures on two \
+                     different survivor sets"
+                ),
+                format!(
+                    "set `threshold` to at least {safe}; only if no client can collude with the \
+                     server, opt out with `Config::unsafe_allow_low_threshold()` (then any t >= 2 is \
+                     accepted, and only t > half of each group still resists a server alone)"
                 ),
             ));
         }

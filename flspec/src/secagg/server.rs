@@ -1,21 +1,27 @@
 //! The server (aggregator) state machine of one round.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use x25519_dalek::{PublicKey, StaticSecret};
 
 use super::error::{Result, SecAggError};
 use super::graph::NeighbourGraph;
+use super::identity::{self, VerifyingDirectory};
 use super::kdf;
 use super::messages::{
-    AdvertiseKeys, AllAdvertised, EncryptedShare, MaskedInput, UnmaskRequest, UnmaskResponse,
+    AdvertiseKeys, AllAdvertised, CheckedUnmaskRequest, ConsistencyRequest, ConsistencySignature,
+    EncryptedShare, MaskedInput, SignedAdvertiseKeys, SignedKeyBroadcast, UnmaskRequest,
+    UnmaskResponse,
 };
 use super::prg::Sign;
 use super::shamir::{Recoverer, SecretShare, ShamirField};
-use super::{ClientId, Config, Stage};
+use super::{ClientId, Config, Security, Stage};
 
 const ORDER: &str = "receive_advertise*, broadcast_keys, receive_shares*, route_shares, receive_masked*, \
-                     unmask_request, receive_unmask*, finish";
+                     unmask_request, receive_unmask*, finish (malicious-secure: receive_signed_advertise*, \
+                     broadcast_signed_keys, ..., receive_masked*, consistency_request, \
+                     receive_consistency*, checked_unmask_request, receive_unmask*, finish)";
 
 /// The result of a round: the exact sum in `Z_(2^32)` and its de-quantized value.
 #[derive(Clone, Debug, PartialEq)]
@@ -42,6 +48,7 @@ enum Phase {
     Keys,
     Shares,
     Masked,
+    Consistency,
     Unmask,
 }
 
@@ -51,6 +58,7 @@ impl Phase {
             Self::Keys => "collecting keys",
             Self::Shares => "collecting shares",
             Self::Masked => "collecting masked inputs",
+            Self::Consistency => "collecting consistency signatures",
             Self::Unmask => "collecting unmask responses",
         }
     }
@@ -75,6 +83,12 @@ pub struct Server {
     u3: BTreeSet<ClientId>,
     dropped: BTreeSet<ClientId>,
     responses: BTreeMap<ClientId, UnmaskResponse>,
+    /// Malicious-secure mode: the advertisements' signatures, forwarded as received.
+    signed_adverts: BTreeMap<ClientId, [u8; 64]>,
+    /// Malicious-secure mode: the survivors' signatures on `U3`.
+    consistency: BTreeMap<ClientId, ConsistencySignature>,
+    /// Optional: drop badly signed messages early (the clients check them anyway).
+    directory: Option<Arc<VerifyingDirectory>>,
 }
 
 impl core::fmt::Debug for Server {
@@ -110,7 +124,38 @@ impl Server {
             u3: BTreeSet::new(),
             dropped: BTreeSet::new(),
             responses: BTreeMap::new(),
+            signed_adverts: BTreeMap::new(),
+            consistency: BTreeMap::new(),
+            directory: None,
         })
+    }
+
+    /// Makes the server check signatures itself (malicious-secure mode), so that a client
+    /// with a bad signature is left out of the round instead of making every honest client
+    /// abort. Security does not depend on it: clients check every signature they rely on.
+    pub fn with_directory(mut self, directory: Arc<VerifyingDirectory>) -> Self {
+        self.directory = Some(directory);
+        self
+    }
+
+    fn expect_mode(&self, want: Security, call: &'static str, instead: &'static str) -> Result<()> {
+        if self.config.security == want {
+            Ok(())
+        } else {
+            Err(SecAggError::WrongSecurityMode {
+                call,
+                mode: self.config.security,
+                instead,
+            })
+        }
+    }
+
+    fn check_session(&self, got: &[u8; 32], message: &'static str) -> Result<()> {
+        if *got == self.config.session {
+            Ok(())
+        } else {
+            Err(SecAggError::WrongSession { message })
+        }
     }
 
     /// The round's neighbour graph.
@@ -159,6 +204,15 @@ impl Server {
     /// # Errors
     /// Wrong state or round, an unknown sender, or a second message from the same sender.
     pub fn receive_advertise(&mut self, msg: AdvertiseKeys) -> Result<()> {
+        self.expect_mode(
+            Security::SemiHonest,
+            "receive_advertise",
+            "`receive_signed_advertise`",
+        )?;
+        self.record_advertise(msg)
+    }
+
+    fn record_advertise(&mut self, msg: AdvertiseKeys) -> Result<()> {
         self.expect_phase(Phase::Keys, "receive_advertise")?;
         self.check_round(msg.round)?;
         if self.graph.index_of(msg.sender).is_none() {
@@ -182,6 +236,11 @@ impl Server {
     /// # Errors
     /// [`SecAggError::TooFewSurvivors`] if fewer than `threshold` clients advertised.
     pub fn broadcast_keys(&mut self) -> Result<AllAdvertised> {
+        self.expect_mode(
+            Security::SemiHonest,
+            "broadcast_keys",
+            "`broadcast_signed_keys`",
+        )?;
         self.expect_phase(Phase::Keys, "broadcast_keys")?;
         self.check_threshold(Stage::AdvertiseKeys, self.advertised.len())?;
         self.phase = Phase::Shares;
@@ -307,6 +366,11 @@ impl Server {
     /// # Errors
     /// [`SecAggError::TooFewSurvivors`] if fewer than `threshold` masked inputs arrived.
     pub fn unmask_request(&mut self) -> Result<UnmaskRequest> {
+        self.expect_mode(
+            Security::SemiHonest,
+            "unmask_request",
+            "`consistency_request`, `receive_consistency` and `checked_unmask_request`",
+        )?;
         self.expect_phase(Phase::Masked, "unmask_request")?;
         self.check_threshold(Stage::MaskedInputCollection, self.u3.len())?;
         self.dropped = self.u2.difference(&self.u3).copied().collect();
@@ -328,6 +392,12 @@ impl Server {
         self.expect_phase(Phase::Unmask, "receive_unmask")?;
         self.check_round(resp.round)?;
         let sender = resp.sender;
+        if self.config.security == Security::Malicious && !self.consistency.contains_key(&sender) {
+            return Err(SecAggError::UnexpectedClient {
+                client: sender,
+                why: "sent an unmask response without signing the survivor set",
+            });
+        }
         if !self.u3.contains(&sender) {
             return Err(SecAggError::UnexpectedClient {
                 client: sender,
@@ -487,6 +557,149 @@ impl Server {
             sum,
             values,
             contributors: self.u3.iter().copied().collect(),
+        })
+    }
+}
+
+/// The malicious-secure mode ([`Security::Malicious`]).
+impl Server {
+    /// Round 0, malicious-secure: records one client's signed keys (checking the signature
+    /// first if the server has a directory, see [`Server::with_directory`]).
+    ///
+    /// # Errors
+    /// As [`Server::receive_advertise`]; [`SecAggError::WrongSession`];
+    /// [`SecAggError::BadSignature`] or [`SecAggError::UnknownSigner`] with a directory.
+    pub fn receive_signed_advertise(&mut self, msg: SignedAdvertiseKeys) -> Result<()> {
+        self.expect_mode(
+            Security::Malicious,
+            "receive_signed_advertise",
+            "`receive_advertise`",
+        )?;
+        self.expect_phase(Phase::Keys, "receive_signed_advertise")?;
+        self.check_session(&msg.session, "signed advertisement")?;
+        self.check_round(msg.keys.round)?;
+        if let Some(dir) = &self.directory {
+            let k = &msg.keys;
+            let payload = identity::advertise_payload(
+                &msg.session,
+                k.round,
+                k.sender,
+                &k.c_public,
+                &k.s_public,
+            );
+            dir.verify(k.sender, "advertised public keys", &payload, &msg.signature)?;
+        }
+        let sender = msg.keys.sender;
+        self.record_advertise(msg.keys)?;
+        self.signed_adverts.insert(sender, msg.signature);
+        Ok(())
+    }
+
+    /// Closes round 0 (malicious-secure) and returns the signed keys to broadcast.
+    ///
+    /// # Errors
+    /// [`SecAggError::TooFewSurvivors`] if fewer than `threshold` clients advertised.
+    pub fn broadcast_signed_keys(&mut self) -> Result<SignedKeyBroadcast> {
+        self.expect_mode(
+            Security::Malicious,
+            "broadcast_signed_keys",
+            "`broadcast_keys`",
+        )?;
+        self.expect_phase(Phase::Keys, "broadcast_signed_keys")?;
+        self.check_threshold(Stage::AdvertiseKeys, self.advertised.len())?;
+        self.phase = Phase::Shares;
+        let keys = self
+            .advertised
+            .values()
+            .map(|k| SignedAdvertiseKeys {
+                session: self.config.session,
+                keys: k.clone(),
+                signature: self.signed_adverts[&k.sender],
+            })
+            .collect();
+        Ok(SignedKeyBroadcast {
+            session: self.config.session,
+            round: self.config.round,
+            keys,
+        })
+    }
+
+    /// Closes round 2 (malicious-secure) and returns the survivor set `U3` to send to every
+    /// survivor for signing.
+    ///
+    /// # Errors
+    /// [`SecAggError::TooFewSurvivors`] if fewer than `threshold` masked inputs arrived.
+    pub fn consistency_request(&mut self) -> Result<ConsistencyRequest> {
+        self.expect_mode(
+            Security::Malicious,
+            "consistency_request",
+            "`unmask_request`",
+        )?;
+        self.expect_phase(Phase::Masked, "consistency_request")?;
+        self.check_threshold(Stage::MaskedInputCollection, self.u3.len())?;
+        self.dropped = self.u2.difference(&self.u3).copied().collect();
+        self.phase = Phase::Consistency;
+        Ok(ConsistencyRequest {
+            session: self.config.session,
+            round: self.config.round,
+            survivors: self.u3.iter().copied().collect(),
+        })
+    }
+
+    /// Consistency check: records one survivor's signature on `U3` (checked first if the
+    /// server has a directory).
+    ///
+    /// # Errors
+    /// Wrong state, session or round; a sender outside `U3` or signing twice; with a
+    /// directory, [`SecAggError::BadSignature`] or [`SecAggError::UnknownSigner`].
+    pub fn receive_consistency(&mut self, sig: ConsistencySignature) -> Result<()> {
+        self.expect_phase(Phase::Consistency, "receive_consistency")?;
+        self.check_session(&sig.session, "consistency signature")?;
+        self.check_round(sig.round)?;
+        if !self.u3.contains(&sig.sender) {
+            return Err(SecAggError::UnexpectedClient {
+                client: sig.sender,
+                why: "signed the survivor set but is not a survivor",
+            });
+        }
+        if self.consistency.contains_key(&sig.sender) {
+            return Err(SecAggError::Duplicate {
+                message: "ConsistencySignature",
+                client: sig.sender,
+            });
+        }
+        if let Some(dir) = &self.directory {
+            let u3: Vec<ClientId> = self.u3.iter().copied().collect();
+            let payload = identity::consistency_payload(
+                &self.config.session,
+                self.config.round,
+                sig.sender,
+                &u3,
+            );
+            dir.verify(sig.sender, "survivor set", &payload, &sig.signature)?;
+        }
+        self.consistency.insert(sig.sender, sig);
+        Ok(())
+    }
+
+    /// Closes the consistency check: returns the unmask request with every signature received,
+    /// to send to every signer.
+    ///
+    /// # Errors
+    /// [`SecAggError::TooFewSurvivors`] (stage `Unmasking`) if fewer than `threshold`
+    /// survivors signed.
+    pub fn checked_unmask_request(&mut self) -> Result<CheckedUnmaskRequest> {
+        self.expect_phase(Phase::Consistency, "checked_unmask_request")?;
+        self.check_threshold(Stage::Unmasking, self.consistency.len())?;
+        self.phase = Phase::Unmask;
+        Ok(CheckedUnmaskRequest {
+            session: self.config.session,
+            request: UnmaskRequest {
+                round: self.config.round,
+                survivors: self.u3.iter().copied().collect(),
+                dropped: self.dropped.iter().copied().collect(),
+            },
+            signatures: self.consistency.values().cloned().collect(),
         })
     }
 }
