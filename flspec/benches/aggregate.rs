@@ -59,8 +59,41 @@ fn updates(n: usize, d: usize) -> Vec<Vec<f32>> {
         .collect()
 }
 
-/// The bandwidth reference: read every byte once and add it up (8 lanes, vectorised).
+/// The bandwidth reference: read every byte once and add it up in 16 independent `f32` lanes
+/// (two AVX2 registers, four SSE2 ones: enough chains that the adds' latency does not limit
+/// it). Compiled as the means are: the portable copy, and the same source with AVX2 enabled,
+/// chosen at run time exactly as `fl::aggregate`'s kernels choose theirs.
 fn plain_sum(ups: &[&[f32]]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: AVX2 is present (checked just above); the function is otherwise safe code.
+        return unsafe { plain_sum_avx2(ups) };
+    }
+    plain_sum_body(ups)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn plain_sum_avx2(ups: &[&[f32]]) -> f32 {
+    plain_sum_body(ups)
+}
+
+#[inline(always)]
+fn plain_sum_body(ups: &[&[f32]]) -> f32 {
+    let mut acc = [0.0f32; 16];
+    for u in ups {
+        for c in u.chunks_exact(16) {
+            for k in 0..16 {
+                acc[k] += c[k];
+            }
+        }
+    }
+    acc.iter().sum()
+}
+
+/// The previous reference, kept to show what the ratio is taken against: 8 lanes, build
+/// target only (SSE2), as the means were before their AVX2 copies.
+fn plain_sum_sse2_8(ups: &[&[f32]]) -> f32 {
     let mut acc = [0.0f32; 8];
     for u in ups {
         for c in u.chunks_exact(8) {
@@ -83,6 +116,9 @@ fn means(c: &mut Criterion) {
         g.throughput(Throughput::Bytes((n * d * 4) as u64));
         g.bench_function("plain_sum", |b| {
             b.iter(|| black_box(plain_sum(black_box(&ups))))
+        });
+        g.bench_function("plain_sum_sse2_8", |b| {
+            b.iter(|| black_box(plain_sum_sse2_8(black_box(&ups))))
         });
         g.bench_function("mean_into", |b| {
             b.iter(|| mean_into(black_box(&ups), &mut out).unwrap())
@@ -171,5 +207,93 @@ fn robust(c: &mut Criterion) {
     g.finish();
 }
 
+/// `FLSPEC_BENCH_INTERLEAVED=ROUNDS`: instead of criterion, time the means and the plain sums
+/// in turn, round after round in one process (each entry the best of 3 calls), and print each
+/// one's median time and the median over rounds of its ratio to `plain_sum` in the same round:
+/// on a machine shared with other work, load then slows both sides of a ratio alike.
+fn interleaved(rounds: usize) {
+    use std::time::Instant;
+    for (n, d) in [(10usize, 1_000_000usize), (10, 21_840)] {
+        let data = updates(n, d);
+        let ups: Vec<&[f32]> = data.iter().map(|u| &u[..]).collect();
+        let weighted: Vec<(&[f32], f64)> = ups.iter().map(|u| (*u, 600.0)).collect();
+        let mut out = vec![0.0f32; d];
+        let mut sum = WeightedSum::new(d);
+        let names = [
+            "plain_sum",
+            "plain_sum_sse2_8",
+            "mean_into",
+            "weighted_mean_into",
+            "weighted_sum_add_all_then_mean",
+            "weighted_sum_add_then_mean",
+        ];
+        let mut run = |k: usize| match k {
+            0 => {
+                black_box(plain_sum(black_box(&ups)));
+            }
+            1 => {
+                black_box(plain_sum_sse2_8(black_box(&ups)));
+            }
+            2 => mean_into(black_box(&ups), &mut out).unwrap(),
+            3 => weighted_mean_into(black_box(&weighted), &mut out).unwrap(),
+            4 => {
+                sum = WeightedSum::new(d);
+                sum.add_all(black_box(&weighted)).unwrap();
+                sum.mean_into(&mut out).unwrap();
+            }
+            _ => {
+                sum = WeightedSum::new(d);
+                for u in &ups {
+                    sum.add(u, 600.0).unwrap();
+                }
+                sum.mean_into(&mut out).unwrap();
+            }
+        };
+        let reps = if d > 100_000 { 1 } else { 20 };
+        let mut times = vec![Vec::new(); names.len()];
+        for _ in 0..rounds {
+            for (k, t) in times.iter_mut().enumerate() {
+                let best = (0..3)
+                    .map(|_| {
+                        let start = Instant::now();
+                        for _ in 0..reps {
+                            run(k);
+                        }
+                        start.elapsed().as_secs_f64() / reps as f64
+                    })
+                    .fold(f64::INFINITY, f64::min);
+                t.push(best);
+            }
+        }
+        let median = |mut v: Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let gib = (n * d * 4) as f64 / f64::from(1u32 << 30);
+        println!("n {n}, d {d}, {rounds} rounds: median time, GiB/s, median ratio to plain_sum");
+        for (name, t) in names.iter().zip(&times) {
+            let ratio = median(times[0].iter().zip(t).map(|(p, x)| p / x).collect());
+            let med = median(t.clone());
+            println!(
+                "  {name:32} {:9.1} us {:6.1} GiB/s  {ratio:.2}",
+                med * 1e6,
+                gib / med
+            );
+        }
+    }
+}
+
 criterion::criterion_group!(benches, means, robust);
-criterion::criterion_main!(benches);
+
+fn main() {
+    if let Ok(rounds) = std::env::var("FLSPEC_BENCH_INTERLEAVED") {
+        interleaved(
+            rounds
+                .parse()
+                .expect("FLSPEC_BENCH_INTERLEAVED is a number of rounds"),
+        );
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -33,6 +33,7 @@
 
 mod coordinate;
 mod individual;
+mod kernel;
 mod krum;
 mod mean;
 mod server_opt;
