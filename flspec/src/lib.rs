@@ -52,6 +52,7 @@ mod addressed;
 pub mod checkpoint;
 pub mod codec;
 mod ctx;
+pub mod dp;
 pub mod driver;
 mod error;
 pub mod fl;

@@ -1,0 +1,317 @@
+//! The distributed discrete Gaussian (DDG): the privacy of the sum of the survivors' noisy
+//! integer updates, and how much noise each collaborator adds so that any `t` survivors
+//! give the target (Kairouz, Liu and Steinke 2021, "The Distributed Discrete Gaussian
+//! Mechanism for Federated Learning with Secure Aggregation", ICML, arXiv:2102.06387).
+//!
+//! Each of `n` survivors adds independent N_Z(0, σ²) noise to its rounded integer update
+//! (sensitivity Δ₂ in L2, Δ₁ in L1, from [`super::clip::IntegerBound`]). The sum of `n`
+//! discrete Gaussians is not a discrete Gaussian, but it is close: KLS21 (Proposition 14, as
+//! implemented in their `compute_rdp_dgaussian`) bound one round's RDP at order α by
+//!
+//! `ε(α) = min( α/2·s₂² + τd,  α/2·(s₂² + 2s₁τ + τ²d),  α/2·(s₂ + τ√d)² )`,
+//!
+//! with `s₂ = Δ₂/(√n·σ)`, `s₁ = Δ₁/(√n·σ)` and `τ = 10·Σ_{k=1}^{n−1} exp(−2π²σ²·k/(k+1))`:
+//! the Gaussian mechanism's α·s₂²/2 plus a correction that vanishes once σ is a few units.
+//!
+//! # Dropouts
+//! Noise is provisioned for the fewest survivors the round accepts (the SecAgg threshold
+//! `t`): [`Provisioning::for_target`] finds the smallest per-client σ² such that every
+//! survivor count `s` in `[t, n]` meets the target (the per-round RDP is the worst over
+//! those `s`). A round that ends with `s` survivors spent [`DdgMechanism::rdp`] with `s`;
+//! [`super::accountant::Accountant`] adds up what each round actually spent.
+//!
+//! ```
+//! use flspec::dp::accountant::Target;
+//! use flspec::dp::clip::IntegerBound;
+//! use flspec::dp::ddg::Provisioning;
+//!
+//! // 10 clients, any 7 may survive; 1000 parameters clipped to 1000 integer units.
+//! let bound = IntegerBound::new(1000.0, 1000, (-0.5f64).exp())?;
+//! let target = Target { epsilon: 3.0, delta: 1e-5, rounds: 10 };
+//! let p = Provisioning::for_target(target, bound, 10, 7)?;
+//! assert!(p.achieved(7)?.epsilon(target.rounds, target.delta)?.0 <= 3.0);
+//! assert!(p.achieved(10)?.epsilon(target.rounds, target.delta)?.0 < 3.0);
+//! # Ok::<(), flspec::dp::DpError>(())
+//! ```
+
+use super::accountant::{Rdp, Target, default_orders, smallest_meeting};
+use super::clip::IntegerBound;
+use super::error::{DpError, Result, invalid};
+
+/// KLS21's `τ = 10·Σ_{k=1}^{n−1} exp(−2π²σ²·k/(k+1))` for `n` summands of variance σ².
+pub fn tau(n: usize, local_variance: f64) -> f64 {
+    let c = -2.0 * std::f64::consts::PI.powi(2) * local_variance;
+    10.0 * (1..n)
+        .map(|k| {
+            let k = k as f64;
+            (c * k / (k + 1.0)).exp()
+        })
+        .sum::<f64>()
+}
+
+/// One round of the distributed discrete Gaussian with `survivors` noise-adding clients.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DdgMechanism {
+    survivors: usize,
+    dim: usize,
+    l2: f64,
+    l1: f64,
+    local_variance: f64,
+    tau: f64,
+}
+
+impl DdgMechanism {
+    /// The mechanism for rounded updates bounded by `bound`, summed over `survivors`
+    /// clients that each add N_Z(0, `local_variance`) (integer units).
+    ///
+    /// # Errors
+    /// [`DpError::InvalidParameter`] naming `survivors` (0) or `local_variance` (below 1/4,
+    /// the σ ≥ 1/2 that KLS21's analysis of the sum assumes, or not finite).
+    pub fn new(bound: IntegerBound, survivors: usize, local_variance: f64) -> Result<Self> {
+        Self::with_sensitivity(
+            bound.l2(),
+            bound.l1(),
+            bound.dim(),
+            survivors,
+            local_variance,
+        )
+    }
+
+    /// The mechanism for explicit integer-domain sensitivities `l2` (Δ₂) and `l1` (Δ₁) in
+    /// `dim` coordinates.
+    ///
+    /// # Errors
+    /// As [`DdgMechanism::new`]; naming `l2`/`l1` unless finite and positive.
+    pub fn with_sensitivity(
+        l2: f64,
+        l1: f64,
+        dim: usize,
+        survivors: usize,
+        local_variance: f64,
+    ) -> Result<Self> {
+        for (name, v) in [("l2", l2), ("l1", l1)] {
+            if !(v.is_finite() && v > 0.0) {
+                return Err(invalid(
+                    name,
+                    format!("{v} is not a positive sensitivity"),
+                    "check the clip and the granularity",
+                ));
+            }
+        }
+        if survivors == 0 {
+            return Err(invalid(
+                "survivors",
+                "0 clients",
+                "account only for rounds with survivors",
+            ));
+        }
+        if dim == 0 {
+            return Err(invalid("dim", "0 coordinates", "give the update's length"));
+        }
+        if !(local_variance.is_finite() && local_variance >= 0.25) {
+            return Err(invalid(
+                "local_variance",
+                format!(
+                    "{local_variance} is below 1/4 or not finite (KLS21's analysis of the sum assumes sigma >= 1/2)"
+                ),
+                "add more noise per client (a smaller --dp-epsilon target or a finer granularity)",
+            ));
+        }
+        Ok(Self {
+            survivors,
+            dim,
+            l2,
+            l1,
+            local_variance,
+            tau: tau(survivors, local_variance),
+        })
+    }
+
+    /// KLS21's τ for this mechanism.
+    pub fn tau(&self) -> f64 {
+        self.tau
+    }
+
+    /// The variance of the summed noise, `survivors·σ²`.
+    pub fn central_variance(&self) -> f64 {
+        self.survivors as f64 * self.local_variance
+    }
+
+    /// One round's RDP ε(α) (KLS21 Proposition 14; see the module docs).
+    pub fn rdp_at(&self, order: f64) -> f64 {
+        let sd = self.central_variance().sqrt();
+        let (s2, s1, tau, d) = (self.l2 / sd, self.l1 / sd, self.tau, self.dim as f64);
+        let a = order / 2.0;
+        let t1 = a * s2 * s2 + tau * d;
+        let t2 = a * (s2 * s2 + 2.0 * s1 * tau + tau * tau * d);
+        let t3 = a * (s2 + d.sqrt() * tau).powi(2);
+        t1.min(t2).min(t3)
+    }
+
+    /// One round's RDP curve on [`default_orders`].
+    pub fn rdp(&self) -> Rdp {
+        Rdp::from_fn(default_orders(), |a| self.rdp_at(a))
+            .expect("the default orders are valid and the curve is positive and finite")
+    }
+
+    /// (ε, order) of `rounds` rounds of this mechanism at `delta`.
+    ///
+    /// # Errors
+    /// As [`Rdp::epsilon`].
+    pub fn epsilon(&self, rounds: u32, delta: f64) -> Result<(f64, f64)> {
+        self.rdp().composed(rounds).epsilon(delta)
+    }
+}
+
+/// The noise each of `clients` collaborators adds, provisioned so that any
+/// `min_survivors` or more survivors give the promised guarantee.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Provisioning {
+    clients: usize,
+    min_survivors: usize,
+    local_variance: f64,
+    bound: IntegerBound,
+}
+
+impl Provisioning {
+    /// From a central variance σ_total² that the sum must carry (e.g. from a Gaussian
+    /// analysis): each client adds σ_total²/`min_survivors`, so `s ≥ min_survivors`
+    /// survivors give at least σ_total².
+    ///
+    /// # Errors
+    /// [`DpError::InvalidParameter`] naming `min_survivors` (0 or above `clients`) or
+    /// `central_variance` (not finite and positive).
+    pub fn for_central_variance(
+        central_variance: f64,
+        bound: IntegerBound,
+        clients: usize,
+        min_survivors: usize,
+    ) -> Result<Self> {
+        check_counts(clients, min_survivors)?;
+        if !(central_variance.is_finite() && central_variance > 0.0) {
+            return Err(invalid(
+                "central_variance",
+                format!("{central_variance} is not positive"),
+                "give the variance the sum must carry",
+            ));
+        }
+        Ok(Self {
+            clients,
+            min_survivors,
+            local_variance: central_variance / min_survivors as f64,
+            bound,
+        })
+    }
+
+    /// The smallest per-client variance σ² (bisection in `[1/4, 10¹⁸]`, relative precision
+    /// 1e-9) such that for every survivor count `s` in `[min_survivors, clients]`, `rounds`
+    /// rounds of [`DdgMechanism`] meet (ε, δ).
+    ///
+    /// # Errors
+    /// [`DpError::InvalidParameter`] for a bad target or counts; [`DpError::Unreachable`]
+    /// naming the knobs if even σ² = 10¹⁸ per client misses the target.
+    pub fn for_target(
+        target: Target,
+        bound: IntegerBound,
+        clients: usize,
+        min_survivors: usize,
+    ) -> Result<Self> {
+        target.validate()?;
+        check_counts(clients, min_survivors)?;
+        let worst = |var: f64| -> Result<f64> {
+            let p = Self {
+                clients,
+                min_survivors,
+                local_variance: var,
+                bound,
+            };
+            Ok(p.worst_rdp()?
+                .composed(target.rounds)
+                .epsilon(target.delta)?
+                .0)
+        };
+        let var = smallest_meeting(0.25, 1e18, target.epsilon, worst)?.ok_or_else(|| {
+            DpError::Unreachable {
+                target: target.describe(),
+                problem: "even a per-client noise variance of 1e18 (integer units) spends more".into(),
+                fix: "raise the target epsilon (--dp-epsilon) or delta (--dp-delta), run fewer rounds, \
+                      or lower the clip (--dp-clip) relative to the granularity"
+                    .into(),
+            }
+        })?;
+        Ok(Self {
+            clients,
+            min_survivors,
+            local_variance: var,
+            bound,
+        })
+    }
+
+    /// σ² each client adds (integer units).
+    pub fn local_variance(&self) -> f64 {
+        self.local_variance
+    }
+
+    /// The clients the noise was provisioned for.
+    pub fn clients(&self) -> usize {
+        self.clients
+    }
+
+    /// The fewest survivors the guarantee covers.
+    pub fn min_survivors(&self) -> usize {
+        self.min_survivors
+    }
+
+    /// The mechanism one round with `survivors` survivors ran (any count: below
+    /// `min_survivors` it is weaker than promised, and SecAgg with threshold `min_survivors`
+    /// aborts such a round instead of releasing it).
+    ///
+    /// # Errors
+    /// As [`DdgMechanism::new`].
+    pub fn achieved(&self, survivors: usize) -> Result<DdgMechanism> {
+        DdgMechanism::new(self.bound, survivors, self.local_variance)
+    }
+
+    /// The per-round RDP guaranteed for any survivor count in `[min_survivors, clients]`:
+    /// the pointwise maximum of their curves.
+    ///
+    /// # Errors
+    /// As [`DdgMechanism::new`].
+    pub fn worst_rdp(&self) -> Result<Rdp> {
+        let orders = default_orders();
+        let mut worst = vec![0.0f64; orders.len()];
+        // τ for every survivor count in one pass.
+        let c = -2.0 * std::f64::consts::PI.powi(2) * self.local_variance;
+        let mut tau_sum = 0.0;
+        let base = DdgMechanism::new(self.bound, 1, self.local_variance)?;
+        for s in 1..=self.clients {
+            if s > 1 {
+                let k = (s - 1) as f64;
+                tau_sum += (c * k / (k + 1.0)).exp();
+            }
+            if s < self.min_survivors {
+                continue;
+            }
+            let m = DdgMechanism {
+                survivors: s,
+                tau: 10.0 * tau_sum,
+                ..base
+            };
+            for (w, a) in worst.iter_mut().zip(&orders) {
+                *w = w.max(m.rdp_at(*a));
+            }
+        }
+        Ok(Rdp::from_parts(orders, worst))
+    }
+}
+
+fn check_counts(clients: usize, min_survivors: usize) -> Result<()> {
+    if min_survivors == 0 || min_survivors > clients {
+        return Err(invalid(
+            "min_survivors",
+            format!("{min_survivors} is not in [1, {clients}]"),
+            "use the secure-aggregation threshold t (1 <= t <= clients)",
+        ));
+    }
+    Ok(())
+}
