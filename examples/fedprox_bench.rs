@@ -62,6 +62,7 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use flspec::Flow;
 use flspec::fl::partition::Partitioner;
+use flspec_examples::example_support::{cpu_seconds, median, min};
 use flspec_examples::fedavg_mnist::{FedAvgMnist, RunOptions};
 use flspec_examples::hand_loop::{self, HandRun};
 use flspec_tch::datasets::mnist::Mnist;
@@ -231,24 +232,6 @@ fn timed<T>(f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<(Timing, T)
     ))
 }
 
-fn median(xs: &[f64]) -> f64 {
-    let mut v: Vec<f64> = xs.iter().copied().filter(|x| !x.is_nan()).collect();
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    let m = v.len() / 2;
-    if v.len() % 2 == 1 {
-        v[m]
-    } else {
-        (v[m - 1] + v[m]) / 2.0
-    }
-}
-
-fn min(xs: &[f64]) -> f64 {
-    xs.iter().copied().fold(f64::INFINITY, f64::min)
-}
-
 /// The CPU's model name (Linux), for the results.
 fn cpu_model() -> String {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
@@ -262,26 +245,4 @@ fn cpu_model() -> String {
         })
         .unwrap_or_else(|| "an unknown CPU".to_string());
     format!("{name} ({cores} cores)")
-}
-
-/// CPU seconds used by this process so far, all threads.
-fn cpu_seconds() -> f64 {
-    #[cfg(all(target_os = "linux", target_pointer_width = "64"))]
-    {
-        #[repr(C)]
-        struct Timespec {
-            sec: i64,
-            nsec: i64,
-        }
-        unsafe extern "C" {
-            fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
-        }
-        const CLOCK_PROCESS_CPUTIME_ID: i32 = 2;
-        let mut ts = Timespec { sec: 0, nsec: 0 };
-        // SAFETY: `ts` is a valid, writable timespec (two 64-bit fields on 64-bit Linux).
-        if unsafe { clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &mut ts) } == 0 {
-            return ts.sec as f64 + ts.nsec as f64 * 1e-9;
-        }
-    }
-    f64::NAN
 }

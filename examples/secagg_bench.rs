@@ -37,6 +37,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
 use flspec::{Event, Flow, Role};
+use flspec_examples::example_support::{cpu_seconds, max, median, min};
 use flspec_examples::secagg_mnist::{RoundRow, RunOptions, SecAggMnist, Site};
 use flspec_tch::datasets::mnist::Mnist;
 use flspec_tch::models::mnist_cnn::{NUM_PARAMETERS, Net};
@@ -1009,51 +1010,7 @@ fn thread_counts(data: &Mnist, reps: usize, threads: usize, cores: usize) -> any
 }
 
 // ---------------------------------------------------------------------------------------------
-// Statistics and the machine
-
-fn median(xs: &[f64]) -> f64 {
-    let mut v: Vec<f64> = xs.iter().copied().filter(|x| !x.is_nan()).collect();
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    let m = v.len() / 2;
-    if v.len() % 2 == 1 {
-        v[m]
-    } else {
-        (v[m - 1] + v[m]) / 2.0
-    }
-}
-
-fn min(xs: &[f64]) -> f64 {
-    xs.iter().copied().fold(f64::INFINITY, f64::min)
-}
-
-fn max(xs: &[f64]) -> f64 {
-    xs.iter().copied().fold(f64::NEG_INFINITY, f64::max)
-}
-
-/// CPU seconds used by this process so far, all threads.
-fn cpu_seconds() -> f64 {
-    #[cfg(all(target_os = "linux", target_pointer_width = "64"))]
-    {
-        #[repr(C)]
-        struct Timespec {
-            sec: i64,
-            nsec: i64,
-        }
-        unsafe extern "C" {
-            fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
-        }
-        const CLOCK_PROCESS_CPUTIME_ID: i32 = 2;
-        let mut ts = Timespec { sec: 0, nsec: 0 };
-        // SAFETY: `ts` is a valid, writable timespec (two 64-bit fields on 64-bit Linux).
-        if unsafe { clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &mut ts) } == 0 {
-            return ts.sec as f64 + ts.nsec as f64 * 1e-9;
-        }
-    }
-    f64::NAN
-}
+// The machine (statistics: `flspec_examples::example_support`)
 
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")

@@ -10,10 +10,72 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use flspec::fl::history::{History, HistoryWriter};
+use flspec::fl::schedule::EpochSchedule;
 use flspec::{Event, Role};
 use flspec_tch::datasets::mnist::{self, Mnist};
+
+use crate::fedavg_mnist::RunOptions;
 use flspec_tch::threads;
 use indicatif::{ProgressBar, ProgressStyle};
+
+/// The local-training options that the FedAvg MNIST examples (`byzantine`, `fedprox_noniid`)
+/// share, for `#[command(flatten)]` in a clap parser (each example keeps its own `--lr`
+/// default and `--seed`).
+///
+/// ```
+/// use clap::Parser;
+/// use flspec_examples::example_support::TrainingArgs;
+///
+/// #[derive(Parser)]
+/// struct Args {
+///     #[command(flatten)]
+///     training: TrainingArgs,
+/// }
+/// let args = Args::parse_from(["example", "--parallel", "--batch-size", "64"]);
+/// assert_eq!(args.training.workers(), 2);
+/// assert_eq!((args.training.batch_size, args.training.momentum), (64, 0.5));
+/// assert_eq!(Args::parse_from(["example"]).training.workers(), 1);
+/// ```
+#[derive(clap::Args, Clone, Debug)]
+pub struct TrainingArgs {
+    /// Local epochs per round: a number (1) or a schedule (piecewise:0=2,10=1; ...).
+    #[arg(long, value_name = "SCHEDULE", default_value = "1")]
+    pub epochs: EpochSchedule,
+    /// SGD momentum.
+    #[arg(long, default_value_t = 0.5)]
+    pub momentum: f64,
+    /// Samples per training batch.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Train the collaborators in parallel, with this many workers.
+    #[arg(long, num_args = 0..=1, default_missing_value = "2")]
+    pub parallel: Option<usize>,
+    /// libtorch threads per operation. Default: the cores this process may use divided by the
+    /// collaborators trained at once, at least 1. Use --threads 1 for reproducible numbers: the
+    /// results then depend only on the seeds.
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+impl TrainingArgs {
+    /// The collaborators trained at once: `--parallel`'s workers, else 1.
+    pub fn workers(&self) -> usize {
+        self.parallel.unwrap_or(1).max(1)
+    }
+
+    /// Sets libtorch's threads ([`set_threads`]) for [`Self::workers`].
+    pub fn set_threads(&self) {
+        set_threads(self.threads, self.workers());
+    }
+
+    /// Writes the epochs, momentum, batch size and workers into `options`.
+    pub fn apply(&self, options: &mut RunOptions) {
+        options.workers = self.workers();
+        options.settings.epochs = self.epochs.clone();
+        options.settings.momentum = self.momentum;
+        options.settings.batch_size = self.batch_size;
+    }
+}
 
 /// Where `--download` puts MNIST when `--data` is not given.
 pub const DEFAULT_DOWNLOAD_DIR: &str = ".cache/mnist";
@@ -399,4 +461,75 @@ pub fn check_plot_feature(wanted: bool) -> anyhow::Result<()> {
         bail!("`--plot` needs the `plot` feature (on by default; this build turned it off)");
     }
     Ok(())
+}
+
+/// The median of the values that are not NaN (the mean of the middle two for an even count);
+/// NaN when there is none. For the benches' repetitions.
+///
+/// ```
+/// # use flspec_examples::example_support::median;
+/// assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+/// assert_eq!(median(&[4.0, 1.0, f64::NAN, 2.0, 3.0]), 2.5);
+/// assert!(median(&[]).is_nan());
+/// ```
+pub fn median(xs: &[f64]) -> f64 {
+    let mut v: Vec<f64> = xs.iter().copied().filter(|x| !x.is_nan()).collect();
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let m = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        (v[m - 1] + v[m]) / 2.0
+    }
+}
+
+/// The smallest value (NaNs skipped; infinity for none).
+///
+/// ```
+/// # use flspec_examples::example_support::min;
+/// assert_eq!(min(&[3.0, 1.0, 2.0]), 1.0);
+/// ```
+pub fn min(xs: &[f64]) -> f64 {
+    xs.iter().copied().fold(f64::INFINITY, f64::min)
+}
+
+/// The largest value (NaNs skipped; minus infinity for none).
+///
+/// ```
+/// # use flspec_examples::example_support::max;
+/// assert_eq!(max(&[3.0, 1.0, 2.0]), 3.0);
+/// ```
+pub fn max(xs: &[f64]) -> f64 {
+    xs.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+}
+
+/// CPU seconds used by this process so far, all threads (64-bit Linux; NaN elsewhere).
+///
+/// ```
+/// # use flspec_examples::example_support::cpu_seconds;
+/// let used = cpu_seconds();
+/// assert!(used >= 0.0 || used.is_nan());
+/// ```
+pub fn cpu_seconds() -> f64 {
+    #[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+    {
+        #[repr(C)]
+        struct Timespec {
+            sec: i64,
+            nsec: i64,
+        }
+        unsafe extern "C" {
+            fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
+        }
+        const CLOCK_PROCESS_CPUTIME_ID: i32 = 2;
+        let mut ts = Timespec { sec: 0, nsec: 0 };
+        // SAFETY: `ts` is a valid, writable timespec (two 64-bit fields on 64-bit Linux).
+        if unsafe { clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &mut ts) } == 0 {
+            return ts.sec as f64 + ts.nsec as f64 * 1e-9;
+        }
+    }
+    f64::NAN
 }

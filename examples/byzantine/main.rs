@@ -34,8 +34,8 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use flspec::Flow;
 use flspec::fl::partition::Partitioner;
-use flspec::fl::schedule::{EpochSchedule, LrSchedule};
-use flspec_examples::example_support::{self as support, MnistArgs, say};
+use flspec::fl::schedule::LrSchedule;
+use flspec_examples::example_support::{self as support, MnistArgs, TrainingArgs, say};
 use flspec_examples::fedavg_mnist::{Attacker, FedAvgMnist, Rule, RunOptions, collaborator_names};
 use flspec_tch::device::DeviceChoice;
 use flspec_tch::export;
@@ -76,15 +76,8 @@ struct Args {
     /// images per collaborator (the bundled subset) to about 0.92 in 10 rounds.
     #[arg(long, value_name = "SCHEDULE", default_value = "0.05")]
     lr: LrSchedule,
-    /// Local epochs per round: a number or a schedule (piecewise:0=2,10=1; ...).
-    #[arg(long, value_name = "SCHEDULE", default_value = "1")]
-    epochs: EpochSchedule,
-    /// SGD momentum.
-    #[arg(long, default_value_t = 0.5)]
-    momentum: f64,
-    /// Samples per training batch.
-    #[arg(long, default_value_t = 32)]
-    batch_size: usize,
+    #[command(flatten)]
+    training: TrainingArgs,
     /// Seed of the initial model (the same for every run).
     #[arg(long, default_value_t = 42)]
     seed: i64,
@@ -100,13 +93,6 @@ struct Args {
     /// e.g. model.safetensors -> model-median-attack.safetensors.
     #[arg(long, value_name = "FILE.safetensors")]
     save_model: Option<PathBuf>,
-    /// Train the collaborators in parallel, with this many workers.
-    #[arg(long, num_args = 0..=1, default_missing_value = "2")]
-    parallel: Option<usize>,
-    /// libtorch threads per operation. Default: the cores this process may use divided by the
-    /// collaborators trained at once, at least 1. Use --threads 1 for reproducible numbers.
-    #[arg(long)]
-    threads: Option<usize>,
     #[command(flatten)]
     mnist: MnistArgs,
     /// Write each run's history to this folder: RUN/history.jsonl (appended per round),
@@ -139,8 +125,7 @@ fn main() -> anyhow::Result<()> {
     };
 
     let data = args.mnist.load()?;
-    let workers = args.parallel.unwrap_or(1).max(1);
-    support::set_threads(args.threads, workers);
+    args.training.set_threads();
     let mut options = RunOptions::new(args.collaborators, Arc::new(data));
     options.device = args
         .device
@@ -149,12 +134,9 @@ fn main() -> anyhow::Result<()> {
     options.partition = args.partition;
     options.partition_seed = args.partition_seed;
     options.seed = args.seed;
-    options.workers = workers;
+    args.training.apply(&mut options);
     options.settings.rounds = args.rounds;
     options.settings.learning_rate = args.lr.clone();
-    options.settings.epochs = args.epochs.clone();
-    options.settings.momentum = args.momentum;
-    options.settings.batch_size = args.batch_size;
     // Check every rule and the attackers before the first (long) run.
     let mut plan = Vec::new();
     for rule in &rules {

@@ -29,8 +29,8 @@ use clap::Parser;
 use compare::{VariantRun, variant_name};
 use flspec::Flow;
 use flspec::fl::partition::{DEFAULT_MIN_PARTITION_SIZE, Partitioner};
-use flspec::fl::schedule::{EpochSchedule, LrSchedule};
-use flspec_examples::example_support::{self as support, MnistArgs, say};
+use flspec::fl::schedule::LrSchedule;
+use flspec_examples::example_support::{self as support, MnistArgs, TrainingArgs, say};
 use flspec_examples::fedavg_mnist::{FedAvgMnist, RunOptions};
 use flspec_tch::datasets::mnist::CLASSES;
 use flspec_tch::export;
@@ -63,26 +63,11 @@ struct Args {
     /// (step:0.05,every=5,gamma=0.5; exp:0.05,gamma=0.9; cos:0.05,min=0.001,rounds=20; ...).
     #[arg(long, value_name = "SCHEDULE", default_value = "0.01")]
     lr: LrSchedule,
-    /// Local epochs per round: a number (1) or a schedule (piecewise:0=2,10=1; ...).
-    #[arg(long, value_name = "SCHEDULE", default_value = "1")]
-    epochs: EpochSchedule,
-    /// SGD momentum.
-    #[arg(long, default_value_t = 0.5)]
-    momentum: f64,
-    /// Samples per training batch.
-    #[arg(long, default_value_t = 32)]
-    batch_size: usize,
+    #[command(flatten)]
+    training: TrainingArgs,
     /// Seed of the initial model (the same for every variant).
     #[arg(long, default_value_t = 42)]
     seed: i64,
-    /// Train the collaborators in parallel, with this many workers.
-    #[arg(long, num_args = 0..=1, default_missing_value = "2")]
-    parallel: Option<usize>,
-    /// libtorch threads per operation. Default: the cores this process may use divided by the
-    /// collaborators trained at once, at least 1. Use --threads 1 for reproducible numbers: the
-    /// results then depend only on the seeds.
-    #[arg(long)]
-    threads: Option<usize>,
     #[command(flatten)]
     mnist: MnistArgs,
     /// Write each variant's history to this folder: VARIANT/history.jsonl and
@@ -114,8 +99,7 @@ fn main() -> anyhow::Result<()> {
     }
     support::check_plot_feature(args.plot.is_some())?;
     let data = args.mnist.load()?;
-    let workers = args.parallel.unwrap_or(1).max(1);
-    support::set_threads(args.threads, workers);
+    args.training.set_threads();
     let mut options = RunOptions::new(args.collaborators, Arc::new(data));
     options.partition = Partitioner::Dirichlet {
         alpha: args.alpha,
@@ -123,12 +107,9 @@ fn main() -> anyhow::Result<()> {
     };
     options.partition_seed = args.partition_seed;
     options.seed = args.seed;
-    options.workers = workers;
+    args.training.apply(&mut options);
     options.settings.rounds = args.rounds;
     options.settings.learning_rate = args.lr.clone();
-    options.settings.epochs = args.epochs.clone();
-    options.settings.momentum = args.momentum;
-    options.settings.batch_size = args.batch_size;
     options.validate()?;
 
     let partition = options.partition()?;
