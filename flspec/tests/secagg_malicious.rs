@@ -1042,3 +1042,82 @@ fn signed_messages_round_trip_through_postcard() {
         req
     );
 }
+
+// ------------------------------------------------------------------ simulate
+
+fn simulate_mode(mode: Mode, t: u32) {
+    use flspec::secagg::{DropoutPlan, Input, Stage, simulate_round};
+    let n = 10;
+    let cfg = config(n, t).with_mode(mode);
+    let q = cfg.quantizer.clone();
+    let mut rng = ChaCha20Rng::seed_from_u64(150);
+    let quantized: BTreeMap<ClientId, Vec<u32>> = cfg
+        .sorted_clients()
+        .iter()
+        .map(|&id| {
+            let raw: Vec<f32> = (0..D)
+                .map(|j| ((id.0 as usize * D + j) as f32 * 0.01).sin())
+                .collect();
+            (id, q.quantize(&raw, &mut rng).unwrap())
+        })
+        .collect();
+    let inputs = quantized
+        .iter()
+        .map(|(&id, v)| (id, Input::Quantized(v.clone())))
+        .collect();
+    let plan = DropoutPlan::none()
+        .drop_before(ClientId(5), Stage::MaskedInputCollection)
+        .drop_before(ClientId(8), Stage::Unmasking);
+    let out = simulate_round(&cfg, &inputs, &plan, &mut rng).unwrap();
+    assert!(out.client_errors.is_empty(), "{:?}", out.client_errors);
+    let sum = out.result.unwrap();
+    assert_eq!(
+        sum.contributors.len(),
+        9,
+        "client 5 dropped before its masked input"
+    );
+    let mut plain = vec![0u32; D];
+    for id in &sum.contributors {
+        for (s, v) in plain.iter_mut().zip(&quantized[id]) {
+            *s = s.wrapping_add(*v);
+        }
+    }
+    assert_eq!(sum.sum, plain);
+    for (id, v) in &quantized {
+        for w in v.windows(3) {
+            let needle: Vec<u8> = w.iter().flat_map(|x| x.to_le_bytes()).collect();
+            assert!(
+                !out.transcript.contains(&needle),
+                "client {id}'s input leaked"
+            );
+        }
+    }
+    // The same round, semi-honest: the malicious-secure one sends more (signatures, the
+    // consistency round), and the same sum comes out.
+    let semi = cfg.clone().with_security(Security::SemiHonest);
+    let inputs = quantized
+        .iter()
+        .map(|(&id, v)| (id, Input::Quantized(v.clone())))
+        .collect();
+    let base = simulate_round(&semi, &inputs, &plan, &mut ChaCha20Rng::seed_from_u64(150)).unwrap();
+    assert_eq!(base.result.unwrap().sum, plain);
+    let total = |m: &BTreeMap<ClientId, usize>| m.values().sum::<usize>();
+    assert!(total(&out.bytes_sent) > total(&base.bytes_sent));
+    assert!(total(&out.bytes_received) > total(&base.bytes_received));
+}
+
+#[test]
+fn simulate_malicious_round_full_graph() {
+    simulate_mode(Mode::Full, 7);
+}
+
+#[test]
+fn simulate_malicious_round_secagg_plus() {
+    simulate_mode(
+        Mode::SecAggPlus {
+            k: 6,
+            graph_seed: 3,
+        },
+        5,
+    );
+}

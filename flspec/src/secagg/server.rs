@@ -158,6 +158,11 @@ impl Server {
         }
     }
 
+    /// The round's config.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
     /// The round's neighbour graph.
     pub fn graph(&self) -> &NeighbourGraph {
         &self.graph

@@ -1,15 +1,18 @@
 //! Running a whole round in memory: for tests, benchmarks and the local runtime.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use rand_core::{CryptoRng, RngCore};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use super::error::{Result, SecAggError};
+use super::identity::{SigningIdentity, VerifyingDirectory};
+use super::messages::{AllAdvertised, SignedKeyBroadcast};
 use super::messages::{Redacted, encode};
 use super::rng::SecretRng;
 use super::server::AggregateSum;
-use super::{Client, ClientId, Config, Server, Stage};
+use super::{Client, ClientId, Config, Security, Server, Stage};
 
 /// One client's input to a simulated round.
 ///
@@ -73,7 +76,8 @@ impl DropoutPlan {
     }
 }
 
-/// One message the server received, as encoded bytes.
+/// One message the server received, as encoded bytes. In the malicious-secure mode the
+/// consistency signatures are recorded under [`Stage::Unmasking`] (they open that round).
 ///
 /// # Security
 /// An unmasking response holds revealed shares, so the bytes are wiped on drop, `Debug`
@@ -167,6 +171,12 @@ impl Run {
 /// server, with the dropouts of `plan`. Each client's RNG is a ChaCha20 ([`super::rng::SecretRng`],
 /// wiped on drop) seeded with 32 bytes from `rng` (in sorted id order), so a seeded `rng` makes the round reproducible.
 ///
+/// A malicious-secure config ([`Security::Malicious`]) runs the signed protocol with the
+/// consistency check: each client first gets a fresh Ed25519 [`SigningIdentity`] drawn from
+/// `rng` (identities made per run, as in the local runtime), the directory holds them all,
+/// and the server checks signatures too. A client dropped before [`Stage::Unmasking`] neither
+/// signs the survivor set nor answers.
+///
 /// # Errors
 /// An invalid config, or a client without an input. Errors of the round itself (too few
 /// survivors) are in [`SimulationOutcome::result`].
@@ -194,6 +204,16 @@ pub fn simulate_round<R: RngCore + CryptoRng>(
 ) -> Result<SimulationOutcome> {
     config.validate()?;
     let ids = config.sorted_clients();
+    let signed = config.security == Security::Malicious;
+    let mut identities = BTreeMap::new();
+    if signed {
+        for &id in &ids {
+            identities.insert(id, SigningIdentity::generate(&mut SecretRng::from_rng(rng)));
+        }
+    }
+    let directory = Arc::new(VerifyingDirectory::from_identities(
+        identities.iter().map(|(id, i)| (*id, i)),
+    )?);
     let mut clients = BTreeMap::new();
     for &id in &ids {
         let input = inputs.get(&id).ok_or(SecAggError::UnexpectedClient {
@@ -201,10 +221,19 @@ pub fn simulate_round<R: RngCore + CryptoRng>(
             why: "has no input in the simulation",
         })?;
         // A fresh RNG per client, wiped on drop (the seed too).
-        let client = Client::new(config.clone(), id, &mut SecretRng::from_rng(rng))?;
+        let client_rng = &mut SecretRng::from_rng(rng);
+        let client = match identities.remove(&id) {
+            Some(identity) => {
+                Client::new_signed(config.clone(), id, identity, directory.clone(), client_rng)?
+            }
+            None => Client::new(config.clone(), id, client_rng)?,
+        };
         clients.insert(id, (client, input));
     }
     let mut server = Server::new(config.clone())?;
+    if signed {
+        server = server.with_directory(directory);
+    }
     let mut run = Run {
         transcript: Transcript::default(),
         client_errors: BTreeMap::new(),
@@ -234,23 +263,42 @@ fn drive(
     let live = |run: &Run, id: ClientId, stage: Stage| {
         plan.sends(id, stage) && !run.client_errors.contains_key(&id)
     };
+    let signed = server.config().security == Security::Malicious;
     // Round 0.
     for (&id, (client, _)) in clients.iter_mut() {
-        if live(run, id, Stage::AdvertiseKeys) {
+        if !live(run, id, Stage::AdvertiseKeys) {
+            continue;
+        }
+        if signed {
+            let msg = client.advertise_signed()?;
+            run.record_in(Stage::AdvertiseKeys, id, encode(&msg)?);
+            server.receive_signed_advertise(msg)?;
+        } else {
             let msg = client.advertise()?;
             run.record_in(Stage::AdvertiseKeys, id, encode(&msg)?);
             server.receive_advertise(msg)?;
         }
     }
-    let all = server.broadcast_keys()?;
-    let all_len = encode(&all)?.len();
+    let (all, all_len) = if signed {
+        let all = server.broadcast_signed_keys()?;
+        let len = encode(&all)?.len();
+        (Broadcast::Signed(all), len)
+    } else {
+        let all = server.broadcast_keys()?;
+        let len = encode(&all)?.len();
+        (Broadcast::Plain(all), len)
+    };
     // Round 1.
     for (&id, (client, _)) in clients.iter_mut() {
         if !live(run, id, Stage::ShareKeys) {
             continue;
         }
         run.record_out(id, all_len);
-        match client.share_keys(&all) {
+        let shared = match &all {
+            Broadcast::Plain(all) => client.share_keys(all),
+            Broadcast::Signed(all) => client.share_keys_signed(all),
+        };
+        match shared {
             Ok(shares) => {
                 run.record_in(Stage::ShareKeys, id, encode(&shares)?);
                 server.receive_shares(id, shares)?;
@@ -282,6 +330,9 @@ fn drive(
             }
         }
     }
+    if signed {
+        return drive_checked_unmasking(server, clients, plan, run);
+    }
     let request = server.unmask_request()?;
     let request_len = encode(&request)?.len();
     // Round 3.
@@ -294,6 +345,63 @@ fn drive(
         };
         run.record_out(id, request_len);
         match client.unmask(&request) {
+            Ok(resp) => {
+                run.record_in(Stage::Unmasking, id, encode(&resp)?);
+                server.receive_unmask(resp)?;
+            }
+            Err(e) => {
+                run.client_errors.insert(id, e);
+            }
+        }
+    }
+    Ok(())
+}
+
+enum Broadcast {
+    Plain(AllAdvertised),
+    Signed(SignedKeyBroadcast),
+}
+
+/// The consistency check and unmasking of the malicious-secure mode.
+fn drive_checked_unmasking(
+    server: &mut Server,
+    clients: &mut BTreeMap<ClientId, (Client, &Input)>,
+    plan: &DropoutPlan,
+    run: &mut Run,
+) -> Result<()> {
+    let live = |run: &Run, id: ClientId| {
+        plan.sends(id, Stage::Unmasking) && !run.client_errors.contains_key(&id)
+    };
+    let check = server.consistency_request()?;
+    let check_len = encode(&check)?.len();
+    let mut signers = Vec::new();
+    for &id in &check.survivors {
+        if !live(run, id) {
+            continue;
+        }
+        let Some((client, _)) = clients.get_mut(&id) else {
+            continue;
+        };
+        run.record_out(id, check_len);
+        match client.sign_survivors(&check) {
+            Ok(sig) => {
+                run.record_in(Stage::Unmasking, id, encode(&sig)?);
+                server.receive_consistency(sig)?;
+                signers.push(id);
+            }
+            Err(e) => {
+                run.client_errors.insert(id, e);
+            }
+        }
+    }
+    let request = server.checked_unmask_request()?;
+    let request_len = encode(&request)?.len();
+    for id in signers {
+        let Some((client, _)) = clients.get_mut(&id) else {
+            continue;
+        };
+        run.record_out(id, request_len);
+        match client.unmask_checked(&request) {
             Ok(resp) => {
                 run.record_in(Stage::Unmasking, id, encode(&resp)?);
                 server.receive_unmask(resp)?;
