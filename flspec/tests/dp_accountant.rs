@@ -14,7 +14,7 @@ use flspec::dp::accountant::{
     Accountant, Rdp, Target, default_orders, gaussian_noise_multiplier_for,
 };
 use flspec::dp::clip::IntegerBound;
-use flspec::dp::ddg::{DdgMechanism, Provisioning, tau};
+use flspec::dp::ddg::{DdgMechanism, Provisioning, tau, wrap_probability};
 
 /// dp-accounting 0.6.0: (noise multiplier, rounds, delta, epsilon, optimal order).
 const GAUSSIAN: &[(f64, u32, f64, f64, f64)] = &[
@@ -284,4 +284,51 @@ fn unreachable_ddg_target_names_the_knobs() {
         msg.contains("--dp-epsilon") && msg.contains("--dp-clip"),
         "{msg}"
     );
+}
+
+#[test]
+fn ring_encoding_sums_signed_values_exactly_in_range() {
+    use flspec::dp::ddg::{from_ring, to_ring};
+    for x in [0i64, 1, -1, 12345, -(1 << 31), (1 << 31) - 1] {
+        assert_eq!(from_ring(to_ring(x)), x);
+    }
+    let xs = [-(1i64 << 30), -(1 << 30), 5, -7, 1 << 29];
+    let sum = xs.iter().fold(0u32, |acc, x| acc.wrapping_add(to_ring(*x)));
+    assert_eq!(from_ring(sum), xs.iter().sum::<i64>());
+}
+
+#[test]
+fn wrap_probability_bounds_the_observed_wrap_rate() {
+    use flspec::dp::DiscreteGaussian;
+    use flspec::secagg::rng::SecretRng;
+    // A deliberately small ring (2^8 = 256 values: headroom 128 - 3·10 = 98) so that wraps
+    // happen: 3 clients, each coordinate at its worst (+Δ₂ = 10), noise σ² = 400.
+    let (s, d, l2, var, bits) = (3usize, 1000usize, 10.0, 400.0, 8u32);
+    let noise = DiscreteGaussian::with_variance(var).unwrap();
+    let mut rng = SecretRng::from_seed_ref(&[11; 32]);
+    let trials = 5;
+    let mut wrapped_runs = 0;
+    for _ in 0..trials {
+        let mut any = false;
+        for _ in 0..d {
+            let total: i64 = (0..s).map(|_| 10 + noise.sample(&mut rng)).sum();
+            any |= !(-128..128).contains(&total);
+        }
+        wrapped_runs += usize::from(any);
+    }
+    let bound = wrap_probability(s, d, l2, var, bits);
+    // Per coordinate: 2·exp(-98²/2400) = 0.036; the union over 1000 coordinates caps at 1.
+    assert_eq!(bound, 1.0);
+    let per_coord = wrap_probability(s, 1, l2, var, bits);
+    assert!((per_coord - 2.0 * (-98.0f64 * 98.0 / 2400.0).exp()).abs() < 1e-15);
+    // The observed per-coordinate rate must stay below the per-coordinate bound.
+    let mut coord_wraps = 0usize;
+    let n = 10_000;
+    for _ in 0..n {
+        let total: i64 = (0..s).map(|_| 10 + noise.sample(&mut rng)).sum();
+        coord_wraps += usize::from(!(-128..128).contains(&total));
+    }
+    let rate = coord_wraps as f64 / n as f64;
+    assert!(rate <= per_coord, "observed {rate} > bound {per_coord}");
+    assert!(wrapped_runs > 0, "the small ring does wrap");
 }

@@ -65,8 +65,9 @@ impl DdgMechanism {
     /// clients that each add N_Z(0, `local_variance`) (integer units).
     ///
     /// # Errors
-    /// [`DpError::InvalidParameter`] naming `survivors` (0) or `local_variance` (below 1/4,
-    /// the σ ≥ 1/2 that KLS21's analysis of the sum assumes, or not finite).
+    /// [`DpError::InvalidParameter`] naming `survivors` (0) or `local_variance` (below 1/4:
+    /// we apply KLS21's Proposition 14 only for σ ≥ 1/2, as its reference ports do; or not
+    /// finite).
     pub fn new(bound: IntegerBound, survivors: usize, local_variance: f64) -> Result<Self> {
         Self::with_sensitivity(
             bound.l2(),
@@ -314,4 +315,52 @@ fn check_counts(clients: usize, min_survivors: usize) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// A signed integer (a rounded update plus noise) as an element of `Z_(2^32)`, the ring
+/// secure aggregation sums in (two's complement: wrapping).
+pub fn to_ring(x: i64) -> u32 {
+    x as u32
+}
+
+/// The centered representative in `[−2³¹, 2³¹)` of a (summed) ring element: the true
+/// integer sum whenever that sum lies in this range (see [`wrap_probability`]).
+pub fn from_ring(v: u32) -> i64 {
+    i64::from(v as i32)
+}
+
+/// An upper bound on the probability that any of `dim` coordinates of the sum of
+/// `survivors` clients' (rounded update + N_Z(0, `local_variance`)) leaves
+/// `[−2^(bits−1), 2^(bits−1))`, i.e. that decoding the `Z_(2^bits)` sum wraps around.
+///
+/// Each client's coordinate is at most its L2 norm `l2` (Δ₂) in magnitude, so the signal part
+/// of a coordinate's sum is at most `s·Δ₂`; the summed noise is sub-Gaussian with variance
+/// proxy `s·σ²` (the discrete Gaussian is σ²-sub-Gaussian, CKS20), so it exceeds the headroom
+/// `h = 2^(bits−1) − s·Δ₂` with probability at most `2·exp(−h²/(2sσ²))`; a union bound over
+/// the coordinates gives the result (1 when `h ≤ 0`). A run picks the granularity so that this
+/// is negligible (e.g. below 2⁻⁴⁰) and says so.
+///
+/// ```
+/// use flspec::dp::ddg::wrap_probability;
+///
+/// // 100 clients, 10^6 coordinates, Δ₂ = 2^16, σ = 2^10: no wrap in Z_(2^32) in practice.
+/// let p = wrap_probability(100, 1_000_000, 65536.0, 1048576.0, 32);
+/// assert!(p < 2f64.powi(-40));
+/// // A 20-bit ring is far too small for that.
+/// assert_eq!(wrap_probability(100, 1_000_000, 65536.0, 1048576.0, 20), 1.0);
+/// ```
+pub fn wrap_probability(
+    survivors: usize,
+    dim: usize,
+    l2: f64,
+    local_variance: f64,
+    bits: u32,
+) -> f64 {
+    let s = survivors as f64;
+    let headroom = 2f64.powi(bits as i32 - 1) - s * l2;
+    if headroom <= 0.0 {
+        return 1.0;
+    }
+    let per_coord = 2.0 * (-headroom * headroom / (2.0 * s * local_variance)).exp();
+    (dim as f64 * per_coord).min(1.0)
 }
