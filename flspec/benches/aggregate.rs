@@ -38,7 +38,11 @@
 //! halves the time (4 `f64` lanes instead of 2): there the limit is widening `f32` to `f64` and
 //! adding, not memory: it stays under 0.7 of the 16-lane `f32` sum, which adds 8 values per
 //! AVX2 instruction to the means' 4 and widens nothing (against the former 8-lane SSE2
-//! reference it would be 0.92 and 0.73). What limits the `WeightedSum` rows is bytes, not arithmetic: beyond
+//! reference it would be 0.92 and 0.73). AVX-512F copies (8 `f64` lanes, with a 32-lane
+//! AVX-512 plain sum) were tried the same way at 22:52 (3 runs alternated with the AVX2 build,
+//! load 6.5): in cache `mean_into` 20.7 µs vs 19.8, `weighted_mean_into` 24.3 vs 25.0, the plain
+//! sum 10.7 vs 11.5; out of cache no clear change. So lane count is not the in-cache limit, and
+//! the AVX-512 copies were not kept. What limits the `WeightedSum` rows is bytes, not arithmetic: beyond
 //! the 40 MB read, `add_all` reads and writes the 8 MB `f64` sum, `mean_into` reads it again
 //! and writes 4 MB, and the bench allocates a zeroed 8 MB sum per call: about 68 MB moved for
 //! 40 MB of input, a bound near 0.59, which it reaches (0.55); `add` one by one passes over the
