@@ -23,9 +23,10 @@
 //!
 //! # What the guarantee covers
 //! - The **aggregate** released to the aggregator, and everything computed from it (the
-//!   model and its metrics): it is (ε, δ)-DP with respect to one collaborator's whole update
-//!   per round (user-level within a site's data: adding or removing one collaborator),
-//!   composed over the rounds recorded in the [`accountant::Accountant`].
+//!   model and its metrics): it is (ε, δ)-DP at the collaborator level (neighbouring runs
+//!   differ in one collaborator's whole contribution, each round clipped to `C`), composed over
+//!   the rounds recorded in the [`accountant::Accountant`]. A record inside a site's data is
+//!   covered through its site's contribution.
 //! - It is **central** DP achieved in a distributed way: it holds as long as the
 //!   collaborators that survive a round (at least the provisioned `t`, see
 //!   [`ddg::Provisioning`]) add their noise honestly and secure aggregation hides each
