@@ -19,6 +19,7 @@
 //!
 //! So one client's noise for the MNIST CNN costs about 9 ms per round, and about 0.4 s for a
 //! 1M-parameter model.
+#![allow(missing_docs)]
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use flspec::dp::DiscreteGaussian;
