@@ -6,8 +6,8 @@ mod common;
 
 use std::sync::Arc;
 
+use flspec::Role;
 use flspec::fl::aggregate::{FedOpt, FedOptKind, ServerOptimizer, WeightedSum};
-use flspec::{Flow, Role};
 use flspec_examples::secagg_mnist::update::{self, Measurements};
 use flspec_examples::secagg_mnist::{RunOptions, SecAggMnist, ServerOpt, Settings};
 use flspec_tch::datasets::mnist::Mnist;
@@ -158,14 +158,11 @@ fn a_bad_server_optimizer_in_the_settings_is_refused_before_training() {
         server_learning_rate: 1.0,
         server_momentum: 1.5,
     };
-    let runtime = options.local_runtime().expect("valid options");
-    let err = options
-        .initial_state()
-        .expect("model")
-        .run(&runtime)
-        .err()
-        .expect("momentum 1.5 is refused")
-        .to_string();
+    let err = common::mnist::run_error(
+        options.local_runtime(),
+        options.initial_state(),
+        "momentum 1.5 is refused",
+    );
     assert!(err.contains("momentum"), "{err}");
     assert!(err.contains("[0, 1)"), "{err}");
 }

@@ -112,14 +112,11 @@ fn too_few_survivors_abort_the_round_with_a_clear_error() {
             .parse::<Drop>()
             .expect("valid"),
     ];
-    let runtime = options.local_runtime().expect("valid options");
-    let err = options
-        .initial_state()
-        .expect("model")
-        .run(&runtime)
-        .err()
-        .expect("the round cannot complete")
-        .to_string();
+    let err = common::mnist::run_error(
+        options.local_runtime(),
+        options.initial_state(),
+        "the round cannot complete",
+    );
     assert!(err.contains("threshold"), "{err}");
 }
 

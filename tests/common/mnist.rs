@@ -48,6 +48,22 @@ pub fn run<F: Flow, R: Runtime<F>>(runtime: anyhow::Result<R>, initial: anyhow::
         .expect("the flow runs")
 }
 
+/// Runs `initial` on `runtime` (from valid options) and returns the error the run ends with, as
+/// text; panics with `why` if the run succeeds.
+pub fn run_error<F: Flow, R: Runtime<F>>(
+    runtime: anyhow::Result<R>,
+    initial: anyhow::Result<F>,
+    why: &str,
+) -> String {
+    let runtime = runtime.expect("valid options");
+    initial
+        .expect("the initial model")
+        .run(&runtime)
+        .err()
+        .expect(why)
+        .to_string()
+}
+
 /// One checkpointed state of a SecAgg MNIST run.
 pub struct Checkpointed {
     /// Who held the state.
