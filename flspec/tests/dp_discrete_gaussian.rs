@@ -72,6 +72,10 @@ fn chi_square(draws: &[i64], dist: &DiscreteGaussian, b: i64) -> (f64, usize) {
         k.is_multiple_of(2),
         "pick bins with an even number of degrees of freedom"
     );
+    eprintln!(
+        "chi2 = {stat:.2} with {k} dof (critical {:.2})",
+        critical_value(k)
+    );
     (stat, k)
 }
 
@@ -237,4 +241,56 @@ fn bad_variances_are_refused() {
     for v in [0.1, 0.3, 2.5e-7, 1234.5678, 5e9 + 0.5] {
         assert!(Variance::from_f64(v).unwrap().to_f64() >= v, "{v}");
     }
+}
+
+/// Pearson's statistic with bins `[edges[i], edges[i+1])` plus the two tails, the bin
+/// probabilities summed from the pmf; returns (statistic, degrees of freedom).
+fn chi_square_ranges(draws: &[i64], dist: &DiscreteGaussian, edges: &[i64]) -> (f64, usize) {
+    let n = draws.len() as f64;
+    let bins = edges.len() + 1;
+    let mut counts = vec![0u64; bins];
+    for &x in draws {
+        counts[edges.partition_point(|e| *e <= x)] += 1;
+    }
+    let mut probs: Vec<f64> = edges
+        .windows(2)
+        .map(|w| (w[0]..w[1]).map(|x| dist.pmf(x)).sum())
+        .collect();
+    let tail = (1.0 - probs.iter().sum::<f64>()) / 2.0;
+    probs.insert(0, tail);
+    probs.push(tail);
+    let mut stat = 0.0;
+    for (c, p) in counts.iter().zip(&probs) {
+        let e = n * p;
+        assert!(e >= 5.0, "bin expected count {e} < 5");
+        stat += (*c as f64 - e).powi(2) / e;
+    }
+    let k = bins - 1;
+    eprintln!(
+        "chi2 = {stat:.2} with {k} dof (critical {:.2})",
+        critical_value(k)
+    );
+    (stat, k)
+}
+
+#[test]
+fn sigma_1000_with_a_fractional_variance_fits_its_pmf() {
+    // sigma^2 = 10^6 + 0.3 on the 2^-16 grid: the rational path (q = 2^16) at a large sigma.
+    let var = Variance::from_f64(1e6 + 0.3).unwrap();
+    assert_eq!(var.denom(), 65536);
+    let (dist, v) = draws(var, 50_000, 6);
+    // 24 edges at (k + 1/2)·sigma/4: 23 inner bins + 2 tails, 24 degrees of freedom.
+    let edges: Vec<i64> = (-12..12)
+        .map(|k| ((k as f64 + 0.5) * 250.0) as i64)
+        .collect();
+    let (stat, k) = chi_square_ranges(&v, &dist, &edges);
+    assert_eq!(k, 24);
+    assert!(stat < critical_value(k), "chi2 = {stat} with {k} dof");
+    // And against sigma^2 = 1.1·10^6 the same draws fail.
+    let wrong = DiscreteGaussian::with_variance(1.1e6).unwrap();
+    let (stat, _) = chi_square_ranges(&v, &wrong, &edges);
+    assert!(
+        stat > critical_value(k),
+        "chi2 = {stat} should exceed the critical value"
+    );
 }
