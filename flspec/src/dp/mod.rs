@@ -10,16 +10,19 @@
 //! Rényi DP and converts to (ε, δ) as Google's `dp-accounting` does.
 //!
 //! # Why the discrete Gaussian (and not Skellam)
-//! Both fit SecAgg's integer arithmetic. The discrete Gaussian has an exact sampler with
+//! Both fit SecAgg's integer arithmetic. The discrete Gaussian has an exact sampler that uses
 //! only integer operations (CKS20, Algorithm 3), so the noise added is exactly the noise
-//! analysed; its distributed sum has a tight analysis (KLS21, the Gaussian term plus a
-//! correction τ that vanishes for σ of a few integer units, negligible at the σ that
-//! federated learning needs). The Skellam mechanism (Agarwal, Kairouz, Liu 2021, "The Skellam
-//! Mechanism for Differentially Private Federated Learning", NeurIPS) is closed under
-//! summation, so it needs no τ, but its RDP bound carries an extra term in Δ₁ and its
-//! sampling goes through Poisson draws whose exact samplers are no simpler. At the noise
-//! levels used here both give essentially the Gaussian mechanism's ε; we pick the one whose
-//! sampler is exact with the least machinery.
+//! analysed (floating-point noise can break DP: Mironov 2012). Its sum over clients is not a
+//! discrete Gaussian, and KLS21 pay for that with a correction τ that grows when each client
+//! adds little noise (many clients, σ of a unit or less); in integer units after scaling by
+//! the granularity γ, the per-client σ of a federated run is in the hundreds or more and τ
+//! underflows to 0 ([`ddg::DdgMechanism::tau`] reports it). The Skellam mechanism (Agarwal,
+//! Kairouz, Liu 2021, "The Skellam Mechanism for Differentially Private Federated Learning",
+//! NeurIPS) is closed under summation, so it has no τ, but its RDP bound carries an extra Δ₁
+//! term, and its samples come from Poisson samplers that numeric libraries implement in
+//! floating point; an exact integer-only Poisson sampler is more machinery than CKS20's. At
+//! the noise levels used here both give essentially the Gaussian mechanism's ε, so we take the
+//! one with the simple exact sampler.
 //!
 //! # What the guarantee covers
 //! - The **aggregate** released to the aggregator, and everything computed from it (the
