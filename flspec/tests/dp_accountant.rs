@@ -6,7 +6,8 @@
 //! `SelfComposedDpEvent(GaussianDpEvent(z), rounds)`, `get_epsilon_and_optimal_order(delta)`;
 //! for the DDG, KLS21 Proposition 14 in plain Python (as google-research/federated
 //! `distributed_dp/accounting_utils.py`, q = 1, without its rounding of orders to integers)
-//! converted with dp-accounting's `compute_epsilon` on the same grid.
+//! converted with dp-accounting's `compute_epsilon` on the same grid. Measured: bit-identical
+//! (relative difference 0); asserted to 1e-12, the brief asked for 1e-6.
 #![allow(clippy::unwrap_used)]
 
 use flspec::dp::DpError;
@@ -87,6 +88,7 @@ fn default_orders_are_dp_accountings_grid() {
 
 #[test]
 fn gaussian_epsilon_matches_dp_accounting() {
+    let mut worst = 0.0f64;
     for &(z, rounds, delta, eps, order) in GAUSSIAN {
         let (got, got_order) = Rdp::gaussian(z)
             .unwrap()
@@ -94,25 +96,30 @@ fn gaussian_epsilon_matches_dp_accounting() {
             .epsilon(delta)
             .unwrap();
         assert!(
-            rel(got, eps) < 1e-6,
+            rel(got, eps) < 1e-12,
             "z={z} T={rounds} delta={delta}: {got} vs {eps}"
         );
         assert_eq!(got_order, order, "z={z} T={rounds} delta={delta}");
+        worst = worst.max(rel(got, eps));
     }
+    eprintln!("largest relative difference from dp-accounting: {worst:e}");
 }
 
 #[test]
 fn ddg_epsilon_matches_the_reference_formula() {
+    let mut worst = 0.0f64;
     for &(l2, var, n, dim, rounds, delta, eps, order) in DDG {
         let l1 = l2 * (dim as f64).sqrt().min(l2);
         let m = DdgMechanism::with_sensitivity(l2, l1, dim, n, var).unwrap();
         let (got, got_order) = m.epsilon(rounds, delta).unwrap();
         assert!(
-            rel(got, eps) < 1e-6,
+            rel(got, eps) < 1e-12,
             "l2={l2} var={var} n={n}: {got} vs {eps}"
         );
         assert_eq!(got_order, order);
+        worst = worst.max(rel(got, eps));
     }
+    eprintln!("largest relative difference from the reference: {worst:e}");
 }
 
 #[test]
