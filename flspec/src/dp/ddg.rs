@@ -364,3 +364,111 @@ pub fn wrap_probability(
     let per_coord = 2.0 * (-headroom * headroom / (2.0 * s * local_variance)).exp();
     (dim as f64 * per_coord).min(1.0)
 }
+
+/// A complete DDG setting for a run: the granularity γ, the integer-domain bound, the noise
+/// each client adds, and the wrap-around probability of the sum in `Z_(2^bits)`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DdgPlan {
+    /// The granularity: an update clipped to `C` becomes integers of norm about `C/γ`.
+    pub gamma: f64,
+    /// The integer-domain bound after conditional rounding (clip `C/γ`).
+    pub bound: IntegerBound,
+    /// The per-client noise, provisioned for any `min_survivors` of `clients`.
+    pub provisioning: Provisioning,
+    /// [`wrap_probability`] of a round with all `clients` surviving (the largest sum).
+    pub wrap_probability: f64,
+}
+
+impl DdgPlan {
+    /// The finest granularity γ (the largest clip in integer units `C/γ`, at most 2³⁰) such
+    /// that the noise provisioned for `target` ([`Provisioning::for_target`]) keeps the
+    /// probability of a wrap-around in `Z_(2^bits)` at most `max_wrap` with all `clients`
+    /// surviving; bisection on `log(C/γ)`. A finer grid loses less to rounding; a coarser one
+    /// leaves more headroom in the ring.
+    ///
+    /// # Errors
+    /// [`DpError::InvalidParameter`] for a bad clip, β, `bits` (2 to 63) or `max_wrap`;
+    /// errors of [`Provisioning::for_target`] at the coarsest grid (16 integer units);
+    /// [`DpError::Unreachable`] naming the knobs if even that grid wraps too often.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        target: Target,
+        clip: f64,
+        dim: usize,
+        clients: usize,
+        min_survivors: usize,
+        beta: f64,
+        bits: u32,
+        max_wrap: f64,
+    ) -> Result<Self> {
+        IntegerBound::new(clip, dim, beta)?;
+        if !(2..=63).contains(&bits) {
+            return Err(invalid(
+                "bits",
+                format!("{bits} is not in [2, 63]"),
+                "use the ring of secure aggregation (32)",
+            ));
+        }
+        if !(max_wrap > 0.0 && max_wrap < 1.0) {
+            return Err(invalid(
+                "max_wrap",
+                format!("{max_wrap} is not in (0, 1)"),
+                "use a negligible probability such as 2^-40",
+            ));
+        }
+        let at = |c_int: f64| -> Result<Self> {
+            let bound = IntegerBound::new(c_int, dim, beta)?;
+            let provisioning = Provisioning::for_target(target, bound, clients, min_survivors)?;
+            let wrap = wrap_probability(
+                clients,
+                dim,
+                bound.l2(),
+                provisioning.local_variance(),
+                bits,
+            );
+            Ok(Self {
+                gamma: clip / c_int,
+                bound,
+                provisioning,
+                wrap_probability: wrap,
+            })
+        };
+        let (lo, hi) = (16.0f64, 2f64.powi(30));
+        let low = at(lo)?;
+        if low.wrap_probability > max_wrap {
+            return Err(DpError::Unreachable {
+                target: format!(
+                    "a wrap-around probability of at most {max_wrap:e} in Z_(2^{bits})"
+                ),
+                problem: format!(
+                    "even a clip of 16 integer units wraps with probability up to {:e} with {clients} clients",
+                    low.wrap_probability
+                ),
+                fix: "use fewer clients per round, a looser --dp-epsilon, or a larger ring".into(),
+            });
+        }
+        // A grid so fine that no provisionable noise meets the target counts as too fine.
+        let fits = |c_int: f64| -> Result<Option<Self>> {
+            match at(c_int) {
+                Ok(p) if p.wrap_probability <= max_wrap => Ok(Some(p)),
+                Ok(_) | Err(DpError::Unreachable { .. }) => Ok(None),
+                Err(e) => Err(e),
+            }
+        };
+        if let Some(high) = fits(hi)? {
+            return Ok(high);
+        }
+        let (mut lo, mut hi, mut best) = (lo.ln(), hi.ln(), low);
+        while hi - lo > 1e-3 {
+            let mid = 0.5 * (lo + hi);
+            match fits(mid.exp())? {
+                Some(p) => {
+                    lo = mid;
+                    best = p;
+                }
+                None => hi = mid,
+            }
+        }
+        Ok(best)
+    }
+}
