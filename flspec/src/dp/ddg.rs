@@ -386,6 +386,20 @@ impl DdgPlan {
     /// surviving; bisection on `log(C/γ)`. A finer grid loses less to rounding; a coarser one
     /// leaves more headroom in the ring.
     ///
+    /// ```
+    /// use flspec::dp::accountant::Target;
+    /// use flspec::dp::ddg::DdgPlan;
+    ///
+    /// // epsilon 3 over 10 rounds; clip 1.0; the MNIST CNN's 21,840 values; 10 clients, any
+    /// // 7 survive; beta = e^-0.5; SecAgg's 32-bit ring; wraps below 2^-40.
+    /// let target = Target { epsilon: 3.0, delta: 1e-5, rounds: 10 };
+    /// let beta = (-0.5f64).exp();
+    /// let plan = DdgPlan::new(target, 1.0, 21_840, 10, 7, beta, 32, 2f64.powi(-40))?;
+    /// assert!(plan.wrap_probability <= 2f64.powi(-40));
+    /// assert!(plan.gamma < 1e-6); // a fine grid: rounding costs nothing visible
+    /// # Ok::<(), flspec::dp::DpError>(())
+    /// ```
+    ///
     /// # Errors
     /// [`DpError::InvalidParameter`] for a bad clip, β, `bits` (2 to 63) or `max_wrap`;
     /// errors of [`Provisioning::for_target`] at the coarsest grid (16 integer units);
