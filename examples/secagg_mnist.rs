@@ -24,6 +24,7 @@
 //! secagg_mnist --runtime federated --director 127.0.0.1:50050 --certs certs
 //! ```
 
+use flspec_tch::device::DeviceChoice;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -151,6 +152,10 @@ struct Args {
     /// that wait for each other can make rounds many times slower: use --threads 1 there.
     #[arg(long)]
     threads: Option<usize>,
+    /// Where the collaborators train and validate: auto (the first CUDA device if libtorch
+    /// sees one, else the CPU), cpu, cuda or cuda:N.
+    #[arg(long, default_value_t = DeviceChoice::Auto)]
+    device: DeviceChoice,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
@@ -210,6 +215,10 @@ enum Serve {
         /// them.
         #[arg(long)]
         threads: Option<usize>,
+        /// Where the collaborators train and validate: auto (the first CUDA device if libtorch
+        /// sees one, else the CPU), cpu, cuda or cuda:N.
+        #[arg(long, default_value_t = DeviceChoice::Auto)]
+        device: DeviceChoice,
     },
 }
 
@@ -245,6 +254,10 @@ fn main() -> anyhow::Result<()> {
     options.workers = workers;
     options.checkpoint = args.checkpoint.clone();
     options.drops = args.drops.clone();
+    options.device = args
+        .device
+        .resolve()
+        .with_context(|| format!("`--device {}`", args.device))?;
     options.partition = args.partition;
     options.partition_seed = args.partition_seed;
     options.validate()?;
@@ -449,7 +462,11 @@ fn serve_federation(serve: Serve) -> anyhow::Result<()> {
             partition_seed,
             drop_at,
             threads,
+            device,
         } => {
+            let device = device
+                .resolve()
+                .with_context(|| format!("`--device {device}`"))?;
             threads::set_num_threads(threads.unwrap_or_else(threads::available_cores));
             let names = collaborator_names(collaborators);
             let Some(index) = names.iter().position(|n| *n == name) else {
@@ -465,7 +482,7 @@ fn serve_federation(serve: Serve) -> anyhow::Result<()> {
             let tls = TlsConfig::from_dir(&certs, &format!("envoys/{name}"))?;
             let registry = Registry::new().try_flow::<SecAggMnist, anyhow::Error>(
                 move |site: &str| -> anyhow::Result<Site> {
-                    Site::from_share(site, &share, &label, 42, drop_at.clone())
+                    Site::from_share(site, &share, &label, 42, drop_at.clone())?.on_device(device)
                 },
             );
             runtime.block_on(flspec_federated::envoy::serve(

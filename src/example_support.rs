@@ -13,6 +13,7 @@ use flspec::fl::history::{History, HistoryWriter};
 use flspec::fl::schedule::EpochSchedule;
 use flspec::{Event, Role};
 use flspec_tch::datasets::mnist::{self, Mnist};
+use flspec_tch::device::DeviceChoice;
 
 use crate::fedavg_mnist::RunOptions;
 use flspec_tch::threads;
@@ -35,6 +36,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 /// assert_eq!(args.training.workers(), 2);
 /// assert_eq!((args.training.batch_size, args.training.momentum), (64, 0.5));
 /// assert_eq!(Args::parse_from(["example"]).training.workers(), 1);
+/// let on_cpu = Args::parse_from(["example", "--device", "cpu"]);
+/// assert_eq!(on_cpu.training.device.to_string(), "cpu");
 /// ```
 #[derive(clap::Args, Clone, Debug)]
 pub struct TrainingArgs {
@@ -55,6 +58,10 @@ pub struct TrainingArgs {
     /// results then depend only on the seeds.
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Where to train and validate: auto (the first CUDA device if libtorch sees one, else the
+    /// CPU), cpu, cuda or cuda:N.
+    #[arg(long, default_value_t = DeviceChoice::Auto)]
+    pub device: DeviceChoice,
 }
 
 impl TrainingArgs {
@@ -68,12 +75,21 @@ impl TrainingArgs {
         set_threads(self.threads, self.workers());
     }
 
-    /// Writes the epochs, momentum, batch size and workers into `options`.
-    pub fn apply(&self, options: &mut RunOptions) {
+    /// Writes the epochs, momentum, batch size, workers and device into `options`.
+    ///
+    /// # Errors
+    /// When `--device` names a device this libtorch cannot use (e.g. `cuda` on a CPU-only
+    /// libtorch), saying why.
+    pub fn apply(&self, options: &mut RunOptions) -> anyhow::Result<()> {
         options.workers = self.workers();
         options.settings.epochs = self.epochs.clone();
         options.settings.momentum = self.momentum;
         options.settings.batch_size = self.batch_size;
+        options.device = self
+            .device
+            .resolve()
+            .with_context(|| format!("`--device {}`", self.device))?;
+        Ok(())
     }
 }
 

@@ -37,7 +37,6 @@ use flspec::fl::partition::Partitioner;
 use flspec::fl::schedule::LrSchedule;
 use flspec_examples::example_support::{self as support, MnistArgs, TrainingArgs, say};
 use flspec_examples::fedavg_mnist::{Attacker, FedAvgMnist, Rule, RunOptions, collaborator_names};
-use flspec_tch::device::DeviceChoice;
 use flspec_tch::export;
 use flspec_tch::models::mnist_cnn::Net;
 use table::{Run, default_attackers, default_rules};
@@ -84,10 +83,6 @@ struct Args {
     /// Print the accuracy after every round, one column per run.
     #[arg(long)]
     per_round: bool,
-    /// Where to train and validate: auto (the first CUDA device if libtorch sees one, else the
-    /// CPU), cpu, cuda or cuda:N.
-    #[arg(long, default_value_t = DeviceChoice::Auto)]
-    device: DeviceChoice,
     /// Save each run's final global model as safetensors that PyTorch loads
     /// (`safetensors.torch.load_file`, the seed's `Net` names): FILE's name with the run added,
     /// e.g. model.safetensors -> model-median-attack.safetensors.
@@ -127,14 +122,10 @@ fn main() -> anyhow::Result<()> {
     let data = args.mnist.load()?;
     args.training.set_threads();
     let mut options = RunOptions::new(args.collaborators, Arc::new(data));
-    options.device = args
-        .device
-        .resolve()
-        .with_context(|| format!("`--device {}`", args.device))?;
     options.partition = args.partition;
     options.partition_seed = args.partition_seed;
     options.seed = args.seed;
-    args.training.apply(&mut options);
+    args.training.apply(&mut options)?;
     options.settings.rounds = args.rounds;
     options.settings.learning_rate = args.lr.clone();
     // Check every rule and the attackers before the first (long) run.

@@ -107,7 +107,7 @@ fn main() -> anyhow::Result<()> {
     };
     options.partition_seed = args.partition_seed;
     options.seed = args.seed;
-    args.training.apply(&mut options);
+    args.training.apply(&mut options)?;
     options.settings.rounds = args.rounds;
     options.settings.learning_rate = args.lr.clone();
     options.validate()?;

@@ -82,6 +82,8 @@ pub struct RunOptions {
     pub checkpoint: Option<PathBuf>,
     /// Collaborators that vanish at a step.
     pub drops: Vec<Drop>,
+    /// Where the collaborators train and validate (`--device`; default the CPU).
+    pub device: tch::Device,
 }
 
 impl RunOptions {
@@ -97,6 +99,7 @@ impl RunOptions {
             workers: 1,
             checkpoint: None,
             drops: Vec::new(),
+            device: tch::Device::Cpu,
         }
     }
 
@@ -277,6 +280,7 @@ impl RunOptions {
         let data = Arc::clone(&self.data);
         let seed = self.seed;
         let drops = self.drops.clone();
+        let device = self.device;
         let factory = move |name: &str| -> anyhow::Result<Site> {
             let index = names
                 .iter()
@@ -287,7 +291,7 @@ impl RunOptions {
                 .find(|d| d.name == name)
                 .map(|d| d.step.clone());
             let share = shares.site_data(&data, index)?;
-            Site::from_share(name, &share, &partition, seed, drop_at)
+            Site::from_share(name, &share, &partition, seed, drop_at)?.on_device(device)
         };
         let mut runtime = LocalRuntime::try_new(self.collaborators.clone(), factory)
             .with_aggregator(Coordinator::default)

@@ -96,6 +96,34 @@ impl Site {
         })
     }
 
+    /// The same collaborator with its model and data on `device` (the same values: the model
+    /// is drawn on the CPU, then copied). No copy when they are there already.
+    ///
+    /// # Errors
+    /// A device this libtorch cannot use (see `flspec_tch::device::DeviceChoice::resolve`).
+    ///
+    /// ```
+    /// use flspec_examples::secagg_mnist::Site;
+    /// use flspec_tch::datasets::mnist::Mnist;
+    ///
+    /// let data = Mnist::load_bundled()?;
+    /// let site = Site::from_share("Portland", &data.shard(1, 2)?, "strided", 42, None)?;
+    /// let site = site.on_device(tch::Device::Cpu)?;
+    /// assert_eq!(site.samples(), (2000, 500));
+    /// # Ok::<(), anyhow::Error>(())
+    /// ```
+    pub fn on_device(mut self, device: tch::Device) -> anyhow::Result<Self> {
+        if self.net.device() != device {
+            let flat = self.net.to_flat()?;
+            let mut net = Net::new_on(0, device)?;
+            net.set_flat(&flat)?;
+            self.net = net;
+            self.train = self.train.to_device(device)?;
+            self.test = self.test.to_device(device)?;
+        }
+        Ok(self)
+    }
+
     /// The number of training and test samples it holds.
     ///
     /// ```
