@@ -550,16 +550,32 @@ fn different_survivor_sets_to_different_clients_are_refused() {
         matches!(e, SecAggError::BadSignature { signer, .. } if group_b.contains(&signer)),
         "{e}"
     );
-    // (3) A request whose survivors differ from the set the client signed.
-    let req_b_as_a = h.checked(&without_x, &[x], all_sigs);
-    let e = h
-        .client(ClientId(6))
-        .unmask_checked(&req_b_as_a)
-        .unwrap_err();
+    // (2b) The same to group B: X's signature is from outside B's U3, and without it group
+    // A's signatures (on the set with X) fail.
+    let req_b = h.checked(&without_x, &[x], all_sigs.clone());
+    let e = h.client(ClientId(6)).unmask_checked(&req_b).unwrap_err();
     assert!(
-        matches!(e, SecAggError::BadSignature { .. }),
+        matches!(e, SecAggError::UnexpectedClient { client, .. } if client == x),
+        "{e}"
+    );
+    let (mut h, _) = Harness::through_masked(&cfg, 51);
+    let sig_a = h.sign(&group_a, &all);
+    let sig_b = h.sign(&group_b, &without_x);
+    let req_b = h.checked(
+        &without_x,
+        &[x],
+        sig_a
+            .values()
+            .chain(sig_b.values())
+            .filter(|s| s.sender != x)
+            .cloned(),
+    );
+    let e = h.client(ClientId(6)).unmask_checked(&req_b).unwrap_err();
+    assert!(
+        matches!(e, SecAggError::BadSignature { signer, .. } if group_a.contains(&signer)),
         "group B signed without_x, so group A's signatures fail: {e}"
     );
+    // (3) A request whose survivors differ from the set the client signed.
     let req_a_to_b = h.checked(&all, &[], sig_a.values().cloned());
     let e = h
         .client(ClientId(7))

@@ -821,6 +821,7 @@ impl Client {
         self.check_round(all.round)?;
         let signing = self.signing()?;
         let mut keys = Vec::with_capacity(all.keys.len());
+        let mut to_verify = Vec::with_capacity(self.hood.len());
         for k in &all.keys {
             self.check_session(&k.session, "signed advertisement")?;
             self.check_round(k.keys.round)?;
@@ -832,15 +833,13 @@ impl Client {
                     &k.keys.c_public,
                     &k.keys.s_public,
                 );
-                signing.directory.verify(
-                    k.keys.sender,
-                    "advertised public keys",
-                    &payload,
-                    &k.signature,
-                )?;
+                to_verify.push((k.keys.sender, payload, k.signature));
             }
             keys.push(k.keys.clone());
         }
+        signing
+            .directory
+            .verify_all("advertised public keys", &to_verify)?;
         Ok(AllAdvertised {
             round: all.round,
             keys,
@@ -890,8 +889,12 @@ impl Client {
                 threshold: t,
             });
         }
-        let payload =
-            identity::consistency_payload(&self.config.session, self.config.round, self.id, &u3);
+        let payload = identity::consistency_payload(
+            &self.config.session,
+            self.config.round,
+            self.id,
+            &identity::survivors_digest(&u3),
+        );
         let signature = self.signing()?.identity.sign(&payload);
         Ok((
             u3,
@@ -975,13 +978,12 @@ impl Client {
         }
         let signing = self.signing()?;
         // Only signers in a neighbourhood whose owner's share this client holds can matter.
-        let relevant = |v: ClientId| match &signing.owner_hoods {
-            None => true,
-            Some(h) => h.values().any(|hood| hood.binary_search(&v).is_ok()),
-        };
-        let payload_for = |v: ClientId| {
-            identity::consistency_payload(&self.config.session, self.config.round, v, u3)
-        };
+        let relevant: Option<BTreeSet<ClientId>> = signing
+            .owner_hoods
+            .as_ref()
+            .map(|h| h.values().flatten().copied().collect());
+        let digest = identity::survivors_digest(u3);
+        let mut to_verify = Vec::new();
         let mut valid = BTreeSet::new();
         let mut seen = BTreeSet::new();
         for sig in &request.signatures {
@@ -999,16 +1001,19 @@ impl Client {
                     client: sig.sender,
                 });
             }
-            if relevant(sig.sender) {
-                signing.directory.verify(
+            if relevant.as_ref().is_none_or(|r| r.contains(&sig.sender)) {
+                let payload = identity::consistency_payload(
+                    &self.config.session,
+                    self.config.round,
                     sig.sender,
-                    "survivor set",
-                    &payload_for(sig.sender),
-                    &sig.signature,
-                )?;
+                    &digest,
+                );
+                to_verify.push((sig.sender, payload, sig.signature));
                 valid.insert(sig.sender);
             }
         }
+        // Any bad signature among those that can count aborts, before anything is counted.
+        signing.directory.verify_all("survivor set", &to_verify)?;
         let t = self.config.threshold as usize;
         let revealed = request
             .request

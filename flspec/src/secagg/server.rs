@@ -89,6 +89,8 @@ pub struct Server {
     consistency: BTreeMap<ClientId, ConsistencySignature>,
     /// Optional: drop badly signed messages early (the clients check them anyway).
     directory: Option<Arc<VerifyingDirectory>>,
+    /// Digest of `U3`, computed once for checking consistency signatures.
+    u3_digest: Option<[u8; 32]>,
 }
 
 impl core::fmt::Debug for Server {
@@ -127,6 +129,7 @@ impl Server {
             signed_adverts: BTreeMap::new(),
             consistency: BTreeMap::new(),
             directory: None,
+            u3_digest: None,
         })
     }
 
@@ -674,12 +677,14 @@ impl Server {
             });
         }
         if let Some(dir) = &self.directory {
-            let u3: Vec<ClientId> = self.u3.iter().copied().collect();
+            let digest = *self.u3_digest.get_or_insert_with(|| {
+                identity::survivors_digest(&self.u3.iter().copied().collect::<Vec<_>>())
+            });
             let payload = identity::consistency_payload(
                 &self.config.session,
                 self.config.round,
                 sig.sender,
-                &u3,
+                &digest,
             );
             dir.verify(sig.sender, "survivor set", &payload, &sig.signature)?;
         }
