@@ -58,6 +58,10 @@ struct Harness {
     inputs: BTreeMap<ClientId, Vec<u32>>,
     /// The `s` public keys the clients advertised.
     s_public: BTreeMap<ClientId, [u8; 32]>,
+    /// The signed advertisements, by sender.
+    adverts: BTreeMap<ClientId, SignedAdvertiseKeys>,
+    /// The encrypted shares each client sent.
+    shares_sent: BTreeMap<ClientId, Vec<EncryptedShare>>,
     view: Vec<Vec<u8>>,
 }
 
@@ -88,6 +92,8 @@ impl Harness {
             clients,
             inputs,
             s_public: BTreeMap::new(),
+            adverts: BTreeMap::new(),
+            shares_sent: BTreeMap::new(),
             view: Vec::new(),
         }
     }
@@ -109,6 +115,7 @@ impl Harness {
         for m in &out {
             self.record(m);
             self.s_public.insert(m.keys.sender, m.keys.s_public);
+            self.adverts.insert(m.keys.sender, m.clone());
         }
         out
     }
@@ -128,6 +135,7 @@ impl Harness {
         for id in ids {
             let shares = self.client(id).share_keys_signed(b).unwrap();
             self.record(&shares);
+            self.shares_sent.insert(id, shares.clone());
             for e in shares {
                 inbox.entry(e.recipient).or_default().push(e);
             }
@@ -1136,4 +1144,73 @@ fn simulate_malicious_round_secagg_plus() {
         },
         5,
     );
+}
+
+/// SecAgg+ at scale: the server may send each client only the signatures it counts; the round
+/// completes, each request is much shorter than `|U3|`, and a request trimmed for a far-away
+/// client does not satisfy another.
+#[test]
+fn secagg_plus_requests_trimmed_per_client() {
+    let cfg = config(30, 4).with_mode(Mode::SecAggPlus {
+        k: 4,
+        graph_seed: 2,
+    });
+    let all = cfg.sorted_clients();
+    let mut server = Server::new(cfg.clone()).unwrap();
+    let (mut h, masked) = Harness::through_masked(&cfg, 160);
+    for (_, a) in h.adverts.clone() {
+        server.receive_signed_advertise(a).unwrap();
+    }
+    server.broadcast_signed_keys().unwrap();
+    for (&id, shares) in &h.shares_sent {
+        server.receive_shares(id, shares.clone()).unwrap();
+    }
+    server.route_shares().unwrap();
+    for m in masked.into_values() {
+        server.receive_masked(m).unwrap();
+    }
+    let creq = server.consistency_request().unwrap();
+    for &id in &all {
+        server
+            .receive_consistency(h.client(id).sign_survivors(&creq).unwrap())
+            .unwrap();
+    }
+    let full = server.checked_unmask_request().unwrap();
+    assert_eq!(full.signatures.len(), 30);
+    let graph = cfg.graph().unwrap();
+    let near = graph.closed_neighbourhood(ClientId(1)).unwrap().to_vec();
+    let far = all
+        .iter()
+        .copied()
+        .find(|&v| {
+            let hv = graph.closed_neighbourhood(v).unwrap();
+            near.iter().all(|u| {
+                graph
+                    .closed_neighbourhood(*u)
+                    .unwrap()
+                    .iter()
+                    .all(|w| !hv.contains(w))
+            })
+        })
+        .unwrap();
+    let wrong = server.checked_unmask_request_for(far).unwrap();
+    let e = h.client(ClientId(1)).unmask_checked(&wrong).unwrap_err();
+    assert!(matches!(e, SecAggError::TooFewSignatures { .. }), "{e}");
+    for &id in &all[1..] {
+        let req = server.checked_unmask_request_for(id).unwrap();
+        assert!(
+            req.signatures.len() <= 2 * 4 + 1,
+            "{}",
+            req.signatures.len()
+        );
+        server.receive_unmask(h.unmask(id, &req)).unwrap();
+    }
+    let sum = server.finish().unwrap();
+    let mut plain = vec![0u32; D];
+    for id in &all {
+        for (s, v) in plain.iter_mut().zip(&h.inputs[id]) {
+            *s = s.wrapping_add(*v);
+        }
+    }
+    assert_eq!(sum.sum, plain);
 }

@@ -712,4 +712,41 @@ impl Server {
             signatures: self.consistency.values().cloned().collect(),
         })
     }
+
+    /// The checked unmask request for one `client`, carrying only the signatures that client
+    /// counts: those of its neighbours' closed neighbourhoods (SecAgg+), all of them on the
+    /// full graph. Call after [`Server::checked_unmask_request`]; in SecAgg+ it cuts what each
+    /// client downloads from `|U3|` signatures to about `2k + 1`.
+    ///
+    /// # Errors
+    /// Wrong state; [`SecAggError::UnexpectedClient`] if `client` did not sign.
+    pub fn checked_unmask_request_for(&self, client: ClientId) -> Result<CheckedUnmaskRequest> {
+        self.expect_phase(Phase::Unmask, "checked_unmask_request_for")?;
+        if !self.consistency.contains_key(&client) {
+            return Err(SecAggError::UnexpectedClient {
+                client,
+                why: "did not sign the survivor set, so it gets no unmask request",
+            });
+        }
+        let hood = self.graph.closed_neighbourhood(client).unwrap_or(&[]);
+        let relevant: BTreeSet<ClientId> = hood
+            .iter()
+            .flat_map(|&o| self.graph.closed_neighbourhood(o).unwrap_or(&[]))
+            .copied()
+            .collect();
+        Ok(CheckedUnmaskRequest {
+            session: self.config.session,
+            request: UnmaskRequest {
+                round: self.config.round,
+                survivors: self.u3.iter().copied().collect(),
+                dropped: self.dropped.iter().copied().collect(),
+            },
+            signatures: self
+                .consistency
+                .values()
+                .filter(|s| relevant.contains(&s.sender))
+                .cloned()
+                .collect(),
+        })
+    }
 }

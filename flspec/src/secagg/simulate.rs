@@ -394,14 +394,22 @@ fn drive_checked_unmasking(
             }
         }
     }
-    let request = server.checked_unmask_request()?;
-    let request_len = encode(&request)?.len();
+    let full = server.checked_unmask_request()?;
+    let secagg_plus = matches!(server.config().mode, super::Mode::SecAggPlus { .. });
     for id in signers {
         let Some((client, _)) = clients.get_mut(&id) else {
             continue;
         };
-        run.record_out(id, request_len);
-        match client.unmask_checked(&request) {
+        // SecAgg+: each client gets only the signatures it counts.
+        let trimmed;
+        let request = if secagg_plus {
+            trimmed = server.checked_unmask_request_for(id)?;
+            &trimmed
+        } else {
+            &full
+        };
+        run.record_out(id, encode(request)?.len());
+        match client.unmask_checked(request) {
             Ok(resp) => {
                 run.record_in(Stage::Unmasking, id, encode(&resp)?);
                 server.receive_unmask(resp)?;
