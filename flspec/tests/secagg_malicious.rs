@@ -1214,3 +1214,27 @@ fn secagg_plus_requests_trimmed_per_client() {
     }
     assert_eq!(sum.sum, plain);
 }
+
+/// SecAgg+: the server may send each client only its neighbourhood's signed keys.
+#[test]
+fn secagg_plus_key_broadcast_trimmed_per_client() {
+    let cfg = config(30, 4).with_mode(Mode::SecAggPlus {
+        k: 4,
+        graph_seed: 2,
+    });
+    let mut server = Server::new(cfg.clone()).unwrap();
+    let mut h = Harness::new(&cfg, 170);
+    for a in h.advertise() {
+        server.receive_signed_advertise(a).unwrap();
+    }
+    let e = server.signed_keys_for(ClientId(1)).unwrap_err();
+    assert!(matches!(e, SecAggError::UnexpectedClient { .. }), "{e}");
+    let full = server.broadcast_signed_keys().unwrap();
+    assert_eq!(full.keys.len(), 30);
+    for id in cfg.sorted_clients() {
+        let mine = server.signed_keys_for(id).unwrap();
+        assert_eq!(mine.keys.len(), 5);
+        let shares = h.client(id).share_keys_signed(&mine).unwrap();
+        assert_eq!(shares.len(), 4);
+    }
+}

@@ -632,6 +632,38 @@ impl Server {
         })
     }
 
+    /// The signed keys for one `client`: only its closed neighbourhood's advertisements (all of
+    /// them on the full graph), the only keys it uses. Call after
+    /// [`Server::broadcast_signed_keys`]; in SecAgg+ it cuts what each client downloads from
+    /// `|U1|` advertisements to `k + 1`.
+    ///
+    /// # Errors
+    /// Wrong state; [`SecAggError::UnexpectedClient`] if `client` did not advertise.
+    pub fn signed_keys_for(&self, client: ClientId) -> Result<SignedKeyBroadcast> {
+        if self.phase == Phase::Keys || !self.signed_adverts.contains_key(&client) {
+            return Err(SecAggError::UnexpectedClient {
+                client,
+                why: "did not advertise signed keys, or the keys are not broadcast yet",
+            });
+        }
+        let hood = self.graph.closed_neighbourhood(client).unwrap_or(&[]);
+        let keys = hood
+            .iter()
+            .filter_map(|v| {
+                Some(SignedAdvertiseKeys {
+                    session: self.config.session,
+                    keys: self.advertised.get(v)?.clone(),
+                    signature: *self.signed_adverts.get(v)?,
+                })
+            })
+            .collect();
+        Ok(SignedKeyBroadcast {
+            session: self.config.session,
+            round: self.config.round,
+            keys,
+        })
+    }
+
     /// Closes round 2 (malicious-secure) and returns the survivor set `U3` to send to every
     /// survivor for signing.
     ///

@@ -264,6 +264,7 @@ fn drive(
         plan.sends(id, stage) && !run.client_errors.contains_key(&id)
     };
     let signed = server.config().security == Security::Malicious;
+    let secagg_plus = matches!(server.config().mode, super::Mode::SecAggPlus { .. });
     // Round 0.
     for (&id, (client, _)) in clients.iter_mut() {
         if !live(run, id, Stage::AdvertiseKeys) {
@@ -293,10 +294,21 @@ fn drive(
         if !live(run, id, Stage::ShareKeys) {
             continue;
         }
-        run.record_out(id, all_len);
         let shared = match &all {
-            Broadcast::Plain(all) => client.share_keys(all),
-            Broadcast::Signed(all) => client.share_keys_signed(all),
+            Broadcast::Plain(all) => {
+                run.record_out(id, all_len);
+                client.share_keys(all)
+            }
+            // SecAgg+: each client gets only its neighbourhood's signed keys.
+            Broadcast::Signed(_) if secagg_plus => {
+                let mine = server.signed_keys_for(id)?;
+                run.record_out(id, encode(&mine)?.len());
+                client.share_keys_signed(&mine)
+            }
+            Broadcast::Signed(all) => {
+                run.record_out(id, all_len);
+                client.share_keys_signed(all)
+            }
         };
         match shared {
             Ok(shares) => {
