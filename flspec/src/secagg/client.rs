@@ -320,10 +320,16 @@ impl Client {
     /// [`SecAggError::OutOfOrder`] unless this is the first call.
     pub fn advertise(&mut self) -> Result<AdvertiseKeys> {
         self.expect_mode(Security::SemiHonest, "advertise", "`advertise_signed`")?;
+        self.take_advertisement("advertise")
+    }
+
+    /// Round 0 of either mode: the two public keys, moving the fresh keys to `Advertised`.
+    /// `call` names the public method in an out-of-order error.
+    fn take_advertisement(&mut self, call: &'static str) -> Result<AdvertiseKeys> {
         let phase = core::mem::replace(&mut self.phase, Phase::Done);
         let Phase::Fresh(keys) = phase else {
             self.phase = phase;
-            return Err(self.out_of_order("advertise"));
+            return Err(self.out_of_order(call));
         };
         let msg = AdvertiseKeys {
             sender: self.id,
@@ -762,18 +768,7 @@ impl Client {
     /// unless this is the first call.
     pub fn advertise_signed(&mut self) -> Result<SignedAdvertiseKeys> {
         self.expect_mode(Security::Malicious, "advertise_signed", "`advertise`")?;
-        let phase = core::mem::replace(&mut self.phase, Phase::Done);
-        let Phase::Fresh(keys) = phase else {
-            self.phase = phase;
-            return Err(self.out_of_order("advertise_signed"));
-        };
-        let msg = AdvertiseKeys {
-            sender: self.id,
-            round: self.config.round,
-            c_public: PublicKey::from(&keys.c).to_bytes(),
-            s_public: PublicKey::from(&keys.s).to_bytes(),
-        };
-        self.phase = Phase::Advertised(keys);
+        let msg = self.take_advertisement("advertise_signed")?;
         let session = self.config.session;
         let payload = identity::advertise_payload(
             &session,
