@@ -547,6 +547,46 @@ impl Client {
         self.mask(input, received)
     }
 
+    /// Round 2 with an input that is already an element of `Z_(2^32)^d`, the ring the masks
+    /// and the sum live in: any `u32` is allowed, and the server's
+    /// [`AggregateSum::sum`](super::AggregateSum::sum) is the wrapping sum of these vectors
+    /// (its `values` mean nothing for such inputs). For encodings of your own, such as signed
+    /// integers plus discrete Gaussian noise for distributed differential privacy
+    /// ([`crate::dp::ddg::to_ring`]), where the caller bounds the wrap-around of the sum.
+    ///
+    /// ```
+    /// use std::collections::BTreeMap;
+    /// use flspec::dp::ddg::{from_ring, to_ring};
+    /// use flspec::secagg::{ClientId, Config, DropoutPlan, Input, Quantizer, simulate_round};
+    /// use rand_core::OsRng;
+    ///
+    /// let ids = vec![ClientId(1), ClientId(2), ClientId(3)];
+    /// let config = Config::new(ids, 2, 2, Quantizer::new(1.0, 3)?);
+    /// let inputs = BTreeMap::from([
+    ///     (ClientId(1), Input::Ring(vec![to_ring(-5), to_ring(7)])),
+    ///     (ClientId(2), Input::Ring(vec![to_ring(2), to_ring(-9)])),
+    ///     (ClientId(3), Input::Ring(vec![to_ring(1), to_ring(1)])),
+    /// ]);
+    /// let out = simulate_round(&config, &inputs, &DropoutPlan::none(), &mut OsRng)?;
+    /// let signed: Vec<i64> = out.result?.sum.iter().map(|&v| from_ring(v)).collect();
+    /// assert_eq!(signed, [-2, -1]);
+    /// # Ok::<(), flspec::secagg::SecAggError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Client::masked_input`] (but no value is out of range).
+    pub fn masked_input_ring(
+        &mut self,
+        input: &[u32],
+        received: &[EncryptedShare],
+    ) -> Result<MaskedInput> {
+        if !matches!(self.phase, Phase::SharedKeys(_)) {
+            return Err(self.out_of_order("masked_input_ring"));
+        }
+        self.check_len(input.len())?;
+        self.mask(input, received)
+    }
+
     fn check_len(&self, len: usize) -> Result<()> {
         if len == self.config.vector_len {
             Ok(())

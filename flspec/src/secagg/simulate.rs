@@ -24,6 +24,9 @@ pub enum Input {
     Float(Vec<f32>),
     /// Values already quantized by the round's quantizer.
     Quantized(Vec<u32>),
+    /// Elements of `Z_(2^32)` of the caller's own encoding
+    /// ([`Client::masked_input_ring`]).
+    Ring(Vec<u32>),
 }
 
 impl core::fmt::Debug for Input {
@@ -31,6 +34,7 @@ impl core::fmt::Debug for Input {
         let (kind, len) = match self {
             Self::Float(v) => ("Float", v.len()),
             Self::Quantized(v) => ("Quantized", v.len()),
+            Self::Ring(v) => ("Ring", v.len()),
         };
         f.debug_tuple(kind).field(&Redacted(4 * len)).finish()
     }
@@ -40,7 +44,7 @@ impl Drop for Input {
     fn drop(&mut self) {
         match self {
             Self::Float(v) => v.zeroize(),
-            Self::Quantized(v) => v.zeroize(),
+            Self::Quantized(v) | Self::Ring(v) => v.zeroize(),
         }
     }
 }
@@ -331,6 +335,7 @@ fn drive(
         let masked = match input {
             Input::Float(x) => client.masked_input(x, inbox),
             Input::Quantized(q) => client.masked_input_quantized(q, inbox),
+            Input::Ring(r) => client.masked_input_ring(r, inbox),
         };
         match masked {
             Ok(msg) => {
