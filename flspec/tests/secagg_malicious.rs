@@ -770,7 +770,8 @@ fn forged_consistency_signatures_are_refused() {
     ];
     for (i, forge) in forgeries.iter().enumerate() {
         let id = all[i];
-        let victim = ClientId(6);
+        // Among the t = 5 signatures clients 1 to 3 verify (their own and the lowest ids).
+        let victim = ClientId(4);
         let mut list: Vec<_> = sigs.values().cloned().collect();
         let other = sigs[&ClientId(5)].clone();
         forge(
@@ -784,6 +785,147 @@ fn forged_consistency_signatures_are_refused() {
             "forgery {i}: {e}"
         );
         assert_aborted(h.client(id), cfg.round);
+    }
+}
+
+/// Lazy verification on the full graph: a client verifies only `t` signatures (its own, by
+/// comparison, and the lowest other ids). A forged signature beyond those is never needed and
+/// never looked at: the client answers on the `t` valid ones. Once the forged one is needed to
+/// reach `t`, it is verified and the client aborts: it never reveals on fewer than `t` valid ones.
+#[test]
+fn forged_consistency_signature_beyond_the_t_verified_is_ignored() {
+    let cfg = config(6, 5);
+    let all = cfg.sorted_clients();
+    let victim = ClientId(6);
+    let (mut h, _) = Harness::through_masked(&cfg, 95);
+    let sigs = h.sign(&all, &all);
+    let mut forged: Vec<_> = sigs.values().cloned().collect();
+    forged
+        .iter_mut()
+        .find(|s| s.sender == victim)
+        .unwrap()
+        .signature = [0x11; 64];
+    // Five valid signatures besides the forged one: clients 1 and 2 answer.
+    let req = h.checked(&all, &[], forged.clone());
+    for id in [ClientId(1), ClientId(2)] {
+        let r = h.unmask(id, &req);
+        assert_eq!(
+            r.seed_shares.len(),
+            all.len(),
+            "client {id} reveals every b share"
+        );
+    }
+    // Without client 2's signature the forged one is needed for t = 5: client 3 aborts.
+    forged.retain(|s| s.sender != ClientId(2));
+    let req = h.checked(&all, &[], forged);
+    let e = h.client(ClientId(3)).unmask_checked(&req).unwrap_err();
+    assert!(
+        matches!(e, SecAggError::BadSignature { signer, .. } if signer == victim),
+        "{e}"
+    );
+    assert_aborted(h.client(ClientId(3)), cfg.round);
+    h.assert_nothing_leaked();
+}
+
+/// A client compares its own entries with what it sent instead of verifying them: an altered
+/// own consistency signature or own advertisement is refused all the same.
+#[test]
+fn altered_own_signatures_are_refused() {
+    let cfg = config(6, 5);
+    let all = cfg.sorted_clients();
+    let me = ClientId(2);
+    let (mut h, _) = Harness::through_masked(&cfg, 96);
+    let mut sigs: Vec<_> = h.sign(&all, &all).into_values().collect();
+    sigs.iter_mut().find(|s| s.sender == me).unwrap().signature[3] ^= 1;
+    let req = h.checked(&all, &[], sigs);
+    let e = h.client(me).unmask_checked(&req).unwrap_err();
+    assert!(
+        matches!(e, SecAggError::BadSignature { signer, message: "survivor set" } if signer == me),
+        "{e}"
+    );
+    assert_aborted(h.client(me), cfg.round);
+
+    let mut h = Harness::new(&cfg, 97);
+    let mut adverts = h.advertise();
+    adverts
+        .iter_mut()
+        .find(|a| a.keys.sender == me)
+        .unwrap()
+        .signature[3] ^= 1;
+    let b = h.broadcast(adverts);
+    let e = h.client(me).share_keys_signed(&b).unwrap_err();
+    assert!(
+        matches!(e, SecAggError::BadSignature { signer, message: "advertised public keys" } if signer == me),
+        "{e}"
+    );
+    assert_aborted(h.client(me), cfg.round);
+}
+
+/// Lazy verification in SecAgg+. Single forgeries: the client either aborts naming the forged
+/// signer or answers, and it does skip some (on this ring graph, k = 4 and t = 4, 7 of the 9
+/// relevant signatures are enough: the two it skips are each in only one neighbourhood of its
+/// own). Pairs of forgeries: whenever both are in the neighbourhood of one owner whose share it
+/// holds (leaving that owner fewer than t valid signatures), it aborts.
+#[test]
+fn secagg_plus_verifies_only_the_signatures_it_needs() {
+    let cfg = config(12, 4).with_mode(Mode::SecAggPlus {
+        k: 4,
+        graph_seed: 9,
+    });
+    let graph = cfg.graph().unwrap();
+    let all = cfg.sorted_clients();
+    let y = ClientId(1);
+    let hood = |o: ClientId| graph.closed_neighbourhood(o).unwrap().to_vec();
+    let hood_y = hood(y);
+    let relevant: Vec<ClientId> = all
+        .iter()
+        .copied()
+        .filter(|v| *v != y && hood_y.iter().any(|&o| hood(o).contains(v)))
+        .collect();
+    assert_eq!(relevant.len(), 8);
+    // y's answer to a request where `forged` signatures are replaced by junk.
+    let attempt = |forged: &[ClientId]| {
+        let (mut h, _) = Harness::through_masked(&cfg, 125);
+        let mut sigs: Vec<_> = h.sign(&all, &all).into_values().collect();
+        for s in &mut sigs {
+            if forged.contains(&s.sender) {
+                s.signature = [0x22; 64];
+            }
+        }
+        let req = h.checked(&all, &[], sigs);
+        h.client(y).unmask_checked(&req)
+    };
+    let mut ignored = Vec::new();
+    for &victim in &relevant {
+        match attempt(&[victim]) {
+            Ok(r) => {
+                assert_eq!(r.seed_shares.len(), hood_y.len());
+                ignored.push(victim);
+            }
+            Err(e) => assert!(
+                matches!(e, SecAggError::BadSignature { signer, .. } if signer == victim),
+                "signer {victim}: {e}"
+            ),
+        }
+    }
+    assert_eq!(ignored.len(), 2, "ignored: {ignored:?}");
+    for v in &ignored {
+        let in_hoods = hood_y.iter().filter(|&&o| hood(o).contains(v)).count();
+        assert_eq!(in_hoods, 1, "signer {v}");
+    }
+    for (i, &a) in relevant.iter().enumerate() {
+        for &b in &relevant[i + 1..] {
+            let short = hood_y
+                .iter()
+                .any(|&o| hood(o).contains(&a) && hood(o).contains(&b));
+            match attempt(&[a, b]) {
+                Ok(_) => assert!(!short, "answered with {a} and {b} forged"),
+                Err(e) => assert!(
+                    matches!(e, SecAggError::BadSignature { signer, .. } if signer == a || signer == b),
+                    "signers {a}, {b}: {e}"
+                ),
+            }
+        }
     }
 }
 

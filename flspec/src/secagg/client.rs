@@ -34,6 +34,17 @@ struct Signing {
     /// signatures count for revealing that member's shares (`None` on the full graph, where
     /// every neighbourhood is the whole round).
     owner_hoods: Option<BTreeMap<ClientId, Vec<ClientId>>>,
+    /// The signed advertisement this client sent: its own entry in the key broadcast must be
+    /// exactly this (compared, not verified: Ed25519 signatures are deterministic).
+    sent_advert: Option<SignedAdvertiseKeys>,
+}
+
+/// Malicious-secure mode: the survivor set `U3` this client signed, its digest and the
+/// signature it made (its own entry among the consistency signatures must be exactly this).
+struct SignedSurvivors {
+    u3: Vec<ClientId>,
+    digest: [u8; 32],
+    signature: [u8; identity::SIGNATURE_LEN],
 }
 
 /// 32 secret bytes (a seed), wiped on drop, never printed.
@@ -90,8 +101,8 @@ enum Phase {
     Advertised(Box<Keys>),
     SharedKeys(Box<Shared>),
     Masked(Box<Held>),
-    /// Malicious-secure mode: `U3` signed (sorted), shares still held.
-    Checked(Box<Held>, Vec<ClientId>),
+    /// Malicious-secure mode: `U3` signed, shares still held.
+    Checked(Box<Held>, Box<SignedSurvivors>),
     Done,
     Aborted(String),
 }
@@ -108,6 +119,14 @@ impl Phase {
             Self::Aborted(_) => "aborted",
         }
     }
+}
+
+fn no_identity() -> SecAggError {
+    SecAggError::param(
+        "security",
+        "this client has no signing identity",
+        "create it with `Client::new_signed`",
+    )
 }
 
 /// A collaborator's side of one secure-aggregation round: a sans-IO state machine.
@@ -196,6 +215,7 @@ impl Client {
             identity,
             directory,
             owner_hoods: None,
+            sent_advert: None,
         };
         Self::build(config, id, rng, Some(signing))
     }
@@ -288,13 +308,7 @@ impl Client {
     }
 
     fn signing(&self) -> Result<&Signing> {
-        self.signing.as_deref().ok_or_else(|| {
-            SecAggError::param(
-                "security",
-                "this client has no signing identity",
-                "create it with `Client::new_signed`",
-            )
-        })
+        self.signing.as_deref().ok_or_else(no_identity)
     }
 
     fn abort(&mut self, e: SecAggError) -> SecAggError {
@@ -817,18 +831,21 @@ impl Client {
             &msg.c_public,
             &msg.s_public,
         );
-        let signature = self.signing()?.identity.sign(&payload);
-        Ok(SignedAdvertiseKeys {
+        let signing = self.signing.as_deref_mut().ok_or_else(no_identity)?;
+        let signed = SignedAdvertiseKeys {
             session,
             keys: msg,
-            signature,
-        })
+            signature: signing.identity.sign(&payload),
+        };
+        signing.sent_advert = Some(signed.clone());
+        Ok(signed)
     }
 
     /// Round 1, malicious-secure: checks the session, round and signature of every advertised
-    /// key pair of this client's neighbourhood against the directory, then shares keys as
-    /// [`Client::share_keys`] does. Entries of non-neighbours are not verified (their keys are
-    /// never used by this client).
+    /// key pair of this client's neighbourhood against the directory (in one batch), then
+    /// shares keys as [`Client::share_keys`] does. Entries of non-neighbours are not verified
+    /// (their keys are never used by this client); this client's own entry is not verified
+    /// either but must equal, signature included, the one it sent.
     ///
     /// # Errors
     /// Aborts, revealing nothing, on [`SecAggError::WrongSession`], [`SecAggError::WrongRound`],
@@ -860,7 +877,16 @@ impl Client {
         for k in &all.keys {
             self.check_session(&k.session, "signed advertisement")?;
             self.check_round(k.keys.round)?;
-            if self.hood.binary_search(&k.keys.sender).is_ok() {
+            if k.keys.sender == self.id {
+                // Ed25519 signatures are deterministic: what this client sent is the only
+                // valid entry for it, so comparing replaces verifying.
+                if signing.sent_advert.as_ref() != Some(k) {
+                    return Err(SecAggError::BadSignature {
+                        signer: self.id,
+                        message: "advertised public keys",
+                    });
+                }
+            } else if self.hood.binary_search(&k.keys.sender).is_ok() {
                 let payload = identity::advertise_payload(
                     &k.session,
                     k.keys.round,
@@ -896,8 +922,8 @@ impl Client {
             return Err(self.out_of_order("sign_survivors"));
         };
         match self.do_sign_survivors(&held, request) {
-            Ok((u3, msg)) => {
-                self.phase = Phase::Checked(held, u3);
+            Ok((signed, msg)) => {
+                self.phase = Phase::Checked(held, Box::new(signed));
                 Ok(msg)
             }
             Err(e) => Err(self.abort(e)),
@@ -908,7 +934,7 @@ impl Client {
         &self,
         held: &Held,
         request: &ConsistencyRequest,
-    ) -> Result<(Vec<ClientId>, ConsistencySignature)> {
+    ) -> Result<(SignedSurvivors, ConsistencySignature)> {
         self.check_session(&request.session, "consistency request")?;
         self.check_round(request.round)?;
         let u3 = self.survivor_set(&request.survivors, "survivor entry in ConsistencyRequest")?;
@@ -924,15 +950,20 @@ impl Client {
                 threshold: t,
             });
         }
+        let digest = identity::survivors_digest(&u3);
         let payload = identity::consistency_payload(
             &self.config.session,
             self.config.round,
             self.id,
-            &identity::survivors_digest(&u3),
+            &digest,
         );
         let signature = self.signing()?.identity.sign(&payload);
         Ok((
-            u3,
+            SignedSurvivors {
+                u3,
+                digest,
+                signature,
+            },
             ConsistencySignature {
                 sender: self.id,
                 session: self.config.session,
@@ -974,20 +1005,30 @@ impl Client {
     /// (everyone on the full graph) validly signed that same `U3`. `s` shares go only to
     /// clients outside `U3` (`U2 \ U3`), `b` shares only to members of `U3`.
     ///
+    /// Verification is lazy: every signature is checked for session, round, signer and
+    /// repeats, but only a small set that gives each such peer `threshold` signatures of its
+    /// neighbourhood is verified (one batch; on the full graph this client's own and the lowest
+    /// other ids, in SecAgg+ a greedy cover). A bad signature outside that set is never looked
+    /// at, since the `threshold` verified ones already carry the guarantee; one inside it
+    /// aborts. If the signatures cannot reach `threshold`, all of them are verified first, so
+    /// a bad one is reported before [`SecAggError::TooFewSignatures`]. This client's own
+    /// signature is compared with the one it made instead of verified.
+    ///
     /// # Errors
     /// Aborts, revealing nothing, on [`SecAggError::InconsistentSurvivors`],
-    /// [`SecAggError::BadSignature`] (any forged, altered or replayed signature),
+    /// [`SecAggError::BadSignature`] (a forged, altered or replayed signature among those it
+    /// verifies, or its own signature altered),
     /// [`SecAggError::UnknownSigner`], [`SecAggError::TooFewSignatures`], a wrong session or
     /// round, a signer outside `U3` or signing twice; otherwise as [`Client::unmask`].
     pub fn unmask_checked(&mut self, request: &CheckedUnmaskRequest) -> Result<UnmaskResponse> {
         self.expect_mode(Security::Malicious, "unmask_checked", "`unmask`")?;
         let phase = core::mem::replace(&mut self.phase, Phase::Done);
-        let Phase::Checked(held, u3) = phase else {
+        let Phase::Checked(held, signed) = phase else {
             self.phase = phase;
             return Err(self.out_of_order("unmask_checked"));
         };
         let result = self
-            .check_signatures(&held, &u3, request)
+            .check_signatures(&held, &signed, request)
             .and_then(|()| self.do_unmask(&held, &request.request));
         match result {
             Ok(r) => Ok(r),
@@ -999,11 +1040,12 @@ impl Client {
     fn check_signatures(
         &self,
         held: &Held,
-        u3: &[ClientId],
+        signed: &SignedSurvivors,
         request: &CheckedUnmaskRequest,
     ) -> Result<()> {
         self.check_session(&request.session, "checked unmask request")?;
         self.check_round(request.request.round)?;
+        let u3 = signed.u3.as_slice();
         let mut listed = request.request.survivors.clone();
         listed.sort_unstable();
         if listed != u3 {
@@ -1017,10 +1059,8 @@ impl Client {
             .owner_hoods
             .as_ref()
             .map(|h| h.values().flatten().copied().collect());
-        let digest = identity::survivors_digest(u3);
-        let mut to_verify = Vec::new();
-        let mut valid = BTreeSet::new();
-        let mut seen = BTreeSet::new();
+        // Structural checks of every signature first (cheap), then the candidates that count.
+        let mut candidates = BTreeMap::new();
         for sig in &request.signatures {
             self.check_session(&sig.session, "consistency signature")?;
             self.check_round(sig.round)?;
@@ -1030,38 +1070,44 @@ impl Client {
                     why: "signed the survivor set but is not in it",
                 });
             }
-            if !seen.insert(sig.sender) {
+            if candidates.contains_key(&sig.sender) {
                 return Err(SecAggError::Duplicate {
                     message: "consistency signature",
                     client: sig.sender,
                 });
             }
             if relevant.as_ref().is_none_or(|r| r.contains(&sig.sender)) {
-                let payload = identity::consistency_payload(
-                    &self.config.session,
-                    self.config.round,
-                    sig.sender,
-                    &digest,
-                );
-                to_verify.push((sig.sender, payload, sig.signature));
-                valid.insert(sig.sender);
+                candidates.insert(sig.sender, &sig.signature);
             }
         }
-        // Any bad signature among those that can count aborts, before anything is counted.
-        signing.directory.verify_all("survivor set", &to_verify)?;
-        let t = self.config.threshold as usize;
-        let revealed = request
+        // The owners whose shares this client would reveal, in the request's order.
+        let mut owners: Vec<ClientId> = Vec::new();
+        for o in request
             .request
             .survivors
             .iter()
             .chain(&request.request.dropped)
-            .filter(|o| held.shares.contains_key(o));
-        for &owner in revealed {
+        {
+            if held.shares.contains_key(o) && !owners.contains(o) {
+                owners.push(*o);
+            }
+        }
+        let t = self.config.threshold as usize;
+        let ids: Vec<ClientId> = candidates.keys().copied().collect();
+        if let Some(picked) = self.pick_signers(&owners, &ids, t) {
+            // Enough signatures exist: verify just the picked ones (any bad one aborts);
+            // the others are never needed, so never checked.
+            return self.verify_consistency(signed, picked.iter().map(|v| (*v, candidates[v])));
+        }
+        // Too few: verify all candidates, so that a bad one is named first, then report the
+        // first owner that falls short.
+        self.verify_consistency(signed, candidates.iter().map(|(v, s)| (*v, *s)))?;
+        for owner in owners {
             let got = match &signing.owner_hoods {
-                None => valid.len(),
+                None => ids.len(),
                 Some(h) => h
                     .get(&owner)
-                    .map_or(0, |hood| hood.iter().filter(|v| valid.contains(*v)).count()),
+                    .map_or(0, |hood| ids.iter().filter(|v| hood.contains(v)).count()),
             };
             if got < t {
                 return Err(SecAggError::TooFewSignatures {
@@ -1071,6 +1117,96 @@ impl Client {
                 });
             }
         }
-        Ok(())
+        Ok(()) // unreachable: `pick_signers` finds a set whenever every owner has `t`
+    }
+
+    /// Which consistency signatures to verify: a small set of `candidates` (sorted ids) with at
+    /// least `t` members of the closed neighbourhood of every owner in `owners` (everyone on the
+    /// full graph), or `None` if no such set exists. This client's own signature comes first
+    /// (it is compared, not verified); then, on the full graph, the lowest ids; in SecAgg+, the
+    /// candidate in the most neighbourhoods still short of `t`, repeatedly (greedy set cover,
+    /// lowest id on ties). Greedy fails only when some owner has fewer than `t` candidates.
+    fn pick_signers(
+        &self,
+        owners: &[ClientId],
+        candidates: &[ClientId],
+        t: usize,
+    ) -> Option<Vec<ClientId>> {
+        let own_first = candidates
+            .iter()
+            .filter(|v| **v == self.id)
+            .chain(candidates.iter().filter(|v| **v != self.id))
+            .copied();
+        let Some(hoods) = self.signing.as_ref().and_then(|s| s.owner_hoods.as_ref()) else {
+            if owners.is_empty() {
+                return Some(Vec::new());
+            }
+            return (candidates.len() >= t).then(|| own_first.take(t).collect());
+        };
+        let mut need: Vec<(&[ClientId], usize)> = owners
+            .iter()
+            .map(|o| (hoods.get(o).map_or(&[][..], Vec::as_slice), t))
+            .collect();
+        let mut pool: Vec<ClientId> = own_first.collect();
+        let mut picked = Vec::new();
+        let gain = |need: &[(&[ClientId], usize)], v: ClientId| {
+            need.iter()
+                .filter(|(hood, n)| *n > 0 && hood.binary_search(&v).is_ok())
+                .count()
+        };
+        while need.iter().any(|(_, n)| *n > 0) {
+            // The first candidate of maximal gain (own signature first: it is in every
+            // neighbourhood of this client's own).
+            let mut best: Option<(usize, usize)> = None;
+            for (i, &v) in pool.iter().enumerate() {
+                let g = gain(&need, v);
+                if g > 0 && best.is_none_or(|(bg, _)| g > bg) {
+                    best = Some((g, i));
+                }
+            }
+            let (_, i) = best?;
+            let v = pool.remove(i);
+            for (hood, n) in &mut need {
+                if *n > 0 && hood.binary_search(&v).is_ok() {
+                    *n -= 1;
+                }
+            }
+            picked.push(v);
+        }
+        Some(picked)
+    }
+
+    /// Checks the given consistency signatures on `signed.u3`: this client's own by comparison
+    /// with the one it made, the others against the directory in one batch.
+    ///
+    /// # Errors
+    /// [`SecAggError::BadSignature`] naming the first bad signer; [`SecAggError::UnknownSigner`].
+    fn verify_consistency<'a>(
+        &self,
+        signed: &SignedSurvivors,
+        signatures: impl Iterator<Item = (ClientId, &'a [u8; identity::SIGNATURE_LEN])>,
+    ) -> Result<()> {
+        let mut to_verify = Vec::new();
+        for (signer, signature) in signatures {
+            if signer == self.id {
+                if *signature != signed.signature {
+                    return Err(SecAggError::BadSignature {
+                        signer,
+                        message: "survivor set",
+                    });
+                }
+                continue;
+            }
+            let payload = identity::consistency_payload(
+                &self.config.session,
+                self.config.round,
+                signer,
+                &signed.digest,
+            );
+            to_verify.push((signer, payload, *signature));
+        }
+        self.signing()?
+            .directory
+            .verify_all("survivor set", &to_verify)
     }
 }

@@ -189,6 +189,9 @@ impl VerifyingDirectory {
         message: &'static str,
         items: &[(ClientId, Vec<u8>, [u8; SIGNATURE_LEN])],
     ) -> Result<()> {
+        if items.is_empty() {
+            return Ok(());
+        }
         let mut keys = Vec::with_capacity(items.len());
         for (signer, _, _) in items {
             let key = self
