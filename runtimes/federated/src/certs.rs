@@ -6,6 +6,9 @@
 //! DIR/ca.pem, DIR/ca.key          the federation's CA (keep ca.key offline)
 //! DIR/director.pem, .key          the director (its host names or IPs as SANs)
 //! DIR/envoys/<name>.pem, .key     one per envoy; the name is the subject common name
+//! DIR/envoys/<name>.secagg.crt, .secagg.key
+//!                                 the envoy's SecAgg signing certificate and Ed25519 key
+//!                                 ([`crate::signing`])
 //! DIR/client.pem, .key            the program that submits runs
 //! ```
 //! A certificate's subject organizational unit says its role (`director`, `envoy`, `client`):
@@ -15,7 +18,11 @@
 //! Names are file names: `site.a` writes `envoys/site.a.pem` and `envoys/site.a.key`; a name that
 //! cannot be a portable file name (a path separator, a leading `.`, a trailing `.` or space, a
 //! reserved Windows device name such as `CON`) is refused, as are two names of one kind that
-//! differ only in case (they would share files on macOS and Windows).
+//! differ only in case (they would share files on macOS and Windows), and a name ending in
+//! `.secagg` (the TLS files of `x.secagg` would be the signing files of `x`).
+//!
+//! Every run of the command issues new certificates (and new keys) for every name it is given,
+//! the SecAgg signing certificates included; only the CA is kept.
 //!
 //! # Security
 //! Private keys are written with mode 0600 (also when the file existed before, with another
@@ -125,7 +132,7 @@ impl fmt::Debug for Issued {
 
 /// A certificate authority that issues a federation's certificates.
 pub struct Authority {
-    issuer: Issuer<'static, KeyPair>,
+    pub(crate) issuer: Issuer<'static, KeyPair>,
     cert_pem: String,
 }
 
@@ -325,6 +332,12 @@ pub fn check_name(name: &str) -> Result<()> {
         || (stem.len() == 4
             && (stem[..3].eq_ignore_ascii_case("COM") || stem[..3].eq_ignore_ascii_case("LPT"))
             && stem.as_bytes()[3].is_ascii_digit());
+    if name.to_ascii_lowercase().ends_with(".secagg") {
+        return Err(Error::TlsConfig(format!(
+            "`{name}` cannot be a participant name: names ending in `.secagg` are kept for the \
+             SecAgg signing files (`<name>.secagg.crt`, `<name>.secagg.key`); choose another name"
+        )));
+    }
     if reserved {
         return Err(Error::TlsConfig(format!(
             "`{name}` cannot be a participant name: `{stem}` is a reserved device name on \
@@ -439,6 +452,9 @@ pub fn create_federation(out: &Path, spec: &FederationSpec) -> Result<Vec<PathBu
         let issued = ca.issue(CertRole::Envoy, name, &[], validity)?;
         let (c, k) = issued.write(&out.join("envoys").join(name))?;
         written.extend([c, k]);
+        let signing = ca.issue_signing(name, validity)?;
+        let (c, k) = signing.write(&out.join("envoys"))?;
+        written.extend([c, k]);
     }
     for name in &spec.clients {
         let base = if name == "client" {
@@ -463,7 +479,7 @@ fn create_dir(dir: &Path) -> Result<()> {
 
 /// `base` with `suffix` appended to its last component (`site.a` + `.pem` = `site.a.pem`,
 /// where `Path::with_extension` would give `site.pem`).
-fn with_suffix(base: &Path, suffix: &str) -> PathBuf {
+pub(crate) fn with_suffix(base: &Path, suffix: &str) -> PathBuf {
     let mut path = base.as_os_str().to_owned();
     path.push(suffix);
     PathBuf::from(path)
@@ -480,7 +496,7 @@ fn ca_public_key(cert_pem: &str) -> Option<Vec<u8>> {
 /// Writes `bytes` to a new file next to `path` (mode 0600 if `secret`, from its creation) and
 /// renames it over `path`: an existing file, whatever its mode, is replaced whole, a reader
 /// never sees half a key, and a symbolic link at `path` is replaced, not followed.
-fn write_file(path: &Path, bytes: &[u8], secret: bool) -> Result<()> {
+pub(crate) fn write_file(path: &Path, bytes: &[u8], secret: bool) -> Result<()> {
     use std::io::Write;
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);

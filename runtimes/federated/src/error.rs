@@ -255,6 +255,10 @@ pub enum Error {
         /// What is wrong and what to do.
         reason: String,
     },
+    /// A SecAgg signing certificate or key was refused or could not be read
+    /// ([`crate::signing`]).
+    #[error(transparent)]
+    Signing(#[from] crate::signing::SigningError),
 }
 
 impl std::fmt::Debug for Error {

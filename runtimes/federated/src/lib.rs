@@ -58,6 +58,7 @@ pub mod envoy;
 mod error;
 mod net;
 mod registry;
+pub mod signing;
 pub mod tls;
 pub mod wire;
 

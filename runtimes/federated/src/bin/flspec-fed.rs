@@ -24,9 +24,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Creates a CA and the certificates of the director, the envoys and a client (reuses
-    /// the CA if DIR already has one; refuses if DIR has `ca.pem` without `ca.key`, unless
-    /// `--new-ca`).
+    /// Creates a CA and the certificates of the director, the envoys and a client, and each
+    /// envoy's SecAgg signing certificate and Ed25519 key (`envoys/NAME.secagg.crt`,
+    /// `.secagg.key`). Reuses the CA if DIR already has one; refuses if DIR has `ca.pem`
+    /// without `ca.key`, unless `--new-ca`. Every run issues new certificates and keys for
+    /// the names given.
     Certs {
         /// Output folder.
         #[arg(long)]
