@@ -288,11 +288,14 @@ impl IssuedSigning {
         let cert = with_suffix(&base, SIGNING_CERT_SUFFIX);
         let key = with_suffix(&base, SIGNING_KEY_SUFFIX);
         write_file(&cert, self.cert_pem.as_bytes(), false)?;
-        let mut der = Zeroizing::new(Vec::with_capacity(48));
+        let mut der = Vec::with_capacity(48);
         der.extend_from_slice(&PKCS8_ED25519_PREFIX);
         der.extend_from_slice(&self.seed[..]);
-        let pem = Zeroizing::new(pem::encode(&pem::Pem::new("PRIVATE KEY", der.to_vec())));
-        write_file(&key, pem.as_bytes(), true)?;
+        // The DER moves into the `Pem` and back out to be wiped; the text is wiped on drop.
+        let block = pem::Pem::new("PRIVATE KEY", der);
+        let text = Zeroizing::new(pem::encode(&block));
+        block.into_contents().zeroize();
+        write_file(&key, text.as_bytes(), true)?;
         Ok((cert, key))
     }
 
