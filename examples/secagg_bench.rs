@@ -294,6 +294,7 @@ fn raw_loop(
             contributors: Vec::new(),
             dropped: Vec::new(),
             train_samples: total_train as u64,
+            epsilon: None,
         });
         if let Some(clock) = clock {
             let mut c = clock.lock().unwrap_or_else(PoisonError::into_inner);

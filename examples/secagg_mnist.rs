@@ -35,10 +35,13 @@ use flspec::fl::partition::Partitioner;
 use flspec::{Event, Flow, Role};
 use flspec_examples::example_support::{self as support, MnistArgs};
 use flspec_examples::secagg_mnist::ServerOpt;
+use flspec_examples::secagg_mnist::private_update::DpSettings;
 use flspec_examples::secagg_mnist::shares::{self, DEFAULT_PARTITION_SEED, Shares};
+use flspec_examples::secagg_mnist::site::SigningKeys;
 use flspec_examples::secagg_mnist::{
     Coordinator, Drop, RunOptions, SecAggMnist, Site, collaborator_names, report,
 };
+use flspec_federated::signing::{SigningCredentials, SigningTrust};
 use flspec_federated::{Director, DirectorOptions, FederatedRuntime, Registry, TlsConfig};
 use flspec_tch::threads;
 use indicatif::ProgressBar;
@@ -50,6 +53,15 @@ enum RuntimeKind {
     Local,
     /// A director and envoys over the network, with mutual TLS.
     Federated,
+}
+
+/// Which aggregator secure aggregation resists (`--secagg-security`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum SecAggSecurity {
+    /// Bonawitz et al. 2017's semi-honest protocol.
+    SemiHonest,
+    /// The actively secure variant (signed keys, consistency check).
+    Malicious,
 }
 
 /// Secure aggregation with MNIST, as an flspec flow.
@@ -98,6 +110,36 @@ struct Args {
     /// SecAgg+: share with K neighbours instead of all (default K: 2 * ceil(log2 n)).
     #[arg(long, num_args = 0..=1, default_missing_value = "0")]
     secagg_plus: Option<u32>,
+    /// Which aggregator secure aggregation resists: semi-honest (one that follows the
+    /// protocol learns only the sum) or malicious (also one that deviates: keys signed with
+    /// each collaborator's signing certificate from the federation's CA, checked by every
+    /// peer; a consistency round on the survivor set; a threshold above 2/3 of each group).
+    /// The local runtime makes a CA and the identities per run; envoys load
+    /// envoys/NAME.secagg.{crt,key} made by `flspec-fed certs`.
+    #[arg(long, value_enum, default_value_t = SecAggSecurity::SemiHonest)]
+    secagg_security: SecAggSecurity,
+    /// Distributed differential privacy: the (epsilon, delta) the released models meet over
+    /// all --rounds, at the collaborator level. Each collaborator clips its model update to
+    /// --dp-clip, rounds it and adds discrete Gaussian noise before SecAgg masks it; the
+    /// aggregator sees only the noisy sum. The table prints epsilon spent after each round.
+    #[arg(long, value_name = "E")]
+    dp_epsilon: Option<f64>,
+    /// Delta of --dp-epsilon.
+    #[arg(
+        long,
+        value_name = "D",
+        default_value_t = 1e-5,
+        requires = "dp_epsilon"
+    )]
+    dp_delta: f64,
+    /// L2 norm bound of a collaborator's model update per round under --dp-epsilon.
+    #[arg(long, value_name = "C", default_value_t = 1.0, requires = "dp_epsilon")]
+    dp_clip: f64,
+    /// The fewest collaborators a round may keep for the --dp-epsilon guarantee (the noise is
+    /// provisioned so that any this many survivors meet it; a round with fewer stops before
+    /// unmasking). Default: the SecAgg threshold. Higher: less noise, fewer dropouts tolerated.
+    #[arg(long, value_name = "N", requires = "dp_epsilon")]
+    dp_min_survivors: Option<u32>,
     /// Clip every parameter to [-CLIP, CLIP] before aggregation.
     #[arg(long, default_value_t = 4.0)]
     clip: f32,
@@ -241,6 +283,16 @@ fn main() -> anyhow::Result<()> {
         Some(0) => flspec::secagg::Mode::secagg_plus_degree(args.collaborators),
         Some(k) => k,
     };
+    options.settings.security = match args.secagg_security {
+        SecAggSecurity::SemiHonest => flspec::secagg::Security::SemiHonest,
+        SecAggSecurity::Malicious => flspec::secagg::Security::Malicious,
+    };
+    options.settings.dp = args.dp_epsilon.map(|epsilon| DpSettings {
+        epsilon,
+        delta: args.dp_delta,
+        clip: args.dp_clip,
+        min_survivors: args.dp_min_survivors.unwrap_or(0),
+    });
     options.settings.clip = args.clip;
     options.settings.max_samples = args.max_samples;
     options.settings.server_optimizer = match args.server_lr {
@@ -326,12 +378,19 @@ fn print_partition(options: &RunOptions, chart: Option<&std::path::Path>) -> any
 
 fn mode(options: &RunOptions) -> String {
     let opt = options.settings.server_optimizer;
-    let aggregation = match (options.settings.secure, options.settings.neighbours) {
+    let security = options.settings.security;
+    let mut aggregation = match (options.settings.secure, options.settings.neighbours) {
         (false, _) if opt == ServerOpt::FedAvg => "plain FedAvg".to_string(),
         (false, _) => "plain aggregation".to_string(),
-        (true, 0) => "secure aggregation".to_string(),
-        (true, k) => format!("secure aggregation (SecAgg+, k = {k})"),
+        (true, 0) => format!("{security} secure aggregation"),
+        (true, k) => format!("{security} secure aggregation (SecAgg+, k = {k})"),
     };
+    if let Some(dp) = &options.settings.dp {
+        aggregation.push_str(&format!(
+            ", distributed DP (epsilon {} at delta {:e}, clip {})",
+            dp.epsilon, dp.delta, dp.clip
+        ));
+    }
     match opt {
         ServerOpt::FedAvg => aggregation,
         opt => format!("{aggregation}, server optimizer {opt}"),
@@ -480,9 +539,34 @@ fn serve_federation(serve: Serve) -> anyhow::Result<()> {
             let share = shares.site_data(&data, index)?;
             let label = shares.label();
             let tls = TlsConfig::from_dir(&certs, &format!("envoys/{name}"))?;
+            // The SecAgg signing identity, for malicious-secure runs; semi-honest runs work
+            // without it (a federation made before signing certificates existed).
+            let envoys = certs.join("envoys");
+            let signing = if envoys.join(format!("{name}.secagg.crt")).exists() {
+                Some((
+                    SigningCredentials::load(&envoys, &name)?,
+                    Arc::new(SigningTrust::load(&certs)?),
+                ))
+            } else {
+                tracing::warn!(
+                    "no SecAgg signing certificate {}: this envoy can join only semi-honest runs; make one with `flspec-fed certs`",
+                    envoys.join(format!("{name}.secagg.crt")).display()
+                );
+                None
+            };
             let registry = Registry::new().try_flow::<SecAggMnist, anyhow::Error>(
                 move |site: &str| -> anyhow::Result<Site> {
-                    Site::from_share(site, &share, &label, 42, drop_at.clone())?.on_device(device)
+                    let mut built = Site::from_share(site, &share, &label, 42, drop_at.clone())?
+                        .on_device(device)?;
+                    if let Some((credentials, trust)) = &signing {
+                        let identity = SigningCredentials {
+                            name: credentials.name.clone(),
+                            identity: credentials.identity.duplicate(),
+                            certificate_der: credentials.certificate_der.clone(),
+                        };
+                        built = built.with_signing(SigningKeys::new(identity, Arc::clone(trust)));
+                    }
+                    Ok(built)
                 },
             );
             runtime.block_on(flspec_federated::envoy::serve(

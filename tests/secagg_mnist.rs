@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use flspec::fl::partition::Partitioner;
 use flspec::{Flow, Role};
+use flspec_examples::secagg_mnist::private_update::DpSettings;
 use flspec_examples::secagg_mnist::shares::{Shares, parse_partition};
 use flspec_examples::secagg_mnist::{Coordinator, Drop, RunOptions, SecAggMnist, Site};
 use flspec_local::LocalRuntime;
@@ -424,4 +425,180 @@ fn a_collaborator_holding_another_partition_refuses_the_run() {
         "{err}"
     );
     assert!(err.contains("`--partition strided`"), "{err}");
+}
+
+// ---- Malicious-secure SecAgg (`--secagg-security malicious`) ----
+
+fn malicious(options: &mut RunOptions) {
+    options.settings.security = flspec::secagg::Security::Malicious;
+}
+
+/// The malicious-secure protocol (per-run CA, signed keys, consistency round) sums exactly
+/// what the semi-honest one sums (training is deterministic; only the stochastic rounding
+/// differs), and the aggregator's whole view still holds no collaborator's update.
+#[test]
+fn a_malicious_secure_run_sums_like_a_semi_honest_one_and_hides_each_update() {
+    let mut options = RunOptions::new(3, tiny(900, 300));
+    options.settings.rounds = 1;
+    let semi = run(&options);
+    malicious(&mut options);
+    let view = aggregator_view(&options);
+    let mal = run(&options);
+    assert_eq!(mal.results[0].contributors, semi.results[0].contributors);
+    assert_eq!(mal.results[0].train_samples, semi.results[0].train_samples);
+    assert!((mal.results[0].train_loss - semi.results[0].train_loss).abs() < 1e-3);
+    let max_diff = mal
+        .model
+        .iter()
+        .zip(&semi.model)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(max_diff < 1e-4, "models differ by {max_diff}");
+    let initial = options.initial_state().expect("model").model;
+    for (weights, loss) in &local_updates(&options) {
+        assert!(!leaks(&view, weights, &initial, *loss), "an update leaked");
+    }
+}
+
+/// A collaborator that sent its masked input but vanished before signing the survivor set
+/// stays in the sum (its self mask is removed with the survivors' shares), and is named.
+#[test]
+fn a_malicious_secure_round_survives_a_dropout_at_the_consistency_check() {
+    let mut options = RunOptions::new(4, tiny(800, 200));
+    options.settings.rounds = 1;
+    malicious(&mut options);
+    options.drops = vec!["collaborator-003@sign_survivors".parse().expect("valid")];
+    let flow = run(&options);
+    let row = &flow.results[0];
+    assert_eq!(row.dropped, ["collaborator-003"]);
+    assert_eq!(row.contributors.len(), 4, "{row:?}");
+    assert_eq!(row.train_samples, 800);
+}
+
+#[test]
+fn a_malicious_threshold_at_or_below_two_thirds_is_refused() {
+    let mut options = RunOptions::new(6, data());
+    malicious(&mut options);
+    options.settings.threshold = 4;
+    let err = options.validate().expect_err("t = 4 of 6").to_string();
+    assert!(err.contains("above 2/3"), "{err}");
+    assert!(err.contains("(5)"), "{err}");
+    options.settings.threshold = 5;
+    options.validate().expect("t = 5 of 6");
+}
+
+// ---- Distributed differential privacy (`--dp-epsilon`) ----
+
+fn private(options: &mut RunOptions, epsilon: f64) {
+    options.settings.dp = Some(DpSettings {
+        epsilon,
+        delta: 1e-5,
+        clip: 1.0,
+        min_survivors: 0,
+    });
+}
+
+/// A DP run reports ε after each round, growing, within the target at the end.
+#[test]
+fn a_private_run_spends_at_most_its_epsilon_and_reports_it_per_round() {
+    let mut options = RunOptions::new(4, tiny(2000, 400));
+    options.settings.rounds = 2;
+    private(&mut options, 8.0);
+    let flow = run(&options);
+    let spent: Vec<f64> = flow
+        .results
+        .iter()
+        .map(|r| r.epsilon.expect("epsilon reported"))
+        .collect();
+    assert_eq!(spent.len(), 2);
+    assert!(spent[0] > 0.0 && spent[0] < spent[1], "{spent:?}");
+    assert!(spent[1] <= 8.0 + 1e-9, "{spent:?}");
+    assert_eq!(flow.results[1].train_samples, 2000);
+    let plan = flow.noise_plan.expect("a noise plan");
+    assert_eq!((plan.clients, plan.min_survivors), (4, 3));
+}
+
+/// With negligible noise (ε = 10¹², noise std ~10⁻⁶ per parameter) and a clip no update reaches, the DP path (update, integer
+/// rounding on a fine grid, ring sum, unweighted mean; equal shares) gives plain secure
+/// aggregation's model: the whole pipeline adds no error of its own.
+#[test]
+fn with_negligible_noise_a_private_run_trains_like_plain_secure_aggregation() {
+    let mut options = RunOptions::new(4, tiny(2000, 400));
+    options.settings.rounds = 2;
+    let plain = run(&options);
+    private(&mut options, 1e12);
+    if let Some(dp) = &mut options.settings.dp {
+        dp.clip = 10.0;
+    }
+    let dp = run(&options);
+    let max_diff = dp
+        .model
+        .iter()
+        .zip(&plain.model)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(max_diff < 1e-4, "models differ by {max_diff}");
+    for (d, p) in dp.results.iter().zip(&plain.results) {
+        assert!(
+            (d.agg_accuracy - p.agg_accuracy).abs() < 0.01,
+            "{d:?} {p:?}"
+        );
+        assert!((d.train_loss - p.train_loss).abs() < 1e-3, "{d:?} {p:?}");
+    }
+}
+
+#[test]
+fn private_settings_that_cannot_hold_are_refused_naming_the_knob() {
+    let mut options = RunOptions::new(3, tiny(300, 100));
+    options.settings.rounds = 1;
+    for (clip, delta, knob) in [(-1.0, 1e-5, "`clip`"), (1.0, 2.0, "`delta`")] {
+        private(&mut options, 3.0);
+        if let Some(dp) = &mut options.settings.dp {
+            (dp.clip, dp.delta) = (clip, delta);
+        }
+        let err = common::mnist::run_error(
+            options.local_runtime(),
+            options.initial_state(),
+            "a bad clip or delta",
+        );
+        assert!(err.contains(knob) && err.contains("--dp-clip"), "{err}");
+    }
+    private(&mut options, 3.0);
+    if let Some(dp) = &mut options.settings.dp {
+        dp.min_survivors = 4;
+    }
+    let err = common::mnist::run_error(
+        options.local_runtime(),
+        options.initial_state(),
+        "4 survivors of 3 collaborators",
+    );
+    assert!(err.contains("--dp-min-survivors 4"), "{err}");
+    private(&mut options, 3.0);
+    options.settings.secure = false;
+    let err = common::mnist::run_error(
+        options.local_runtime(),
+        options.initial_state(),
+        "DP needs SecAgg",
+    );
+    assert!(err.contains("--no-secagg"), "{err}");
+}
+
+/// A round that keeps fewer collaborators than the noise was provisioned for stops before
+/// anything is unmasked.
+#[test]
+fn a_private_round_with_fewer_survivors_than_provisioned_stops_before_unmasking() {
+    let mut options = RunOptions::new(3, tiny(600, 150));
+    options.settings.rounds = 1;
+    private(&mut options, 8.0);
+    if let Some(dp) = &mut options.settings.dp {
+        dp.min_survivors = 3;
+    }
+    options.drops = vec!["Portland@decrypt_ciphertext".parse().expect("valid")];
+    let err = common::mnist::run_error(
+        options.local_runtime(),
+        options.initial_state(),
+        "2 survivors < 3 provisioned",
+    );
+    assert!(err.contains("--dp-min-survivors"), "{err}");
+    assert!(err.contains("before unmasking"), "{err}");
 }

@@ -16,13 +16,17 @@
 //! parameter, the loss times the sample count, the validation counts, the sample count) travels
 //! inside the masked vector ([`super::update`]).
 
+use flspec::fl::aggregate::WeightedSum;
 use flspec::prelude::*;
 use flspec::secagg::{self, ClientId, Mode, Quantizer};
 use flspec::{BoxError, PerCollaborator};
 use rand_core::{OsRng, RngCore};
 
+use std::sync::Arc;
+
+use super::private_update::{self, DpSettings, NoisePlan};
 use super::server_opt::{ServerOpt, ServerState};
-use super::site::Site;
+use super::site::{SigningKeys, Site};
 use super::update::{self, Measurements};
 use flspec_tch::train::{train_one_epoch_on, validate_on};
 
@@ -61,6 +65,14 @@ pub struct Settings {
     /// the run instead of training on overlapping data.
     #[serde(default = "strided")]
     pub partition: String,
+    /// Which aggregator secure aggregation resists (`--secagg-security`): semi-honest, or
+    /// malicious-secure (signed keys checked against the federation's CA, a consistency
+    /// round, a threshold above 2/3 of each group).
+    #[serde(default)]
+    pub security: secagg::Security,
+    /// Distributed differential privacy on the secure sum (`--dp-epsilon`, ...); `None`: off.
+    #[serde(default)]
+    pub dp: Option<DpSettings>,
 }
 
 fn strided() -> String {
@@ -79,6 +91,8 @@ impl Default for Settings {
             max_samples: 60_000,
             server_optimizer: ServerOpt::FedAvg,
             partition: strided(),
+            security: secagg::Security::SemiHonest,
+            dp: None,
         }
     }
 }
@@ -100,6 +114,9 @@ pub struct RoundRow {
     pub dropped: Vec<String>,
     /// Training samples in the sum.
     pub train_samples: u64,
+    /// Under distributed DP: ε spent after this round (all rounds so far, at the run's δ).
+    #[serde(default)]
+    pub epsilon: Option<f64>,
 }
 
 /// The flow state: what travels between the aggregator and the collaborators, as each
@@ -114,6 +131,25 @@ pub struct SecAggMnist {
     pub model: Vec<f32>,
     /// The round's SecAgg parameters (public).
     pub secagg: Option<secagg::Config>,
+    /// The run's noise plan under distributed DP (public).
+    pub noise_plan: Option<NoisePlan>,
+    /// Collaborator → aggregator, once per run (malicious-secure): its SecAgg signing
+    /// certificate (DER).
+    pub signing_certificate: Vec<u8>,
+    /// Aggregator → collaborators, once per run (malicious-secure): every collaborator's
+    /// signing certificate, which each checks against the CA it trusts.
+    pub signing_certificates: Vec<(String, Vec<u8>)>,
+    /// Collaborator → aggregator (malicious-secure): signed public keys.
+    pub signed_advertise: Option<secagg::SignedAdvertiseKeys>,
+    /// Aggregator → each collaborator (malicious-secure): its neighbourhood's signed keys.
+    pub signed_keys: PerCollaborator<secagg::SignedKeyBroadcast>,
+    /// Aggregator → survivors (malicious-secure): the survivor set to sign.
+    pub consistency_request: Option<secagg::ConsistencyRequest>,
+    /// Survivor → aggregator (malicious-secure): its signature on the survivor set.
+    pub consistency_signature: Option<secagg::ConsistencySignature>,
+    /// Aggregator → each survivor (malicious-secure): which shares to reveal, with the
+    /// signatures it needs to check first.
+    pub checked_unmask: PerCollaborator<secagg::CheckedUnmaskRequest>,
     /// Collaborator → aggregator: public keys.
     pub advertise: Option<secagg::AdvertiseKeys>,
     /// Aggregator → collaborators: everyone's public keys.
@@ -157,6 +193,9 @@ pub struct Coordinator {
     server: Option<secagg::Server>,
     session: [u8; 32],
     optimizer: Option<ServerState>,
+    /// The noise plan's provisioning, for the accountant (rebuilt from the settings after a
+    /// resume).
+    noise: Option<flspec::dp::ddg::DdgPlan>,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -216,11 +255,33 @@ fn check_sender(
     Ok(())
 }
 
+/// The run's signing keys, each verified against the federation's CA for its collaborator's
+/// name, as a SecAgg directory (ids as the flow numbers the collaborators).
+fn verified_directory(
+    ctx: &Ctx,
+    keys: &SigningKeys,
+    certificates: &[(String, Vec<u8>)],
+) -> Result<secagg::VerifyingDirectory, BoxError> {
+    let mut directory = secagg::VerifyingDirectory::new();
+    for (name, der) in certificates {
+        let key = keys.verify(der, name).map_err(|e| {
+            format!("refused the SecAgg signing certificate presented for `{name}`: {e}")
+        })?;
+        directory.insert(client_id(ctx, name)?, key)?;
+    }
+    Ok(directory)
+}
+
 fn missing(what: &str) -> BoxError {
     format!("the flow state carries no {what}; was a step skipped?").into()
 }
 
-#[flow(collaborator = Site, aggregator = Coordinator, addressed = [inbox], tolerate_dropouts)]
+#[flow(
+    collaborator = Site,
+    aggregator = Coordinator,
+    addressed = [inbox, signed_keys, checked_unmask],
+    tolerate_dropouts
+)]
 impl SecAggMnist {
     /// Invites every collaborator to the first round.
     #[aggregator]
@@ -230,16 +291,83 @@ impl SecAggMnist {
         coordinator.optimizer = None;
         self.invited = ctx.collaborators().to_vec();
         self.begin_round(ctx, coordinator)?;
+        self.plan_noise(coordinator)?;
+        if self.malicious() {
+            Ok(next!(
+                self.present_identity,
+                foreach = self.invited.clone(),
+                include = [settings]
+            ))
+        } else {
+            Ok(next!(
+                self.aggregated_model_validation,
+                foreach = self.invited.clone(),
+                include = [settings, round, model, secagg, noise_plan]
+            ))
+        }
+    }
+
+    /// Malicious-secure, once per run: presents this collaborator's SecAgg signing
+    /// certificate (issued by the federation's CA) to its peers.
+    #[collaborator]
+    fn present_identity(&mut self, site: &mut Site) -> Result<Next<Self>, BoxError> {
+        site.check_presence("present_identity")?;
+        let keys = site.signing.as_ref().ok_or_else(|| {
+            format!(
+                "`{}` has no SecAgg signing key, but the run is malicious-secure; start it with the federation's certificates (`--certs`, made by `flspec-fed certs`)",
+                site.name()
+            )
+        })?;
+        self.signing_certificate = keys.certificate().to_vec();
+        Ok(next!(
+            self.collect_identities,
+            include = [signing_certificate]
+        ))
+    }
+
+    /// Malicious-secure, once per run: relays every collaborator's signing certificate to all
+    /// (the collaborators check them against the CA: the aggregator cannot substitute a key).
+    #[aggregator]
+    fn collect_identities(
+        &mut self,
+        ctx: &Ctx,
+        inputs: Inputs<Self>,
+        coordinator: &mut Coordinator,
+    ) -> Result<Next<Self>, BoxError> {
+        let mut certificates = Vec::new();
+        for input in inputs {
+            let (name, state) = input.into_parts();
+            round_id(ctx, &self.invited, self.round, &name)?;
+            certificates.push((name, state.signing_certificate));
+        }
+        self.signing_certificates = certificates;
+        self.invited = self
+            .signing_certificates
+            .iter()
+            .map(|(n, _)| n.clone())
+            .collect();
+        self.begin_round(ctx, coordinator)?;
         Ok(next!(
             self.aggregated_model_validation,
             foreach = self.invited.clone(),
-            include = [settings, round, model, secagg]
+            include = [
+                settings,
+                round,
+                model,
+                secagg,
+                noise_plan,
+                signing_certificates
+            ]
         ))
     }
 
     /// Validates the aggregated model on the local test shard.
     #[collaborator]
-    fn aggregated_model_validation(&mut self, site: &mut Site) -> Result<Next<Self>, BoxError> {
+    fn aggregated_model_validation(
+        &mut self,
+        ctx: &Ctx,
+        site: &mut Site,
+    ) -> Result<Next<Self>, BoxError> {
         site.check_presence("aggregated_model_validation")?;
         if site.partition != self.settings.partition {
             return Err(format!(
@@ -249,6 +377,14 @@ impl SecAggMnist {
                 self.settings.partition
             )
             .into());
+        }
+        if !self.signing_certificates.is_empty() {
+            let keys = site
+                .signing
+                .as_ref()
+                .ok_or_else(|| missing("SecAgg signing key"))?;
+            let directory = verified_directory(ctx, keys, &self.signing_certificates)?;
+            site.directory = Some(Arc::new(directory));
         }
         site.net.set_flat(&self.model)?;
         let accuracy = validate_on(&site.net, &site.test, 1000)?;
@@ -284,6 +420,17 @@ impl SecAggMnist {
             )
             .into());
         }
+        if let Some(plan) = &self.noise_plan {
+            let (ring, _clipped) = private_update::encode(
+                &site.net.to_flat()?,
+                &self.model,
+                &site.measured,
+                plan,
+                &mut OsRng,
+            )?;
+            site.ring_contribution = ring;
+            return Ok(next!(self.generate_keys));
+        }
         let (contribution, _clipped) = update::encode(
             &site.net.to_flat()?,
             &site.measured,
@@ -307,7 +454,22 @@ impl SecAggMnist {
             .secagg
             .clone()
             .ok_or_else(|| missing("SecAgg config"))?;
-        let mut client = secagg::Client::new(config, client_id(ctx, ctx.name())?, &mut OsRng)?;
+        let id = client_id(ctx, ctx.name())?;
+        if config.security == secagg::Security::Malicious {
+            let (keys, directory) = match (&site.signing, &site.directory) {
+                (Some(keys), Some(directory)) => (keys, Arc::clone(directory)),
+                _ => return Err(missing("signing key or verified peer directory")),
+            };
+            let mut client =
+                secagg::Client::new_signed(config, id, keys.identity(), directory, &mut OsRng)?;
+            self.signed_advertise = Some(client.advertise_signed()?);
+            site.client = Some(client);
+            return Ok(next!(
+                self.generate_collaborator_index,
+                include = [signed_advertise]
+            ));
+        }
+        let mut client = secagg::Client::new(config, id, &mut OsRng)?;
         self.advertise = Some(client.advertise()?);
         site.client = Some(client);
         Ok(next!(
@@ -329,6 +491,36 @@ impl SecAggMnist {
             .clone()
             .ok_or_else(|| missing("SecAgg config"))?;
         let mut server = secagg::Server::new(config)?;
+        if self.malicious() {
+            for input in &inputs {
+                let signed = input
+                    .signed_advertise
+                    .clone()
+                    .ok_or_else(|| missing("signed public keys"))?;
+                check_sender(
+                    ctx,
+                    &self.invited,
+                    self.round,
+                    input.name(),
+                    "signed public keys",
+                    signed.keys.sender,
+                )?;
+                server.receive_signed_advertise(signed)?;
+            }
+            server.broadcast_signed_keys()?;
+            self.signed_keys = PerCollaborator::new();
+            for name in inputs.names() {
+                let id = client_id(ctx, name)?;
+                self.signed_keys
+                    .insert(name.to_string(), server.signed_keys_for(id)?);
+            }
+            coordinator.server = Some(server);
+            return Ok(next!(
+                self.generate_ciphertexts,
+                foreach = inputs.names(),
+                include = [signed_keys]
+            ));
+        }
         for input in &inputs {
             let keys = input
                 .advertise
@@ -355,17 +547,22 @@ impl SecAggMnist {
 
     /// Encrypts shares of this round's secrets for each peer.
     #[collaborator]
-    fn generate_ciphertexts(&mut self, site: &mut Site) -> Result<Next<Self>, BoxError> {
+    fn generate_ciphertexts(&mut self, ctx: &Ctx, site: &mut Site) -> Result<Next<Self>, BoxError> {
         site.check_presence("generate_ciphertexts")?;
-        let keys = self
-            .public_keys
-            .as_ref()
-            .ok_or_else(|| missing("public keys"))?;
         let client = site
             .client
             .as_mut()
             .ok_or_else(|| missing("SecAgg client"))?;
-        self.outbox = client.share_keys(keys)?;
+        self.outbox = match self.signed_keys.remove(ctx.name()) {
+            Some(signed) => client.share_keys_signed(&signed)?,
+            None => {
+                let keys = self
+                    .public_keys
+                    .as_ref()
+                    .ok_or_else(|| missing("public keys"))?;
+                client.share_keys(keys)?
+            }
+        };
         Ok(next!(self.filter_ciphertexts, include = [outbox]))
     }
 
@@ -389,6 +586,7 @@ impl SecAggMnist {
             server.receive_shares(id, state.outbox)?;
         }
         self.public_keys = None;
+        self.signed_keys = PerCollaborator::new();
         self.inbox = PerCollaborator::new();
         for (id, shares) in server.route_shares()? {
             self.inbox.insert(name_of(ctx, id)?, shares);
@@ -409,8 +607,14 @@ impl SecAggMnist {
             .client
             .as_mut()
             .ok_or_else(|| missing("SecAgg client"))?;
-        self.masked = Some(client.masked_input(&site.contribution, &received)?);
+        // Under DP, `local_model_validation` left the noisy ring vector (and no float one).
+        self.masked = Some(if !site.ring_contribution.is_empty() {
+            client.masked_input_ring(&site.ring_contribution, &received)?
+        } else {
+            client.masked_input(&site.contribution, &received)?
+        });
         site.contribution = Vec::new();
+        site.ring_contribution = Vec::new();
         Ok(next!(self.reconstruct, include = [masked]))
     }
 
@@ -441,6 +645,27 @@ impl SecAggMnist {
             server.receive_masked(masked)?;
         }
         self.inbox = PerCollaborator::new();
+        if let Some(plan) = &self.noise_plan {
+            // Unmasking fewer than the provisioned survivors would release a sum with less
+            // noise than the guarantee needs: stop before anything is unmasked.
+            if names.len() < plan.min_survivors as usize {
+                return Err(format!(
+                    "round {}: only {} collaborators sent their masked update, fewer than the {} the differential-privacy noise is provisioned for; the round is stopped before unmasking (the guarantee would not hold). Lower `--dp-min-survivors` to tolerate more dropouts (more noise per collaborator)",
+                    self.round,
+                    names.len(),
+                    plan.min_survivors
+                )
+                .into());
+            }
+        }
+        if self.malicious() {
+            self.consistency_request = Some(server.consistency_request()?);
+            return Ok(next!(
+                self.sign_survivors,
+                foreach = names,
+                include = [consistency_request]
+            ));
+        }
         self.unmask_request = Some(server.unmask_request()?);
         Ok(next!(
             self.reveal_shares,
@@ -449,16 +674,84 @@ impl SecAggMnist {
         ))
     }
 
+    /// Malicious-secure consistency check: signs the survivor set the aggregator announces.
+    #[collaborator]
+    fn sign_survivors(&mut self, site: &mut Site) -> Result<Next<Self>, BoxError> {
+        site.check_presence("sign_survivors")?;
+        let request = self
+            .consistency_request
+            .as_ref()
+            .ok_or_else(|| missing("consistency request"))?;
+        let client = site
+            .client
+            .as_mut()
+            .ok_or_else(|| missing("SecAgg client"))?;
+        self.consistency_signature = Some(client.sign_survivors(request)?);
+        Ok(next!(
+            self.check_consistency,
+            include = [consistency_signature]
+        ))
+    }
+
+    /// Malicious-secure: collects the survivors' signatures and sends each survivor the
+    /// signatures it must check before it reveals any share.
+    #[aggregator]
+    fn check_consistency(
+        &mut self,
+        ctx: &Ctx,
+        inputs: Inputs<Self>,
+        coordinator: &mut Coordinator,
+    ) -> Result<Next<Self>, BoxError> {
+        let server = coordinator
+            .server
+            .as_mut()
+            .ok_or_else(|| missing("SecAgg server"))?;
+        let names: Vec<String> = inputs.names().map(str::to_string).collect();
+        for input in inputs {
+            let (name, state) = input.into_parts();
+            let signature = state
+                .consistency_signature
+                .ok_or_else(|| missing("consistency signature"))?;
+            check_sender(
+                ctx,
+                &self.invited,
+                self.round,
+                &name,
+                "consistency signature",
+                signature.sender,
+            )?;
+            server.receive_consistency(signature)?;
+        }
+        server.checked_unmask_request()?;
+        self.consistency_request = None;
+        self.checked_unmask = PerCollaborator::new();
+        for name in &names {
+            let id = client_id(ctx, name)?;
+            self.checked_unmask
+                .insert(name.clone(), server.checked_unmask_request_for(id)?);
+        }
+        Ok(next!(
+            self.reveal_shares,
+            foreach = names,
+            include = [checked_unmask]
+        ))
+    }
+
     /// Reveals the requested shares (never both of one peer's secrets).
     #[collaborator]
-    fn reveal_shares(&mut self, site: &mut Site) -> Result<Next<Self>, BoxError> {
+    fn reveal_shares(&mut self, ctx: &Ctx, site: &mut Site) -> Result<Next<Self>, BoxError> {
         site.check_presence("reveal_shares")?;
-        let request = self
-            .unmask_request
-            .as_ref()
-            .ok_or_else(|| missing("unmask request"))?;
         let mut client = site.client.take().ok_or_else(|| missing("SecAgg client"))?;
-        self.unmask_response = Some(client.unmask(request)?);
+        self.unmask_response = Some(match self.checked_unmask.remove(ctx.name()) {
+            Some(checked) => client.unmask_checked(&checked)?,
+            None => {
+                let request = self
+                    .unmask_request
+                    .as_ref()
+                    .ok_or_else(|| missing("unmask request"))?;
+                client.unmask(request)?
+            }
+        });
         Ok(next!(self.join, include = [unmask_response]))
     }
 
@@ -474,7 +767,7 @@ impl SecAggMnist {
         for name in &survivors {
             round_id(ctx, &self.invited, self.round, name)?;
         }
-        let (sum, contributors) = if self.settings.secure {
+        let (decoded, weighted, contributors) = if self.settings.secure {
             let mut server = coordinator
                 .server
                 .take()
@@ -500,7 +793,10 @@ impl SecAggMnist {
                 .iter()
                 .map(|&id| name_of(ctx, id))
                 .collect::<Result<Vec<_>, _>>()?;
-            (sum.values, contributors)
+            match &self.noise_plan {
+                Some(plan) => self.read_private_sum(&sum.sum, contributors, plan)?,
+                None => self.read_sum(&sum.values, contributors)?,
+            }
         } else {
             let mut sum = vec![0f32; update::LEN];
             for input in &inputs {
@@ -511,12 +807,11 @@ impl SecAggMnist {
                     *s += v;
                 }
             }
-            (sum, survivors.clone())
+            self.read_sum(&sum, survivors.clone())?
         };
-        let decoded = update::decode(&sum, self.settings.max_samples as usize)?;
-        self.model = match self.settings.server_optimizer {
-            ServerOpt::FedAvg => decoded.model,
-            opt => {
+        self.model = match (self.settings.server_optimizer, weighted) {
+            (ServerOpt::FedAvg, _) | (_, None) => decoded.model,
+            (opt, Some(weighted)) => {
                 // The optimizer needs only the sum, exactly what secure aggregation revealed.
                 let state = match &mut coordinator.optimizer {
                     Some(state) => state,
@@ -525,10 +820,10 @@ impl SecAggMnist {
                             .ok_or_else(|| missing("server optimizer"))?,
                     ),
                 };
-                let weighted = update::weighted_sum(&sum, contributors.len())?;
                 state.step(&weighted)?.to_vec()
             }
         };
+        let epsilon = self.spend_privacy(coordinator, contributors.len())?;
         let dropped = self
             .invited
             .iter()
@@ -543,6 +838,7 @@ impl SecAggMnist {
             contributors,
             dropped,
             train_samples: decoded.train_samples,
+            epsilon,
         });
         self.clear_messages();
         self.round += 1;
@@ -552,11 +848,46 @@ impl SecAggMnist {
             Ok(next!(
                 self.aggregated_model_validation,
                 foreach = self.invited.clone(),
-                include = [settings, round, model, secagg]
+                include = [settings, round, model, secagg, noise_plan]
             ))
         } else {
             Ok(next!(self.end))
         }
+    }
+
+    /// Reads a round's de-quantized sum (FedAvg weighted by sample count), and the weighted
+    /// sum a server optimizer other than FedAvg steps with.
+    #[allow(clippy::type_complexity)]
+    fn read_sum(
+        &self,
+        sum: &[f32],
+        contributors: Vec<String>,
+    ) -> Result<(update::RoundSum, Option<WeightedSum>, Vec<String>), BoxError> {
+        let decoded = update::decode(sum, self.settings.max_samples as usize)?;
+        let weighted = match self.settings.server_optimizer {
+            ServerOpt::FedAvg => None,
+            _ => Some(update::weighted_sum(sum, contributors.len())?),
+        };
+        Ok((decoded, weighted, contributors))
+    }
+
+    /// Reads a DP round's ring sum: the global model moved by the noisy mean update.
+    #[allow(clippy::type_complexity)]
+    fn read_private_sum(
+        &self,
+        sum: &[u32],
+        contributors: Vec<String>,
+        plan: &NoisePlan,
+    ) -> Result<(update::RoundSum, Option<WeightedSum>, Vec<String>), BoxError> {
+        let decoded = private_update::decode(sum, contributors.len(), &self.model, plan)?;
+        let weighted = match self.settings.server_optimizer {
+            ServerOpt::FedAvg => None,
+            _ => Some(private_update::as_weighted_sum(
+                &decoded.model,
+                contributors.len(),
+            )?),
+        };
+        Ok((decoded, weighted, contributors))
     }
 
     /// The end of the flow.
@@ -597,7 +928,9 @@ impl SecAggMnist {
             Mode::Full => n,
             Mode::SecAggPlus { k, .. } => k as usize + 1,
         };
+        let malicious = self.malicious();
         let threshold = match self.settings.threshold {
+            0 if malicious => secagg::min_malicious_threshold(u32::try_from(hood)?),
             0 => secagg::min_safe_threshold(u32::try_from(hood)?),
             t => t,
         };
@@ -605,7 +938,8 @@ impl SecAggMnist {
         let mut config = secagg::Config::new(ids, threshold, update::LEN, quantizer)
             .with_mode(mode)
             .with_session(coordinator.session)
-            .with_round(u64::from(self.round));
+            .with_round(u64::from(self.round))
+            .with_security(self.settings.security);
         if self.settings.unsafe_allow_low_threshold {
             config = config.unsafe_allow_low_threshold();
         }
@@ -614,8 +948,89 @@ impl SecAggMnist {
         Ok(())
     }
 
+    /// Whether this run's secure aggregation is malicious-secure.
+    fn malicious(&self) -> bool {
+        self.settings.secure && self.settings.security == secagg::Security::Malicious
+    }
+
+    /// Under distributed DP: provisions the noise for the collaborators invited to the first
+    /// round, any `--dp-min-survivors` (default: the first round's SecAgg threshold) of which
+    /// meet the target over all rounds.
+    fn plan_noise(&mut self, coordinator: &mut Coordinator) -> Result<(), BoxError> {
+        let Some(dp) = self.settings.dp else {
+            self.noise_plan = None;
+            return Ok(());
+        };
+        if !self.settings.secure {
+            return Err("distributed differential privacy adds each collaborator's noise before secure aggregation masks it; it needs SecAgg (drop `--no-secagg`)".into());
+        }
+        let config = self
+            .secagg
+            .as_ref()
+            .ok_or_else(|| missing("SecAgg config"))?;
+        let min_survivors = match dp.min_survivors {
+            0 => config.threshold as usize,
+            m => m as usize,
+        };
+        let clients = self.invited.len();
+        if min_survivors > clients {
+            return Err(format!(
+                "`--dp-min-survivors {min_survivors}` exceeds the {clients} collaborators of the run"
+            )
+            .into());
+        }
+        let (plan, ddg) = private_update::NoisePlan::new(
+            &dp,
+            self.settings.rounds.max(1),
+            clients,
+            min_survivors,
+        )?;
+        self.noise_plan = Some(plan);
+        coordinator.noise = Some(ddg);
+        Ok(())
+    }
+
+    /// Under distributed DP: ε spent after this round, composed over every released round
+    /// with the survivors each actually had (the accountant is rebuilt from the table, so a
+    /// resumed run accounts for the rounds before the checkpoint).
+    fn spend_privacy(
+        &self,
+        coordinator: &mut Coordinator,
+        contributors: usize,
+    ) -> Result<Option<f64>, BoxError> {
+        let (Some(dp), Some(plan)) = (self.settings.dp, &self.noise_plan) else {
+            return Ok(None);
+        };
+        let ddg = match &coordinator.noise {
+            Some(ddg) => *ddg,
+            None => {
+                let (_, ddg) = private_update::NoisePlan::new(
+                    &dp,
+                    self.settings.rounds.max(1),
+                    plan.clients as usize,
+                    plan.min_survivors as usize,
+                )?;
+                *coordinator.noise.insert(ddg)
+            }
+        };
+        let mut accountant = flspec::dp::accountant::Accountant::new(dp.delta)?;
+        for row in &self.results {
+            accountant.record(&ddg.provisioning.achieved(row.contributors.len())?.rdp())?;
+        }
+        Ok(Some(
+            accountant.record(&ddg.provisioning.achieved(contributors)?.rdp())?,
+        ))
+    }
+
     fn clear_messages(&mut self) {
         self.advertise = None;
+        self.signed_advertise = None;
+        self.signed_keys = PerCollaborator::new();
+        self.consistency_request = None;
+        self.consistency_signature = None;
+        self.checked_unmask = PerCollaborator::new();
+        self.signing_certificate.clear();
+        self.signing_certificates.clear();
         self.public_keys = None;
         self.outbox.clear();
         self.inbox = PerCollaborator::new();

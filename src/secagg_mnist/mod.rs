@@ -5,6 +5,7 @@
 //! holds: `--partition`).
 
 pub mod flow;
+pub mod private_update;
 pub mod report;
 pub mod server_opt;
 pub mod shares;
@@ -208,9 +209,32 @@ impl RunOptions {
 
     /// Refuses a `--threshold` the round would refuse (below 2 or above the group), and one at
     /// or below half of the group unless the unsafe opt-out is set.
+    /// Malicious-secure runs on the local runtime: a CA made for this run alone, and one
+    /// signing certificate per collaborator issued by it (the PKI the federated runtime gets
+    /// from `flspec-fed certs`). `None` for semi-honest runs.
+    fn run_identities(&self) -> anyhow::Result<Option<Arc<site::RunIdentities>>> {
+        if !self.settings.secure || self.settings.security != flspec::secagg::Security::Malicious {
+            return Ok(None);
+        }
+        Ok(Some(Arc::new(site::RunIdentities::new(
+            &self.collaborators,
+        )?)))
+    }
+
     fn validate_threshold(&self) -> anyhow::Result<()> {
         let t = self.settings.threshold;
         if !self.settings.secure || t == 0 {
+            return Ok(());
+        }
+        if self.settings.security == flspec::secagg::Security::Malicious {
+            let (size, group) = self.secret_group();
+            let least =
+                flspec::secagg::min_malicious_threshold(u32::try_from(size).unwrap_or(u32::MAX));
+            if t < least || t as usize > size {
+                bail!(
+                    "`--threshold {t}`: malicious-secure SecAgg needs a threshold above 2/3 of {group}, from {least} to {size}; leave it out for the default ({least})"
+                );
+            }
             return Ok(());
         }
         let (size, group) = self.secret_group();
@@ -281,6 +305,7 @@ impl RunOptions {
         let seed = self.seed;
         let drops = self.drops.clone();
         let device = self.device;
+        let signing = self.run_identities()?;
         let factory = move |name: &str| -> anyhow::Result<Site> {
             let index = names
                 .iter()
@@ -291,7 +316,12 @@ impl RunOptions {
                 .find(|d| d.name == name)
                 .map(|d| d.step.clone());
             let share = shares.site_data(&data, index)?;
-            Site::from_share(name, &share, &partition, seed, drop_at)?.on_device(device)
+            let site =
+                Site::from_share(name, &share, &partition, seed, drop_at)?.on_device(device)?;
+            Ok(match &signing {
+                Some(identities) => site.with_signing(identities.keys_of(name)?),
+                None => site,
+            })
         };
         let mut runtime = LocalRuntime::try_new(self.collaborators.clone(), factory)
             .with_aggregator(Coordinator::default)

@@ -28,18 +28,22 @@ const CLASS_COLOURS: [RGBColor; 10] = [
 
 /// The seed's results table in tabulate's "outline" style, with time per round.
 pub fn results_table(rows: &[RoundRow], times: &[Duration]) -> String {
-    let headers = [
+    let private = rows.iter().any(|r| r.epsilon.is_some());
+    let mut headers = vec![
         "Rounds",
         "Agg Model Validation Score",
         "Local Train loss",
         "Local Model Validation score",
         "Round time s",
     ];
-    let body: Vec<[String; 5]> = rows
+    if private {
+        headers.push("Epsilon spent");
+    }
+    let body: Vec<Vec<String>> = rows
         .iter()
         .enumerate()
         .map(|(i, r)| {
-            [
+            let mut row = vec![
                 r.round.to_string(),
                 format!("{:.4}", r.agg_accuracy),
                 format!("{:.4}", r.train_loss),
@@ -47,7 +51,14 @@ pub fn results_table(rows: &[RoundRow], times: &[Duration]) -> String {
                 times
                     .get(i)
                     .map_or_else(|| "-".to_string(), |t| format!("{:.2}", t.as_secs_f64())),
-            ]
+            ];
+            if private {
+                row.push(
+                    r.epsilon
+                        .map_or_else(|| "-".to_string(), |e| format!("{e:.3}")),
+                );
+            }
+            row
         })
         .collect();
     let widths = column_widths(&headers, &body);

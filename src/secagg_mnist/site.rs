@@ -1,8 +1,11 @@
 //! A collaborator's private state: its share of MNIST, its model, its SecAgg client for the
 //! current round, and what it measured. Never serialized, never sent.
 
+use std::sync::Arc;
+
 use flspec::Dropout;
 use flspec::secagg;
+use flspec_federated::signing::{SigningCredentials, SigningTrust};
 
 use flspec_tch::datasets::mnist::Mnist;
 use flspec_tch::models::mnist_cnn::Net;
@@ -21,7 +24,14 @@ pub struct Site {
     pub(crate) client: Option<secagg::Client>,
     /// This round's contribution, before masking.
     pub(crate) contribution: Vec<f32>,
+    /// This round's contribution as ring elements, under distributed DP.
+    pub(crate) ring_contribution: Vec<u32>,
     pub(crate) measured: Measurements,
+    /// The SecAgg signing key, its certificate and the CA to check the peers' certificates
+    /// (malicious-secure SecAgg); `None` until [`Site::with_signing`].
+    pub(crate) signing: Option<SigningKeys>,
+    /// The peers' signing keys, verified against the CA at the run's first round.
+    pub(crate) directory: Option<Arc<secagg::VerifyingDirectory>>,
     drop_at: Option<String>,
     dropped: bool,
     /// The partition its data came from ([`super::shares::label`]).
@@ -89,7 +99,10 @@ impl Site {
             config: TrainConfig::default(),
             client: None,
             contribution: Vec::new(),
+            ring_contribution: Vec::new(),
             measured: Measurements::default(),
+            signing: None,
+            directory: None,
             drop_at,
             dropped: false,
             partition: partition.to_string(),
@@ -124,6 +137,13 @@ impl Site {
         Ok(self)
     }
 
+    /// Gives the collaborator its SecAgg signing key and certificate and the federation's CA,
+    /// for malicious-secure secure aggregation (`--secagg-security malicious`).
+    pub fn with_signing(mut self, keys: SigningKeys) -> Self {
+        self.signing = Some(keys);
+        self
+    }
+
     /// The number of training and test samples it holds.
     ///
     /// ```
@@ -149,5 +169,92 @@ impl Site {
             return Err(Dropout::new(format!("`--drop {}@{step}`", self.name)));
         }
         Ok(())
+    }
+}
+
+/// A collaborator's SecAgg signing identity: its key and certificate, issued by the
+/// federation's CA (`flspec-fed certs`, or a per-run CA in the local runtime), and the CA's
+/// trust anchor to verify every peer's certificate.
+pub struct SigningKeys {
+    credentials: SigningCredentials,
+    trust: Arc<SigningTrust>,
+}
+
+impl std::fmt::Debug for SigningKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKeys").finish_non_exhaustive()
+    }
+}
+
+impl SigningKeys {
+    /// The keys of one collaborator.
+    pub fn new(credentials: SigningCredentials, trust: Arc<SigningTrust>) -> Self {
+        SigningKeys { credentials, trust }
+    }
+
+    /// A fresh copy of the signing identity for one round's SecAgg client (which wipes it).
+    pub(crate) fn identity(&self) -> secagg::SigningIdentity {
+        self.credentials.identity.duplicate()
+    }
+
+    /// The collaborator's signing certificate (DER), which it presents to its peers.
+    pub(crate) fn certificate(&self) -> &[u8] {
+        &self.credentials.certificate_der
+    }
+
+    /// The signing key certified for `name` by the CA, or why `der` is not such a certificate.
+    pub(crate) fn verify(&self, der: &[u8], name: &str) -> Result<[u8; 32], flspec::BoxError> {
+        Ok(self.trust.verify(der, name)?)
+    }
+}
+
+/// The signing identities of one local run: a CA made for the run and a signing certificate
+/// for each collaborator (the PKI `flspec-fed certs` gives a federation). Each collaborator's
+/// private state gets its own key; the CA's key is dropped once they are issued.
+pub struct RunIdentities {
+    trust: Arc<SigningTrust>,
+    credentials: std::collections::BTreeMap<String, SigningCredentials>,
+}
+
+impl std::fmt::Debug for RunIdentities {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunIdentities")
+            .field("collaborators", &self.credentials.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RunIdentities {
+    /// A fresh CA and one signing certificate per name, valid for a day.
+    ///
+    /// # Errors
+    /// A name that cannot be a certificate's name, or a failure of the certificate library.
+    pub fn new(names: &[String]) -> anyhow::Result<Self> {
+        let authority = flspec_federated::certs::Authority::new("flspec local run", 1)?;
+        let trust = Arc::new(SigningTrust::from_ca_pem(authority.cert_pem())?);
+        let credentials = names
+            .iter()
+            .map(|name| Ok((name.clone(), authority.signing_credentials(name)?)))
+            .collect::<anyhow::Result<_>>()?;
+        Ok(RunIdentities { trust, credentials })
+    }
+
+    /// The keys of `name` (a copy of its identity: the runtime may rebuild a private state).
+    ///
+    /// # Errors
+    /// `name` is not a collaborator of the run.
+    pub fn keys_of(&self, name: &str) -> anyhow::Result<SigningKeys> {
+        let c = self
+            .credentials
+            .get(name)
+            .ok_or_else(|| anyhow::anyhow!("no signing identity for `{name}` in this run"))?;
+        Ok(SigningKeys::new(
+            SigningCredentials {
+                name: c.name.clone(),
+                identity: c.identity.duplicate(),
+                certificate_der: c.certificate_der.clone(),
+            },
+            Arc::clone(&self.trust),
+        ))
     }
 }

@@ -67,6 +67,22 @@ impl SigningIdentity {
         }
     }
 
+    /// An explicit copy of this long-term identity, for the next round's
+    /// [`super::Client::new_signed`] (which takes, and wipes, the identity it is given). Not
+    /// `Clone`, so that no copy is made by accident; both copies are wiped on drop.
+    ///
+    /// ```
+    /// use flspec::secagg::SigningIdentity;
+    /// let long_term = SigningIdentity::generate(&mut rand_core::OsRng);
+    /// let for_this_round = long_term.duplicate();
+    /// assert_eq!(for_this_round.public_key(), long_term.public_key());
+    /// ```
+    pub fn duplicate(&self) -> Self {
+        Self {
+            key: self.key.clone(),
+        }
+    }
+
     /// The 32-byte verifying (public) key, to be certified and put in the [`VerifyingDirectory`].
     pub fn public_key(&self) -> [u8; 32] {
         self.key.verifying_key().to_bytes()
