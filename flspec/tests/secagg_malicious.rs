@@ -168,6 +168,31 @@ impl Harness {
         (h, masked)
     }
 
+    /// Rounds 0 to 2 through a real [`Server`] that checks signatures: every client advertises
+    /// and shares keys, and the clients in `masking` send their masked inputs.
+    fn through_masked_with_server(cfg: &Config, seed: u64, masking: &[ClientId]) -> (Self, Server) {
+        let all = cfg.sorted_clients();
+        let mut server = Server::new(cfg.clone())
+            .unwrap()
+            .with_directory(directory(&all));
+        let mut h = Self::new(cfg, seed);
+        for m in h.advertise() {
+            server.receive_signed_advertise(m).unwrap();
+        }
+        let b = server.broadcast_signed_keys().unwrap();
+        for &id in &all {
+            let shares = h.client(id).share_keys_signed(&b).unwrap();
+            h.record(&shares);
+            h.shares_sent.insert(id, shares.clone());
+            server.receive_shares(id, shares).unwrap();
+        }
+        let inbox = server.route_shares().unwrap();
+        for &id in masking {
+            server.receive_masked(h.mask(id, &inbox)).unwrap();
+        }
+        (h, server)
+    }
+
     fn consistency(&self, survivors: &[ClientId]) -> ConsistencyRequest {
         ConsistencyRequest {
             session: self.cfg.session,
@@ -260,23 +285,10 @@ fn assert_aborted(c: &mut Client, h_round: u64) {
 
 fn honest_round(cfg: &Config, seed: u64) {
     let all = cfg.sorted_clients();
-    let dir = directory(&all);
-    let mut server = Server::new(cfg.clone()).unwrap().with_directory(dir);
-    let mut h = Harness::new(cfg, seed);
-    for m in h.advertise() {
-        server.receive_signed_advertise(m).unwrap();
-    }
-    let b = server.broadcast_signed_keys().unwrap();
     let dropped_early = all[1]; // sends no masked input
     let dropped_late = all[3]; // signs U3, then vanishes before unmasking
-    for &id in &all {
-        let shares = h.client(id).share_keys_signed(&b).unwrap();
-        server.receive_shares(id, shares).unwrap();
-    }
-    let inbox = server.route_shares().unwrap();
-    for &id in &without(&all, &[dropped_early]) {
-        server.receive_masked(h.mask(id, &inbox)).unwrap();
-    }
+    let (mut h, mut server) =
+        Harness::through_masked_with_server(cfg, seed, &without(&all, &[dropped_early]));
     let creq = server.consistency_request().unwrap();
     assert!(!creq.survivors.contains(&dropped_early));
     let u3 = creq.survivors.clone();
@@ -1180,6 +1192,32 @@ fn server_with_a_directory_drops_bad_signatures() {
     assert!(matches!(e, SecAggError::WrongSession { .. }), "{e}");
 }
 
+/// The server admits one consistency signature per survivor, and none from a client outside
+/// `U3` (its `admit` check, shared by every receive step of both modes).
+#[test]
+fn server_admits_one_consistency_signature_per_survivor() {
+    let cfg = config(6, 5);
+    let all = cfg.sorted_clients();
+    let (mut h, mut server) = Harness::through_masked_with_server(&cfg, 135, &all[..5]);
+    let creq = server.consistency_request().unwrap();
+    let sig = h.client(all[0]).sign_survivors(&creq).unwrap();
+    server.receive_consistency(sig.clone()).unwrap();
+    let e = server.receive_consistency(sig.clone()).unwrap_err();
+    assert!(
+        matches!(e, SecAggError::Duplicate { message: "ConsistencySignature", client } if client == all[0]),
+        "{e}"
+    );
+    let outsider = ConsistencySignature {
+        sender: all[5],
+        ..sig
+    };
+    let e = server.receive_consistency(outsider).unwrap_err();
+    assert!(
+        matches!(e, SecAggError::UnexpectedClient { client, .. } if client == all[5]),
+        "{e}"
+    );
+}
+
 #[test]
 fn signing_identity_never_prints_its_secret() {
     let secret = [0xab; 32];
@@ -1298,19 +1336,7 @@ fn secagg_plus_requests_trimmed_per_client() {
         graph_seed: 2,
     });
     let all = cfg.sorted_clients();
-    let mut server = Server::new(cfg.clone()).unwrap();
-    let (mut h, masked) = Harness::through_masked(&cfg, 160);
-    for (_, a) in h.adverts.clone() {
-        server.receive_signed_advertise(a).unwrap();
-    }
-    server.broadcast_signed_keys().unwrap();
-    for (&id, shares) in &h.shares_sent {
-        server.receive_shares(id, shares.clone()).unwrap();
-    }
-    server.route_shares().unwrap();
-    for m in masked.into_values() {
-        server.receive_masked(m).unwrap();
-    }
+    let (mut h, mut server) = Harness::through_masked_with_server(&cfg, 160, &all);
     let creq = server.consistency_request().unwrap();
     for &id in &all {
         server

@@ -311,6 +311,96 @@ fn altered_or_repeated_keys_abort() {
     );
 }
 
+/// Every receive step admits each sender once, and only senders of the step before (the
+/// server's `admit` check): shares, masked inputs and unmask responses.
+#[test]
+fn server_admits_each_sender_once_per_step() {
+    let cfg = config(4, 3);
+    let mut cs = clients(&cfg, 12);
+    let mut server = Server::new(cfg.clone()).unwrap();
+    for c in &mut cs[..3] {
+        server.receive_advertise(c.advertise().unwrap()).unwrap(); // client 4 never advertises
+    }
+    let all = server.broadcast_keys().unwrap();
+    let s1 = cs[0].share_keys(&all).unwrap();
+    server.receive_shares(ClientId(1), s1.clone()).unwrap();
+    let e = server.receive_shares(ClientId(1), s1).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            SecAggError::Duplicate {
+                message: "ShareKeys",
+                client: ClientId(1)
+            }
+        ),
+        "{e}"
+    );
+    let e = server.receive_shares(ClientId(4), vec![]).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            SecAggError::UnexpectedClient {
+                client: ClientId(4),
+                ..
+            }
+        ),
+        "{e}"
+    );
+    for c in &mut cs[1..3] {
+        let shares = c.share_keys(&all).unwrap();
+        server.receive_shares(c.id(), shares).unwrap();
+    }
+    let inbox = server.route_shares().unwrap();
+    let m1 = cs[0]
+        .masked_input(&[0.25; D], &inbox[&ClientId(1)])
+        .unwrap();
+    server.receive_masked(m1.clone()).unwrap();
+    let e = server.receive_masked(m1.clone()).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            SecAggError::Duplicate {
+                message: "MaskedInput",
+                client: ClientId(1)
+            }
+        ),
+        "{e}"
+    );
+    let stranger = flspec::secagg::MaskedInput {
+        sender: ClientId(4),
+        ..m1
+    };
+    let e = server.receive_masked(stranger).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            SecAggError::UnexpectedClient {
+                client: ClientId(4),
+                ..
+            }
+        ),
+        "{e}"
+    );
+    for c in &mut cs[1..3] {
+        let m = c.masked_input(&[0.25; D], &inbox[&c.id()]).unwrap();
+        server.receive_masked(m).unwrap();
+    }
+    let req = server.unmask_request().unwrap();
+    let mut r = cs[0].unmask(&req).unwrap();
+    r.sender = ClientId(4);
+    let e = server.receive_unmask(r).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            SecAggError::UnexpectedClient {
+                client: ClientId(4),
+                ..
+            }
+        ),
+        "{e}"
+    );
+}
+
 #[test]
 fn server_rejects_out_of_place_messages() {
     let cfg = config(4, 3);

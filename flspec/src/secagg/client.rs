@@ -1143,33 +1143,34 @@ impl Client {
             }
             return (candidates.len() >= t).then(|| own_first.take(t).collect());
         };
-        let mut need: Vec<(&[ClientId], usize)> = owners
-            .iter()
-            .map(|o| (hoods.get(o).map_or(&[][..], Vec::as_slice), t))
+        let mut need: Vec<usize> = vec![t; owners.len()];
+        // For each candidate (own first), the owners whose neighbourhood it is in.
+        let mut pool: Vec<(ClientId, Vec<usize>)> = own_first
+            .map(|v| {
+                let covers = owners
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, o)| hoods.get(o).is_some_and(|h| h.binary_search(&v).is_ok()))
+                    .map(|(j, _)| j)
+                    .collect();
+                (v, covers)
+            })
             .collect();
-        let mut pool: Vec<ClientId> = own_first.collect();
         let mut picked = Vec::new();
-        let gain = |need: &[(&[ClientId], usize)], v: ClientId| {
-            need.iter()
-                .filter(|(hood, n)| *n > 0 && hood.binary_search(&v).is_ok())
-                .count()
-        };
-        while need.iter().any(|(_, n)| *n > 0) {
+        while need.iter().any(|n| *n > 0) {
             // The first candidate of maximal gain (own signature first: it is in every
             // neighbourhood of this client's own).
             let mut best: Option<(usize, usize)> = None;
-            for (i, &v) in pool.iter().enumerate() {
-                let g = gain(&need, v);
+            for (i, (_, covers)) in pool.iter().enumerate() {
+                let g = covers.iter().filter(|j| need[**j] > 0).count();
                 if g > 0 && best.is_none_or(|(bg, _)| g > bg) {
                     best = Some((g, i));
                 }
             }
             let (_, i) = best?;
-            let v = pool.remove(i);
-            for (hood, n) in &mut need {
-                if *n > 0 && hood.binary_search(&v).is_ok() {
-                    *n -= 1;
-                }
+            let (v, covers) = pool.remove(i);
+            for j in covers {
+                need[j] = need[j].saturating_sub(1);
             }
             picked.push(v);
         }

@@ -64,6 +64,31 @@ impl Phase {
     }
 }
 
+/// Admits one message of `sender` in any receive step, of either mode: it must be `allowed`
+/// (else [`SecAggError::UnexpectedClient`] saying `why` not) and not `seen` before from the
+/// same sender (else [`SecAggError::Duplicate`] naming `message`).
+fn admit(
+    sender: ClientId,
+    allowed: bool,
+    why: &'static str,
+    seen: bool,
+    message: &'static str,
+) -> Result<()> {
+    if !allowed {
+        return Err(SecAggError::UnexpectedClient {
+            client: sender,
+            why,
+        });
+    }
+    if seen {
+        return Err(SecAggError::Duplicate {
+            message,
+            client: sender,
+        });
+    }
+    Ok(())
+}
+
 /// The aggregator's side of one round: a sans-IO state machine that only routes ciphertexts
 /// and sums masked vectors; it learns the sum of the survivors' inputs and nothing else
 /// (against a semi-honest server; see the module docs for the threat model).
@@ -223,18 +248,13 @@ impl Server {
     fn record_advertise(&mut self, msg: AdvertiseKeys) -> Result<()> {
         self.expect_phase(Phase::Keys, "receive_advertise")?;
         self.check_round(msg.round)?;
-        if self.graph.index_of(msg.sender).is_none() {
-            return Err(SecAggError::UnexpectedClient {
-                client: msg.sender,
-                why: "not in the round's config",
-            });
-        }
-        if self.advertised.contains_key(&msg.sender) {
-            return Err(SecAggError::Duplicate {
-                message: "AdvertiseKeys",
-                client: msg.sender,
-            });
-        }
+        admit(
+            msg.sender,
+            self.graph.index_of(msg.sender).is_some(),
+            "not in the round's config",
+            self.advertised.contains_key(&msg.sender),
+            "AdvertiseKeys",
+        )?;
         self.advertised.insert(msg.sender, msg);
         Ok(())
     }
@@ -265,18 +285,13 @@ impl Server {
     /// whose sender differs, whose recipient is not an advertised neighbour, or repeats one.
     pub fn receive_shares(&mut self, sender: ClientId, shares: Vec<EncryptedShare>) -> Result<()> {
         self.expect_phase(Phase::Shares, "receive_shares")?;
-        if !self.advertised.contains_key(&sender) {
-            return Err(SecAggError::UnexpectedClient {
-                client: sender,
-                why: "sent shares without advertising keys",
-            });
-        }
-        if self.shares_in.contains_key(&sender) {
-            return Err(SecAggError::Duplicate {
-                message: "ShareKeys",
-                client: sender,
-            });
-        }
+        admit(
+            sender,
+            self.advertised.contains_key(&sender),
+            "sent shares without advertising keys",
+            self.shares_in.contains_key(&sender),
+            "ShareKeys",
+        )?;
         let mut recipients = BTreeSet::new();
         for e in &shares {
             self.check_round(e.round)?;
@@ -342,18 +357,13 @@ impl Server {
     pub fn receive_masked(&mut self, msg: MaskedInput) -> Result<()> {
         self.expect_phase(Phase::Masked, "receive_masked")?;
         self.check_round(msg.round)?;
-        if !self.u2.contains(&msg.sender) {
-            return Err(SecAggError::UnexpectedClient {
-                client: msg.sender,
-                why: "sent a masked input without sharing keys",
-            });
-        }
-        if self.u3.contains(&msg.sender) {
-            return Err(SecAggError::Duplicate {
-                message: "MaskedInput",
-                client: msg.sender,
-            });
-        }
+        admit(
+            msg.sender,
+            self.u2.contains(&msg.sender),
+            "sent a masked input without sharing keys",
+            self.u3.contains(&msg.sender),
+            "MaskedInput",
+        )?;
         if msg.masked.len() != self.config.vector_len {
             return Err(SecAggError::LengthMismatch {
                 what: "masked input",
@@ -406,18 +416,13 @@ impl Server {
                 why: "sent an unmask response without signing the survivor set",
             });
         }
-        if !self.u3.contains(&sender) {
-            return Err(SecAggError::UnexpectedClient {
-                client: sender,
-                why: "sent an unmask response but is not a survivor",
-            });
-        }
-        if self.responses.contains_key(&sender) {
-            return Err(SecAggError::Duplicate {
-                message: "UnmaskResponse",
-                client: sender,
-            });
-        }
+        admit(
+            sender,
+            self.u3.contains(&sender),
+            "sent an unmask response but is not a survivor",
+            self.responses.contains_key(&sender),
+            "UnmaskResponse",
+        )?;
         let held_from = self.mask_sets.get(&sender);
         let holds =
             |owner: ClientId| owner == sender || held_from.is_some_and(|m| m.contains(&owner));
@@ -696,18 +701,13 @@ impl Server {
         self.expect_phase(Phase::Consistency, "receive_consistency")?;
         self.check_session(&sig.session, "consistency signature")?;
         self.check_round(sig.round)?;
-        if !self.u3.contains(&sig.sender) {
-            return Err(SecAggError::UnexpectedClient {
-                client: sig.sender,
-                why: "signed the survivor set but is not a survivor",
-            });
-        }
-        if self.consistency.contains_key(&sig.sender) {
-            return Err(SecAggError::Duplicate {
-                message: "ConsistencySignature",
-                client: sig.sender,
-            });
-        }
+        admit(
+            sig.sender,
+            self.u3.contains(&sig.sender),
+            "signed the survivor set but is not a survivor",
+            self.consistency.contains_key(&sig.sender),
+            "ConsistencySignature",
+        )?;
         if let Some(dir) = &self.directory {
             let digest = *self.u3_digest.get_or_insert_with(|| {
                 identity::survivors_digest(&self.u3.iter().copied().collect::<Vec<_>>())
