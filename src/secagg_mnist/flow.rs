@@ -421,12 +421,15 @@ impl SecAggMnist {
             .into());
         }
         if let Some(plan) = &self.noise_plan {
+            // A ChaCha20 generator seeded from the OS (wiped on drop): one system call
+            // instead of one per rounding and noise draw (tens of thousands per update).
+            let mut rng = secagg::rng::SecretRng::from_rng(&mut OsRng);
             let (ring, _clipped) = private_update::encode(
                 &site.net.to_flat()?,
                 &self.model,
                 &site.measured,
                 plan,
-                &mut OsRng,
+                &mut rng,
             )?;
             site.ring_contribution = ring;
             return Ok(next!(self.generate_keys));
