@@ -5,14 +5,15 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Malicious-secure: each envoy signs with the Ed25519 key `flspec-fed certs` issued it
-/// (envoys/NAME.secagg.{crt,key}), and checks its peer's signing certificate against the CA.
+/// Malicious-secure (the example's default): each envoy signs with the Ed25519 key
+/// `flspec-fed certs` issued it (envoys/NAME.secagg.{crt,key}), and checks its peer's signing
+/// certificate against the CA.
 #[test]
 fn one_round_through_a_director_and_two_envoys_matches_the_local_runtime() {
     let root = env!("CARGO_MANIFEST_DIR");
     let mut child = Command::new("bash")
         .arg(format!("{root}/scripts/demo-federated.sh"))
-        .args(["--rounds", "1", "--quiet", "--secagg-security", "malicious"])
+        .args(["--rounds", "1", "--quiet"])
         .env("FLSPEC_PROFILE", "debug")
         .current_dir(root)
         .stdout(Stdio::piped())
@@ -38,7 +39,10 @@ fn one_round_through_a_director_and_two_envoys_matches_the_local_runtime() {
     assert!(status.success(), "the demo failed:\n{stdout}\n{stderr}");
     assert!(stdout.contains("Bengaluru            online"), "{stdout}");
     assert!(stdout.contains("Federation results"), "{stdout}");
-    assert!(stdout.contains("malicious-secure secure aggregation"), "{stdout}");
+    assert!(
+        stdout.contains("secure aggregation (malicious-secure)"),
+        "{stdout}"
+    );
     // Round 0 of the seed's flow on the bundled data, as the local runtime computes it.
     let row = stdout
         .lines()
