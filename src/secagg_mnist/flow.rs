@@ -461,7 +461,14 @@ impl SecAggMnist {
         if config.security == secagg::Security::Malicious {
             let (keys, directory) = match (&site.signing, &site.directory) {
                 (Some(keys), Some(directory)) => (keys, Arc::clone(directory)),
-                _ => return Err(missing("signing key or verified peer directory")),
+                (None, _) => return Err(missing("SecAgg signing key")),
+                (Some(_), None) => {
+                    return Err(format!(
+                        "`{}` holds no verified signing keys of its peers: they are exchanged once, at the start of a malicious-secure run, so such a run cannot go on with a collaborator whose state was built afresh (a resumed run, a restarted envoy); start the run again",
+                        site.name()
+                    )
+                    .into());
+                }
             };
             let mut client =
                 secagg::Client::new_signed(config, id, keys.identity(), directory, &mut OsRng)?;
@@ -1286,5 +1293,92 @@ mod tests {
         assert!(err.contains("`Portland`"), "{err}");
         assert!(err.contains("SecAgg id 3"), "{err}");
         assert!(err.contains("unmask response"), "{err}");
+    }
+
+    fn names() -> Vec<String> {
+        NAMES.iter().map(|n| (*n).to_string()).collect()
+    }
+
+    fn certificates(ids: &super::super::site::RunIdentities) -> Vec<(String, Vec<u8>)> {
+        names()
+            .into_iter()
+            .map(|n| {
+                let der = ids.keys_of(&n).expect("keys").certificate().to_vec();
+                (n, der)
+            })
+            .collect()
+    }
+
+    /// The aggregator relays the signing certificates; it cannot substitute one: each
+    /// collaborator checks every certificate against the CA for the name it is presented under.
+    #[test]
+    fn a_relayed_signing_certificate_that_is_not_the_named_collaborators_is_refused() {
+        let ids = super::super::site::RunIdentities::new(&names()).expect("identities");
+        let keys = ids.keys_of("Bengaluru").expect("keys");
+        let all = names();
+        let ctx = Ctx::aggregator("SecAggMnist", "test", &all);
+        let honest = certificates(&ids);
+        let directory = verified_directory(&ctx, &keys, &honest).expect("honest certificates");
+        assert_eq!(directory.len(), 3);
+        // collaborator-003's certificate presented as Portland's.
+        let mut swapped = honest.clone();
+        swapped[1].1 = honest[2].1.clone();
+        let err = verified_directory(&ctx, &keys, &swapped)
+            .expect_err("a certificate of another name")
+            .to_string();
+        assert!(err.contains("presented for `Portland`"), "{err}");
+        assert!(err.contains("collaborator-003"), "{err}");
+        // Portland's certificate from another CA (the aggregator's own, say).
+        let other = super::super::site::RunIdentities::new(&names()).expect("identities");
+        let mut foreign = honest.clone();
+        foreign[1].1 = certificates(&other)[1].1.clone();
+        let err = verified_directory(&ctx, &keys, &foreign)
+            .expect_err("a certificate of another CA")
+            .to_string();
+        assert!(err.contains("presented for `Portland`"), "{err}");
+    }
+
+    /// Malicious-secure joins bind signed keys and consistency signatures to the
+    /// authenticated sender, as the semi-honest ones do.
+    #[test]
+    fn signed_keys_labelled_as_another_collaborator_are_refused() {
+        let ids = super::super::site::RunIdentities::new(&names()).expect("identities");
+        let settings = Settings {
+            rounds: 1,
+            security: secagg::Security::Malicious,
+            ..Settings::default()
+        };
+        let mut agg = SecAggMnist::new(settings, Vec::new());
+        let mut coordinator = Coordinator::default();
+        let all = names();
+        let ctx = Ctx::aggregator("SecAggMnist", "test", &all);
+        let _next = agg.start(&ctx, &mut coordinator).expect("start");
+        let inputs = certificates(&ids)
+            .into_iter()
+            .map(|(n, der)| message(&n, |s| s.signing_certificate = der))
+            .collect();
+        let _next = agg
+            .collect_identities(&ctx, Inputs::new(inputs), &mut coordinator)
+            .expect("certificates relayed");
+        assert_eq!(agg.signing_certificates.len(), 3);
+        let config = agg.secagg.clone().expect("a config");
+        assert_eq!(config.security, secagg::Security::Malicious);
+        assert_eq!(config.threshold, 3, "t > 2n/3 for n = 3");
+        let keys = ids.keys_of("Portland").expect("keys");
+        let directory =
+            Arc::new(verified_directory(&ctx, &keys, &agg.signing_certificates).expect("verified"));
+        let mut portland =
+            secagg::Client::new_signed(config, ClientId(2), keys.identity(), directory, &mut OsRng)
+                .expect("a signed client");
+        let mut signed = portland.advertise_signed().expect("advertise");
+        signed.keys.sender = ClientId(1);
+        let inputs = vec![message("Portland", |s| s.signed_advertise = Some(signed))];
+        let err = agg
+            .generate_collaborator_index(&ctx, Inputs::new(inputs), &mut coordinator)
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(err.contains("`Portland`"), "{err}");
+        assert!(err.contains("signed public keys"), "{err}");
     }
 }
