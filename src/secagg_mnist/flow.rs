@@ -1373,11 +1373,10 @@ mod tests {
         let mut signed = portland.advertise_signed().expect("advertise");
         signed.keys.sender = ClientId(1);
         let inputs = vec![message("Portland", |s| s.signed_advertise = Some(signed))];
-        let err = agg
-            .generate_collaborator_index(&ctx, Inputs::new(inputs), &mut coordinator)
-            .err()
-            .expect("refused")
-            .to_string();
+        let err = refused(
+            agg.generate_collaborator_index(&ctx, Inputs::new(inputs), &mut coordinator)
+                .map(|_| ()),
+        );
         assert!(err.contains("`Portland`"), "{err}");
         assert!(err.contains("signed public keys"), "{err}");
     }
