@@ -475,6 +475,31 @@ fn a_malicious_secure_round_survives_a_dropout_at_the_consistency_check() {
     assert_eq!(row.train_samples, 800);
 }
 
+/// SecAgg+ under the malicious-secure protocol: each collaborator gets only its
+/// neighbourhood's signed keys and the signatures it must count, and the sum is the same.
+#[test]
+fn a_malicious_secure_secagg_plus_round_sums_like_the_full_graph() {
+    let mut options = RunOptions::new(8, tiny(800, 160));
+    options.settings.rounds = 1;
+    malicious(&mut options);
+    let full = run(&options);
+    options.settings.neighbours = 4;
+    let plus = run(&options);
+    assert_eq!(plus.results[0].contributors.len(), 8);
+    assert_eq!(
+        plus.secagg.as_ref().map(|c| c.threshold),
+        Some(4),
+        "t > 2/3 of k + 1 = 5"
+    );
+    let max_diff = plus
+        .model
+        .iter()
+        .zip(&full.model)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(max_diff < 1e-4, "models differ by {max_diff}");
+}
+
 #[test]
 fn a_malicious_threshold_at_or_below_two_thirds_is_refused() {
     let mut options = RunOptions::new(6, data());
