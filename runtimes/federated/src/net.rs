@@ -156,6 +156,10 @@ impl Connected for ServerConn {
     }
 }
 
+/// Told the reason (a fixed label) of each connection refused before any call: a failed or
+/// timed-out TLS handshake, or a plaintext peer of a TLS server.
+pub(crate) type RefusalHook = Arc<dyn Fn(&'static str) + Send + Sync>;
+
 /// Accepts connections on `listener`, doing the TLS handshake (if `tls`) off the accept loop.
 /// A refused handshake is logged with its reason and never reaches the service. At most
 /// `max_connections` are open at once (handshakes included); one more is closed at once, with a
@@ -164,6 +168,7 @@ pub(crate) fn incoming(
     listener: TcpListener,
     tls: Option<Arc<ServerConfig>>,
     max_connections: usize,
+    refused: RefusalHook,
 ) -> ReceiverStream<io::Result<ServerConn>> {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
@@ -194,6 +199,7 @@ pub(crate) fn incoming(
             let _ = tcp.set_nodelay(true);
             let conn_tx = tx.clone();
             let acceptor = acceptor.clone();
+            let refused = refused.clone();
             tokio::spawn(async move {
                 let conn = match acceptor {
                     None => {
@@ -221,6 +227,7 @@ pub(crate) fn incoming(
                         let plaintext = tokio::time::timeout_at(deadline, plaintext_peer(&tcp));
                         if let Ok(Some(reason)) = plaintext.await {
                             tracing::warn!(peer = %addr, %reason, "refused a connection");
+                            refused("plaintext_peer");
                             refuse_plaintext(tcp).await;
                             return;
                         }
@@ -243,6 +250,7 @@ pub(crate) fn incoming(
                                 let reason =
                                     crate::tls::explain_error(&e).unwrap_or_else(|| e.to_string());
                                 tracing::warn!(peer = %addr, %reason, "refused a TLS connection");
+                                refused(crate::director::admin::tls_failure_reason(&e));
                                 // The alert is written; closing with the peer's bytes unread
                                 // would reset the connection, and the reset can overtake it.
                                 drain_until_closed(tcp).await;
@@ -250,6 +258,7 @@ pub(crate) fn incoming(
                             }
                             Err(_) => {
                                 tracing::warn!(peer = %addr, "refused a connection: the TLS handshake took over 10 s");
+                                refused("timeout");
                                 return;
                             }
                         }

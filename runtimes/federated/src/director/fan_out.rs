@@ -73,8 +73,14 @@ impl Remote<'_> {
                 step: step.to_string(),
                 state,
             };
+            let bytes = task.state.len();
             match self.envoys.send_task(name, position, task, tx.clone()) {
-                Ok(id) => sent.push(id),
+                Ok(id) => {
+                    sent.push(id);
+                    if let Some(metrics) = &self.run.metrics {
+                        metrics.sent(name, bytes);
+                    }
+                }
                 Err(reason) => outcomes[position] = Some(RemoteOutcome::Lost(reason)),
             }
         }

@@ -39,6 +39,7 @@
 //!   on every call; it reloads the file when it changes, and ends the sessions of envoys whose
 //!   certificate it lists.
 
+pub(crate) mod admin;
 pub(crate) mod envoys;
 pub(crate) mod fan_out;
 mod revocation;
@@ -105,6 +106,14 @@ pub struct DirectorOptions {
     /// The revocation list: a file of certificate fingerprints the director refuses; see
     /// [`revocation_list`](Self::revocation_list).
     pub revocation_list: Option<PathBuf>,
+    /// The admin address (e.g. `127.0.0.1:9090`): plain HTTP with Prometheus metrics at
+    /// `/metrics`, liveness at `/healthz` and readiness at `/readyz`. It has no
+    /// authentication and no TLS: bind it to a loopback or cluster-internal address, never a
+    /// public one. Port 0 picks a free port ([`Director::admin_addr`]). Default: none.
+    pub admin_addr: Option<String>,
+    /// How long the admin address waits for one request and its answer before closing the
+    /// connection. Default: 5 s.
+    pub admin_timeout: Duration,
 }
 
 impl Default for DirectorOptions {
@@ -120,6 +129,8 @@ impl Default for DirectorOptions {
             max_connections: 1024,
             max_streams_per_connection: 128,
             revocation_list: None,
+            admin_addr: None,
+            admin_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -149,6 +160,8 @@ struct Shared {
     /// Runs going now (bounded by `options.max_runs`).
     active_runs: Arc<AtomicUsize>,
     revocations: Option<Arc<Revocations>>,
+    /// Counters for the admin address's `/metrics`.
+    metrics: Arc<admin::Metrics>,
     /// Set when the director shuts down: watchers end their streams.
     stopping: watch::Sender<bool>,
 }
@@ -205,6 +218,7 @@ fn new_run_id() -> Result<String, Status> {
 /// [`shutdown`](Self::shutdown) to stop it.
 pub struct Director {
     addr: SocketAddr,
+    admin: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<()>>,
     shared: Arc<Shared>,
@@ -214,6 +228,7 @@ impl std::fmt::Debug for Director {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Director")
             .field("addr", &self.addr)
+            .field("admin", &self.admin)
             .field("options", &self.shared.options)
             .finish_non_exhaustive()
     }
@@ -272,6 +287,25 @@ impl Director {
             addr: addr.to_string(),
             source,
         })?;
+        let admin_listener = match &options.admin_addr {
+            Some(admin) => {
+                let listener = TcpListener::bind(admin)
+                    .await
+                    .map_err(|source| Error::Bind {
+                        addr: admin.clone(),
+                        source,
+                    })?;
+                Some(listener)
+            }
+            None => None,
+        };
+        let admin = match &admin_listener {
+            Some(l) => Some(l.local_addr().map_err(|source| Error::Bind {
+                addr: options.admin_addr.clone().unwrap_or_default(),
+                source,
+            })?),
+            None => None,
+        };
         let limits = options.limits;
         let shared = Arc::new(Shared {
             registry,
@@ -281,8 +315,18 @@ impl Director {
             options,
             active_runs: Arc::new(AtomicUsize::new(0)),
             revocations,
+            metrics: Arc::new(admin::Metrics::default()),
             stopping: watch::channel(false).0,
         });
+        if let Some(listener) = admin_listener {
+            tokio::spawn(admin::serve(
+                listener,
+                Arc::downgrade(&shared),
+                shared.options.admin_timeout,
+                shared.stopping.subscribe(),
+            ));
+            info!(addr = ?admin, "director admin address (metrics, health) listening");
+        }
         let monitor = Arc::downgrade(&shared);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(500));
@@ -302,8 +346,13 @@ impl Director {
         })
         .max_decoding_message_size(limits.max_message_bytes)
         .max_encoding_message_size(limits.max_message_bytes);
-        let incoming =
-            crate::net::incoming(listener, server_tls, shared.options.max_connections.max(1));
+        let metrics = shared.metrics.clone();
+        let incoming = crate::net::incoming(
+            listener,
+            server_tls,
+            shared.options.max_connections.max(1),
+            Arc::new(move |reason| metrics.tls_failure(reason)),
+        );
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tonic::transport::Server::builder()
             .initial_stream_window_size(STREAM_WINDOW)
@@ -323,6 +372,7 @@ impl Director {
         info!(addr = %local, "director listening");
         Ok(Director {
             addr: local,
+            admin,
             stop: Some(stop),
             task,
             shared,
@@ -332,6 +382,12 @@ impl Director {
     /// The address the director listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The admin address the director serves metrics and health on, if
+    /// [`DirectorOptions::admin_addr`] is set.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin
     }
 
     /// Waits until the server stops.
@@ -690,12 +746,16 @@ impl DirectorService for Service {
             warn!(flow = %req.flow.name, reason = %status.message(), "refused a run");
         })?;
         let run_id = new_run_id()?;
-        let run = Arc::new(Run::new(
-            run_id.clone(),
-            req.flow.name.clone(),
-            collaborators.clone(),
-            owner,
-        ));
+        let run = Arc::new(
+            Run::new(
+                run_id.clone(),
+                req.flow.name.clone(),
+                collaborators.clone(),
+                owner,
+            )
+            .with_metrics(self.shared.metrics.clone()),
+        );
+        self.shared.metrics.run_submitted();
         self.shared.runs.insert(run.clone());
         let step_timeout = if req.step_timeout_ms == 0 {
             self.shared.options.step_timeout
@@ -812,6 +872,9 @@ fn handle_envoy_msg(shared: &Shared, name: &str, session: u64, msg: EnvoyMsg) {
     match msg {
         EnvoyMsg::Heartbeat => {}
         EnvoyMsg::TaskDone { task, outcome } => {
+            if let crate::wire::TaskOutcome::Arrived { state, .. } = &outcome {
+                shared.metrics.received(name, state.len());
+            }
             if !shared.envoys.task_done(name, session, task, outcome) {
                 tracing::debug!(
                     envoy = name,

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use tokio::sync::watch;
 
+use super::admin::Metrics;
 use crate::wire::{RunPhase, RunStatus, RunUpdate, WireError, WireEvent, WireRole};
 
 /// At most this many updates are kept per run; older ones are dropped (a late watcher misses
@@ -51,6 +52,8 @@ pub(crate) struct Run {
     version: watch::Sender<u64>,
     /// Set once to cancel the run.
     pub(crate) cancel: watch::Sender<bool>,
+    /// The director's counters, told of steps, dropouts and the run's end.
+    pub(crate) metrics: Option<Arc<Metrics>>,
 }
 
 impl Run {
@@ -80,7 +83,14 @@ impl Run {
             }),
             version: watch::channel(0).0,
             cancel: watch::channel(false).0,
+            metrics: None,
         }
+    }
+
+    /// Counts this run's steps, dropouts and end in `metrics`.
+    pub(crate) fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -116,6 +126,18 @@ impl Run {
             WireEvent::Joined { .. } => state.rounds += 1,
             WireEvent::Dropped { participant, .. } => state.dropped.push(participant.clone()),
             _ => {}
+        }
+        if let Some(metrics) = &self.metrics {
+            match &event {
+                WireEvent::StepFinished {
+                    step,
+                    role,
+                    elapsed_us,
+                    ..
+                } => metrics.step_finished(&self.flow, step, *role, *elapsed_us),
+                WireEvent::Dropped { step, .. } => metrics.dropout(&self.flow, step),
+                _ => {}
+            }
         }
         let update = RunUpdate::Event {
             source: source.to_string(),
@@ -157,6 +179,9 @@ impl Run {
             _ => RunPhase::Failed,
         };
         state.ended_at = Some(Instant::now());
+        if let Some(metrics) = &self.metrics {
+            metrics.run_ended(state.phase);
+        }
         self.push(&mut state, outcome);
     }
 
