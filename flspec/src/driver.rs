@@ -14,6 +14,7 @@ use std::time::Instant;
 use tracing::{debug, info_span};
 
 use crate::checkpoint::{CheckpointStore, RecordKind, RunCheckpoints, stored_next};
+use crate::runtime::{Population, Roster};
 use crate::{
     Ctx, Error, Event, Flow, Input, Inputs, Next, Observer, ParticipantName, Result, Role,
     StepError, StepId, TransitionId,
@@ -97,7 +98,8 @@ pub struct FanOutRequest<'a, F: Flow> {
     pub transition: TransitionId,
     /// The collaborators to run, in fan-out order.
     pub names: &'a [String],
-    /// Each name's position in [`RunSetup::collaborators`], in the same order.
+    /// Each name's position in [`RunSetup::collaborators`] (in the run's [`Roster`] for
+    /// [`drive_with`]), in the same order.
     pub positions: &'a [usize],
     /// The aggregator's state. Give each collaborator its copy with [`Copies`].
     pub state: &'a mut F,
@@ -305,17 +307,40 @@ pub fn drive<'a, F: Flow>(
     private: &mut F::Aggregator,
     fan_out: &mut dyn FanOut<F>,
 ) -> Result<F> {
+    drive_with(
+        resume,
+        setup,
+        Roster::List(setup.collaborators),
+        private,
+        fan_out,
+    )
+}
+
+/// [`drive`] over `roster` rather than [`RunSetup::collaborators`]: steps see it through
+/// [`Ctx::roster`], and fan-outs name its collaborators. On a [`Population`], checking a
+/// fan-out costs what its list costs, whatever the population's size.
+///
+/// # Errors
+/// As [`drive`].
+pub fn drive_with<'a, F: Flow>(
+    resume: Resume<F>,
+    setup: &RunSetup<'a>,
+    roster: Roster<'a>,
+    private: &mut F::Aggregator,
+    fan_out: &mut dyn FanOut<F>,
+) -> Result<F> {
     let started = Instant::now();
     setup.emit(Event::RunStarted {
         flow: F::NAME,
         run_id: setup.run_id,
-        collaborators: setup.collaborators.len(),
+        collaborators: roster.len(),
     });
     let Resume {
         mut state,
         position,
     } = resume;
     let mut fan = FanOutContext {
+        roster,
         index: None,
         seen: Vec::new(),
     };
@@ -345,7 +370,7 @@ pub fn drive<'a, F: Flow>(
         }
     };
     loop {
-        let next = run_aggregator_step(&mut state, step, inputs, setup, private)?;
+        let next = run_aggregator_step(&mut state, step, inputs, setup, roster, private)?;
         let Some(next) = next else {
             setup.emit(Event::RunFinished {
                 elapsed: started.elapsed(),
@@ -360,6 +385,7 @@ pub fn drive<'a, F: Flow>(
 /// set for spotting duplicates, both built on the first fan-out to a proper subset or another
 /// order (a fan-out to every collaborator in the runtime's order needs neither).
 struct FanOutContext<'a> {
+    roster: Roster<'a>,
     index: Option<HashMap<&'a str, usize>>,
     seen: Vec<bool>,
 }
@@ -378,7 +404,12 @@ fn follow<'a, F: Flow>(
         state.filter_in_place(next.transition());
         return Ok((next.step(), None));
     };
-    let positions = check_fan_out::<F>(next.step(), &names, setup.collaborators, fan)?;
+    let positions = match fan.roster {
+        Roster::Population(population) => {
+            check_population_fan_out::<F>(next.step(), &names, population)?
+        }
+        _ => check_fan_out::<F>(next.step(), &names, fan.roster.as_names(), fan)?,
+    };
     setup.emit(Event::FanOut {
         step: next.step().as_str(),
         collaborators: names.len(),
@@ -539,6 +570,53 @@ fn check_fan_out<'a, F: Flow>(
     result.map(|()| positions)
 }
 
+/// Checks a fan-out list over a population: each name's number, read from the name, is its
+/// position; no index of the population is built.
+fn check_population_fan_out<F: Flow>(
+    step: F::Step,
+    names: &[String],
+    population: &Population,
+) -> Result<Vec<usize>> {
+    if names.is_empty() {
+        return Err(Error::EmptyFanOut {
+            step: step.as_str(),
+        });
+    }
+    let mut positions = Vec::with_capacity(names.len());
+    for name in names {
+        let Some(p) = population.position(name) else {
+            let first: Vec<String> = (0..population.len().min(3))
+                .filter_map(|i| population.name(i))
+                .collect();
+            return Err(Error::UnknownCollaborator {
+                step: step.as_str(),
+                name: name.clone(),
+                known: format!(
+                    "{}, ... ({} in all, named {}<number>)",
+                    first.join(", "),
+                    population.len(),
+                    population.prefix()
+                ),
+            });
+        };
+        positions.push(p);
+    }
+    // A sample comes sorted: then a strictly increasing list has no repeat. Otherwise sort a
+    // copy to find one.
+    if !positions.windows(2).all(|w| w[0] < w[1]) {
+        let mut sorted: Vec<(usize, usize)> =
+            positions.iter().copied().zip(0..names.len()).collect();
+        sorted.sort_unstable();
+        if let Some(w) = sorted.windows(2).find(|w| w[0].0 == w[1].0) {
+            return Err(Error::DuplicateCollaborator {
+                step: step.as_str(),
+                name: names[w[1].1].clone(),
+            });
+        }
+    }
+    Ok(positions)
+}
+
 fn short_list<'a>(names: impl ExactSizeIterator<Item = &'a str>) -> String {
     let total = names.len();
     let shown: Vec<&str> = names.take(8).collect();
@@ -581,6 +659,7 @@ fn run_aggregator_step<F: Flow>(
     step: F::Step,
     inputs: Option<Inputs<F>>,
     setup: &RunSetup<'_>,
+    roster: Roster<'_>,
     private: &mut F::Aggregator,
 ) -> Result<Option<Next<F>>> {
     let span = info_span!(
@@ -597,7 +676,7 @@ fn run_aggregator_step<F: Flow>(
         participant: "aggregator",
     });
     let began = setup.observer.map(|_| Instant::now());
-    let ctx = Ctx::aggregator(F::NAME, setup.run_id, setup.collaborators);
+    let ctx = Ctx::aggregator_in(F::NAME, setup.run_id, roster);
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         state.run_aggregator_step(step, &ctx, private, inputs)
     }));
@@ -680,12 +759,35 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 /// A step's error or panic, named with the collaborator; a step returning no transition.
 pub fn run_collaborator<F: Flow>(
     name: &str,
-    mut state: F,
+    state: F,
     first: F::Step,
     private: &mut F::Collaborator,
     setup: &RunSetup<'_>,
 ) -> Result<Arrival<F>> {
-    let ctx = Ctx::collaborator(F::NAME, setup.run_id, setup.collaborators, name);
+    run_collaborator_with(
+        name,
+        state,
+        first,
+        private,
+        setup,
+        Roster::List(setup.collaborators),
+    )
+}
+
+/// [`run_collaborator`] in a run over `roster` (see [`drive_with`]): the steps' [`Ctx`] lists
+/// it rather than [`RunSetup::collaborators`].
+///
+/// # Errors
+/// As [`run_collaborator`].
+pub fn run_collaborator_with<F: Flow>(
+    name: &str,
+    mut state: F,
+    first: F::Step,
+    private: &mut F::Collaborator,
+    setup: &RunSetup<'_>,
+    roster: Roster<'_>,
+) -> Result<Arrival<F>> {
+    let ctx = Ctx::collaborator_in(F::NAME, setup.run_id, roster, name);
     let mut step = first;
     loop {
         let span = info_span!(

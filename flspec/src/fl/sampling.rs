@@ -20,7 +20,10 @@
 //! # Ok::<(), flspec::fl::sampling::SamplingError>(())
 //! ```
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+
+/// Populations up to this many times the sample are shuffled densely (a vector of them all).
+const DENSE_FACTOR: usize = 8;
 
 use super::partition::rng;
 
@@ -134,17 +137,33 @@ impl ClientSampler {
         self.pick(round, online.iter().map(AsRef::as_ref))
     }
 
-    /// Picks among the distinct `online` names (see [`ClientSampler::sample`]).
-    fn pick<'a>(
+    /// Picks round `round`'s collaborators among `available` numbered ones (`0..available`),
+    /// returned sorted, in time and memory that grow with the sample, not with `available`:
+    /// the sample of a round from a population of a million costs what it costs from a
+    /// thousand. Over sorted names, `sample` picks exactly the names at these positions.
+    ///
+    /// # Errors
+    /// As [`ClientSampler::sample`].
+    ///
+    /// ```
+    /// # use flspec::fl::sampling::ClientSampler;
+    /// let s = ClientSampler::new(9).fraction(0.001).min_clients(3);
+    /// let picked = s.sample_indices(2, 1_000_000)?;
+    /// assert_eq!(picked.len(), 1_000);
+    /// let names = ["a", "b", "c", "d", "e", "f"];
+    /// let by_name = ClientSampler::new(9).fraction(0.5).sample(2, &names)?;
+    /// let by_index = ClientSampler::new(9).fraction(0.5).sample_indices(2, names.len())?;
+    /// assert_eq!(by_name, by_index.iter().map(|&i| names[i]).collect::<Vec<_>>());
+    /// # Ok::<(), flspec::fl::sampling::SamplingError>(())
+    /// ```
+    pub fn sample_indices(
         &self,
         round: u64,
-        online: impl Iterator<Item = &'a str>,
-    ) -> Result<Vec<&'a str>, SamplingError> {
+        available: usize,
+    ) -> Result<Vec<usize>, SamplingError> {
         if !(0.0..=1.0).contains(&self.fraction) {
             return Err(SamplingError::Fraction(self.fraction));
         }
-        let names: Vec<&'a str> = online.collect::<BTreeSet<_>>().into_iter().collect();
-        let available = names.len();
         let size = self.sample_size(available);
         let needed = size.max(self.min_available);
         if available < needed {
@@ -157,14 +176,44 @@ impl ClientSampler {
         }
         // Stream = round, so every round draws afresh and reproducibly from the one seed.
         let mut rng = rng::seeded(self.seed, round);
-        // Partial Fisher–Yates: the first `size` slots are a uniform sample.
-        let mut order: Vec<usize> = (0..available).collect();
-        for i in 0..size {
-            let j = i + rng::below(&mut rng, available - i);
-            order.swap(i, j);
-        }
-        let mut picked: Vec<usize> = order[..size].to_vec();
+        // Partial Fisher–Yates: the first `size` slots of `0..available` are a uniform sample.
+        // Small populations shuffle a vector; large ones keep only the slots that moved, which
+        // draws the same sample.
+        let mut picked: Vec<usize> = if available <= size.saturating_mul(DENSE_FACTOR) {
+            let mut order: Vec<usize> = (0..available).collect();
+            for i in 0..size {
+                let j = i + rng::below(&mut rng, available - i);
+                order.swap(i, j);
+            }
+            order.truncate(size);
+            order
+        } else {
+            let mut moved: HashMap<usize, usize> = HashMap::with_capacity(2 * size);
+            let mut picked = Vec::with_capacity(size);
+            for i in 0..size {
+                let j = i + rng::below(&mut rng, available - i);
+                let at_j = moved.get(&j).copied().unwrap_or(j);
+                let at_i = moved.get(&i).copied().unwrap_or(i);
+                moved.insert(j, at_i);
+                picked.push(at_j);
+            }
+            picked
+        };
         picked.sort_unstable();
+        Ok(picked)
+    }
+
+    /// Picks among the distinct `online` names (see [`ClientSampler::sample`]).
+    fn pick<'a>(
+        &self,
+        round: u64,
+        online: impl Iterator<Item = &'a str>,
+    ) -> Result<Vec<&'a str>, SamplingError> {
+        if !(0.0..=1.0).contains(&self.fraction) {
+            return Err(SamplingError::Fraction(self.fraction));
+        }
+        let names: Vec<&'a str> = online.collect::<BTreeSet<_>>().into_iter().collect();
+        let picked = self.sample_indices(round, names.len())?;
         Ok(picked.into_iter().map(|i| names[i]).collect())
     }
 
@@ -230,5 +279,42 @@ pub enum SamplingError {
 impl core::fmt::Debug for SamplingError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         crate::error::write_chain(self, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The dense partial Fisher–Yates over the whole population, as `sample` drew before
+    /// `sample_indices` learnt to keep only the moved slots.
+    fn dense(seed: u64, round: u64, available: usize, size: usize) -> Vec<usize> {
+        let mut rng = rng::seeded(seed, round);
+        let mut order: Vec<usize> = (0..available).collect();
+        for i in 0..size {
+            let j = i + rng::below(&mut rng, available - i);
+            order.swap(i, j);
+        }
+        let mut picked = order[..size].to_vec();
+        picked.sort_unstable();
+        picked
+    }
+
+    #[test]
+    fn sparse_draw_picks_what_the_dense_shuffle_picks() {
+        for (available, size) in [(100_000, 100), (10_000, 1_000), (50, 5), (9, 1)] {
+            let s = ClientSampler::new(17)
+                .fraction(0.0)
+                .min_clients(size)
+                .min_available(1);
+            for round in 0..3 {
+                assert_eq!(
+                    s.sample_indices(round, available)
+                        .expect("enough are available"),
+                    dense(17, round, available, size),
+                    "{size} of {available}, round {round}"
+                );
+            }
+        }
     }
 }

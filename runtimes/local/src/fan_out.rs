@@ -10,35 +10,42 @@ use std::sync::{Mutex, PoisonError, mpsc};
 
 use flspec::driver::{
     Arrival, Copies, FanOut, FanOutRequest, FanOutResult, RunSetup, dropout_reason, panic_message,
-    run_collaborator,
+    run_collaborator_with,
 };
+use flspec::runtime::Roster;
 use flspec::{BoxError, Error, Flow, Result};
 
 use crate::Factory;
+use crate::privates::Privates;
 
 /// Batches per worker and fan-out in the parallel mode: enough to balance uneven steps, few
 /// enough that hand-offs stay rare.
 const BATCHES_PER_WORKER: usize = 4;
 
 pub(crate) struct LocalFanOut<'a, C> {
-    privates: Vec<Option<C>>,
+    privates: Privates<C>,
     factory: &'a Factory<C>,
     workers: usize,
     setup: &'a RunSetup<'a>,
+    roster: Roster<'a>,
 }
 
 impl<'a, C: Send> LocalFanOut<'a, C> {
+    /// `cache`: at most this many private states kept (see
+    /// [`LocalRuntime::private_state_cache`](crate::LocalRuntime::private_state_cache)).
     pub(crate) fn new(
-        collaborators: &'a [String],
+        roster: Roster<'a>,
         factory: &'a Factory<C>,
         workers: usize,
+        cache: Option<usize>,
         setup: &'a RunSetup<'a>,
     ) -> Self {
         LocalFanOut {
-            privates: collaborators.iter().map(|_| None).collect(),
+            privates: Privates::new(roster.len(), matches!(roster, Roster::List(_)), cache),
             factory,
             workers,
             setup,
+            roster,
         }
     }
 
@@ -54,11 +61,26 @@ impl<'a, C: Send> LocalFanOut<'a, C> {
         };
         for (i, (name, &slot)) in request.names.iter().zip(request.positions).enumerate() {
             let state = copies.copy_for(name, i + 1 == count);
-            let private = match &mut self.privates[slot] {
-                Some(p) => p,
-                empty => empty.insert(build_private(self.factory, name)?),
+            let (step, setup, roster) = (request.step, self.setup, self.roster);
+            let outcome = match &mut self.privates {
+                Privates::Dense(slots) => {
+                    let private = match &mut slots[slot] {
+                        Some(p) => p,
+                        empty => empty.insert(build_private(self.factory, name)?),
+                    };
+                    run_collaborator_with(name, state, step, private, setup, roster)
+                }
+                Privates::Cached(cache) => {
+                    let mut private = match cache.take(slot) {
+                        Some(p) => p,
+                        None => build_private(self.factory, name)?,
+                    };
+                    let outcome =
+                        run_collaborator_with(name, state, step, &mut private, setup, roster);
+                    cache.put(slot, private);
+                    outcome
+                }
             };
-            let outcome = run_collaborator(name, state, request.step, private, self.setup);
             result.push(name, outcome)?;
         }
         Ok(result)
@@ -73,7 +95,7 @@ impl<'a, C: Send> LocalFanOut<'a, C> {
         let batch = count.div_ceil(workers * BATCHES_PER_WORKER).max(1);
         let mut copies = Copies::new(request.state, request.transition);
         let mut results: Vec<Option<Result<Arrival<F>>>> = (0..count).map(|_| None).collect();
-        let (factory, setup, step) = (self.factory, self.setup, request.step);
+        let (factory, setup, step, roster) = (self.factory, self.setup, request.step, self.roster);
         let (names, positions) = (request.names, request.positions);
         let privates = &mut self.privates;
         let (job_tx, job_rx) = mpsc::sync_channel::<Vec<Job<F, C>>>(workers);
@@ -89,7 +111,7 @@ impl<'a, C: Send> LocalFanOut<'a, C> {
                         let Ok(jobs) = jobs else { break };
                         let done = jobs
                             .into_iter()
-                            .map(|job| run_job(job, factory, step, setup))
+                            .map(|job| run_job(job, factory, step, setup, roster))
                             .collect();
                         if done_tx.send(done).is_err() {
                             break;
@@ -99,11 +121,11 @@ impl<'a, C: Send> LocalFanOut<'a, C> {
             }
             drop(done_tx);
             let mut failed = false;
-            let mut collect = |done: Vec<Done<F, C>>, privates: &mut Vec<Option<C>>| {
+            let mut collect = |done: Vec<Done<F, C>>, privates: &mut Privates<C>| {
                 let mut err = false;
                 for d in done {
                     if let Some(p) = d.private {
-                        privates[positions[d.position]] = Some(p);
+                        privates.put(positions[d.position], p);
                     }
                     err |= d
                         .result
@@ -125,7 +147,7 @@ impl<'a, C: Send> LocalFanOut<'a, C> {
                         position,
                         name: &names[position],
                         state: copies.copy_for(&names[position], position + 1 == count),
-                        private: privates[positions[position]].take(),
+                        private: privates.take(positions[position]),
                     })
                     .collect();
                 if job_tx.send(jobs).is_err() {
@@ -187,6 +209,7 @@ fn run_job<F: Flow<Collaborator = C>, C>(
     factory: &Factory<C>,
     step: F::Step,
     setup: &RunSetup<'_>,
+    roster: Roster<'_>,
 ) -> Done<F, C> {
     let mut private = match job.private {
         Some(p) => p,
@@ -201,7 +224,7 @@ fn run_job<F: Flow<Collaborator = C>, C>(
             }
         },
     };
-    let result = run_collaborator(job.name, job.state, step, &mut private, setup);
+    let result = run_collaborator_with(job.name, job.state, step, &mut private, setup, roster);
     Done {
         position: job.position,
         result,

@@ -3,20 +3,24 @@
 //! ## API
 //!
 //! [`LocalRuntime`] and its builder calls ([`LocalRuntime::new`], [`LocalRuntime::try_new`],
+//! [`LocalRuntime::population`], [`LocalRuntime::try_population`],
 //! [`LocalRuntime::with_aggregator`], [`LocalRuntime::parallel`],
+//! [`LocalRuntime::private_state_cache`],
 //! [`LocalRuntime::checkpoint_dir`], [`LocalRuntime::run_id`], [`LocalRuntime::observer`]);
 //! [`LocalRuntime::resume`] and [`flspec::checkpoint`] for checkpoints; [`flspec::Error`] for
 //! what a run returns on failure.
 #![warn(missing_docs)]
 
 mod fan_out;
+mod privates;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use flspec::checkpoint::{CheckpointStore, RunCheckpoints};
-use flspec::driver::{Resume, RunSetup, drive};
+use flspec::driver::{Resume, RunSetup, drive_with};
+use flspec::runtime::{Population, Roster};
 use flspec::{BoxError, Error, Flow, Observer, PrivateStates, Result, Runtime};
 
 type Factory<T> = dyn Fn(&str) -> std::result::Result<T, BoxError> + Send + Sync;
@@ -25,16 +29,32 @@ type Factory<T> = dyn Fn(&str) -> std::result::Result<T, BoxError> + Send + Sync
 ///
 /// `C` is the collaborators' private state, `A` the aggregator's.
 pub struct LocalRuntime<C, A = ()> {
-    collaborators: Vec<String>,
+    members: Members,
     collaborator_factory: Box<Factory<C>>,
     aggregator_factory: Box<Factory<A>>,
     workers: usize,
+    cache: Option<usize>,
     checkpoint_dir: Option<PathBuf>,
     run_id: Option<String>,
     observer: Option<Arc<dyn Observer>>,
     last_run_id: Mutex<Option<String>>,
     /// The verdict of [`LocalRuntime::check_collaborators`], computed once.
     checked: OnceLock<std::result::Result<(), String>>,
+}
+
+/// Who the collaborators are: a list of names, or a numbered population.
+enum Members {
+    List(Vec<String>),
+    Population(Population),
+}
+
+impl Members {
+    fn roster(&self) -> Roster<'_> {
+        match self {
+            Members::List(names) => Roster::List(names),
+            Members::Population(p) => Roster::Population(p),
+        }
+    }
 }
 
 impl<C> LocalRuntime<C, ()> {
@@ -62,11 +82,52 @@ impl<C> LocalRuntime<C, ()> {
         S: Into<String>,
         E: Into<BoxError>,
     {
+        Self::with_members(
+            Members::List(collaborators.into_iter().map(Into::into).collect()),
+            factory,
+        )
+    }
+
+    /// A runtime for a numbered population (`Population::new(1_000_000)`: `site-000000` to
+    /// `site-999999`) that holds no name and no private state until a fan-out names a
+    /// collaborator: `factory` builds a collaborator's private state on its first step, so a
+    /// collaborator that is never sampled costs nothing. Steps sample a round with
+    /// [`Ctx::roster`](flspec::Ctx::roster) and [`Roster::sample`].
+    ///
+    /// Built states stay for the rest of the run unless
+    /// [`private_state_cache`](Self::private_state_cache) bounds them.
+    pub fn population(
+        population: Population,
+        factory: impl Fn(&str) -> C + Send + Sync + 'static,
+    ) -> Self {
+        Self::try_population(population, move |name| Ok::<C, BoxError>(factory(name)))
+    }
+
+    /// As [`population`](Self::population), with a factory that may fail; its error ends the
+    /// run as [`Error::PrivateState`], naming the collaborator.
+    pub fn try_population<E>(
+        population: Population,
+        factory: impl Fn(&str) -> std::result::Result<C, E> + Send + Sync + 'static,
+    ) -> Self
+    where
+        E: Into<BoxError>,
+    {
+        Self::with_members(Members::Population(population), factory)
+    }
+
+    fn with_members<E>(
+        members: Members,
+        factory: impl Fn(&str) -> std::result::Result<C, E> + Send + Sync + 'static,
+    ) -> Self
+    where
+        E: Into<BoxError>,
+    {
         LocalRuntime {
-            collaborators: collaborators.into_iter().map(Into::into).collect(),
+            members,
             collaborator_factory: Box::new(move |name| factory(name).map_err(Into::into)),
             aggregator_factory: Box::new(|_| Ok(())),
             workers: 1,
+            cache: None,
             checkpoint_dir: None,
             run_id: None,
             observer: None,
@@ -83,10 +144,11 @@ impl<C, A> LocalRuntime<C, A> {
         factory: impl Fn() -> B + Send + Sync + 'static,
     ) -> LocalRuntime<C, B> {
         LocalRuntime {
-            collaborators: self.collaborators,
+            members: self.members,
             collaborator_factory: self.collaborator_factory,
             aggregator_factory: Box::new(move |_| Ok(factory())),
             workers: self.workers,
+            cache: self.cache,
             checkpoint_dir: self.checkpoint_dir,
             run_id: self.run_id,
             observer: self.observer,
@@ -99,6 +161,19 @@ impl<C, A> LocalRuntime<C, A> {
     /// one after the other on the calling thread). Results are identical either way.
     pub fn parallel(mut self, workers: usize) -> Self {
         self.workers = workers.max(1);
+        self
+    }
+
+    /// Keeps at most `states` collaborators' private states in a run; putting one more back
+    /// evicts the least recently used (dropped at once). An evicted collaborator's state is
+    /// rebuilt by the factory when a later fan-out names it again, so anything its steps wrote
+    /// into the state is lost: a flow whose private state must outlive a round needs a bound
+    /// at least the number of collaborators it reuses, or a factory that restores the state
+    /// (e.g. from disk). The bound counts states between fan-outs; during one, each running
+    /// collaborator also holds its own. By default there is no bound: a state built stays for
+    /// the rest of the run. States never outlive their run.
+    pub fn private_state_cache(mut self, states: usize) -> Self {
+        self.cache = Some(states);
         self
     }
 
@@ -123,9 +198,15 @@ impl<C, A> LocalRuntime<C, A> {
         self
     }
 
-    /// The collaborators' names.
+    /// The collaborators' names. A population makes every name on the first call and keeps
+    /// them (tens of bytes each): prefer [`roster`](Self::roster) there.
     pub fn collaborators(&self) -> &[String] {
-        &self.collaborators
+        self.members.roster().as_names()
+    }
+
+    /// The collaborators: a list of names, or a population.
+    pub fn roster(&self) -> Roster<'_> {
+        self.members.roster()
     }
 
     /// The id of the last run started, e.g. to [`resume`](Self::resume) it after a failure.
@@ -143,9 +224,30 @@ impl<C, A> LocalRuntime<C, A> {
 
     fn check_collaborators(&self) -> Result<()> {
         self.checked
-            .get_or_init(|| check_names(&self.collaborators))
+            .get_or_init(|| match &self.members {
+                Members::List(names) => check_names(names),
+                Members::Population(p) if p.is_empty() => {
+                    Err("a run needs at least one collaborator: the population is empty".into())
+                }
+                // Names made from distinct numbers are distinct and non-empty.
+                Members::Population(_) => Ok(()),
+            })
             .clone()
             .map_err(Error::InvalidCollaborators)
+    }
+
+    /// The names a checkpointed run records, or why this runtime cannot checkpoint.
+    fn checkpoint_names(&self, dir: &Path) -> Result<&[String]> {
+        match &self.members {
+            Members::List(names) => Ok(names),
+            Members::Population(_) => Err(Error::CheckpointFormat {
+                path: dir.to_path_buf(),
+                reason: "a population runtime does not checkpoint (a run's header would list \
+                         every name); turn checkpointing off, or list the names with \
+                         `LocalRuntime::new`"
+                    .into(),
+            }),
+        }
     }
 
     fn new_run_id(&self) -> String {
@@ -182,15 +284,16 @@ impl<C, A> LocalRuntime<C, A> {
                         .into(),
             });
         };
+        let collaborators = self.checkpoint_names(dir)?;
         let run = RunCheckpoints::open(dir, run_id)?;
         self.check_collaborators()?;
-        if run.header().collaborators != self.collaborators {
+        if run.header().collaborators != collaborators {
             return Err(Error::CheckpointFormat {
                 path: run.folder().to_path_buf(),
                 reason: format!(
                     "the run was made with collaborators {} but this runtime has {}; resume it with the same collaborators",
                     short(&run.header().collaborators),
-                    short(&self.collaborators)
+                    short(collaborators)
                 ),
             });
         }
@@ -217,9 +320,14 @@ impl<C, A> LocalRuntime<C, A> {
         F: Flow<Collaborator = C, Aggregator = A>,
         C: Send,
     {
+        let roster = self.members.roster();
         let setup = RunSetup {
             run_id,
-            collaborators: &self.collaborators,
+            // A population is reached through `roster`; its names are never listed.
+            collaborators: match roster {
+                Roster::List(names) => names,
+                _ => &[],
+            },
             observer: self.observer.as_deref(),
             checkpoints: store,
         };
@@ -229,12 +337,13 @@ impl<C, A> LocalRuntime<C, A> {
                 source,
             })?;
         let mut fan_out = fan_out::LocalFanOut::new(
-            &self.collaborators,
+            roster,
             &*self.collaborator_factory,
             self.workers,
+            self.cache,
             &setup,
         );
-        drive(resume, &setup, &mut private, &mut fan_out)
+        drive_with(resume, &setup, roster, &mut private, &mut fan_out)
     }
 }
 
@@ -254,7 +363,7 @@ where
             Some(dir) => Some(CheckpointStore::create::<F>(
                 dir,
                 &run_id,
-                &self.collaborators,
+                self.checkpoint_names(dir)?,
             )?),
             None => None,
         };
