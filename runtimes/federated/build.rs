@@ -38,6 +38,12 @@ fn main() {
         .method(method("status", "Status", "StatusRequest", "RunStatus").build())
         .method(method("cancel", "Cancel", "CancelRequest", "CancelReply").build())
         .method(method("envoys", "Envoys", "EnvoysRequest", "EnvoyList").build())
+        .method(method("runs", "Runs", "RunsRequest", "RunList").build())
+        .method(
+            method("logs", "Logs", "LogsRequest", "RunUpdate")
+                .server_streaming()
+                .build(),
+        )
         .build();
     Builder::new().build_transport(false).compile(&[director]);
     println!("cargo::rerun-if-changed=build.rs");

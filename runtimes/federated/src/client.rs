@@ -64,8 +64,9 @@ use crate::net::TlsProbe;
 use crate::rpc::director_client::DirectorClient;
 use crate::tls::TlsConfig;
 use crate::wire::{
-    CancelRequest, EnvoyInfo, EnvoysRequest, FlowInfo, PROTOCOL_VERSION, RunStatus, RunUpdate,
-    StatusRequest, SubmitRequest, WatchRequest, WireError, WireEvent, WireRole,
+    CancelRequest, EnvoyInfo, EnvoysRequest, FlowInfo, LogsRequest, PROTOCOL_VERSION, RunStatus,
+    RunUpdate, RunsRequest, StatusRequest, SubmitRequest, WatchRequest, WireError, WireEvent,
+    WireRole,
 };
 use crate::{Error, Result};
 
@@ -241,6 +242,47 @@ impl FederatedRuntime {
         )?
     }
 
+    /// The runs this client's certificate submitted (every run, on a plaintext director) that
+    /// the director still keeps: running ones and the recently ended, oldest first. Blocks.
+    ///
+    /// # Errors
+    /// [`Error::Rpc`], [`Error::Tls`] or [`Error::Timeout`];
+    /// [`Error::BlockingInAsyncContext`] inside a tokio runtime.
+    pub fn runs(&self) -> Result<Vec<RunStatus>> {
+        self.runtime
+            .block_on("FederatedRuntime::runs", self.inner.runs())?
+    }
+
+    /// Asks the director to cancel a run, by id (see also [`RunHandle::cancel`]); returns
+    /// whether it was still running. Blocks.
+    ///
+    /// # Errors
+    /// [`Error::Rpc`] (`NotFound`, or `PermissionDenied` for another client's run) or
+    /// [`Error::Timeout`]; [`Error::BlockingInAsyncContext`] inside a tokio runtime.
+    pub fn cancel_run(&self, run_id: &str) -> Result<bool> {
+        self.runtime.block_on(
+            "FederatedRuntime::cancel_run",
+            self.inner.cancel_run(run_id),
+        )?
+    }
+
+    /// Reads a run's log (its participants' log lines, its events and its end, as
+    /// [`RunUpdate`]s; a `Finished` end comes without its state), calling `each` for every
+    /// update. With `follow`, waits for new ones until the run ends; without, returns after
+    /// those the director keeps now. Blocks.
+    ///
+    /// # Errors
+    /// [`Error::Rpc`] (`NotFound`, or `PermissionDenied` for another client's run),
+    /// [`Error::Timeout`] if the director does not answer the call within 30 s,
+    /// [`Error::Rpc`] if the stream breaks; [`Error::BlockingInAsyncContext`] inside
+    /// a tokio runtime.
+    pub fn run_logs(&self, run_id: &str, follow: bool, each: impl FnMut(RunUpdate)) -> Result<()> {
+        self.runtime.block_on(
+            "FederatedRuntime::run_logs",
+            self.inner.run_logs(run_id, follow, each),
+        )?
+    }
+
     /// Submits a run of `flow` and returns at once with its handle; the run goes on on the
     /// director. Blocks only for the submission. The handle reports the run's events to the
     /// [`observer`](Self::observer) and its participants' log lines to this program's
@@ -386,6 +428,76 @@ impl AsyncClient {
             async move { client.status(request(req)).await },
         )
         .await
+    }
+
+    /// The runs this client's certificate submitted (every run, on a plaintext director) that
+    /// the director still keeps: running ones and the recently ended, oldest first.
+    ///
+    /// # Errors
+    /// [`Error::Rpc`], [`Error::Tls`] or [`Error::Timeout`].
+    pub async fn runs(&self) -> Result<Vec<RunStatus>> {
+        let mut client = self.client.clone();
+        let reply = call(&self.addr, &self.probe, "listing runs", async move {
+            client.runs(request(RunsRequest {})).await
+        })
+        .await?;
+        Ok(reply.runs)
+    }
+
+    /// Asks the director to cancel a run, by id (see also [`AsyncRunHandle::cancel`]);
+    /// returns whether it was still running.
+    ///
+    /// # Errors
+    /// [`Error::Rpc`] (`NotFound`, or `PermissionDenied` for another client's run) or
+    /// [`Error::Timeout`].
+    pub async fn cancel_run(&self, run_id: &str) -> Result<bool> {
+        let mut client = self.client.clone();
+        let req = CancelRequest {
+            run_id: run_id.to_string(),
+        };
+        let reply = call(&self.addr, &self.probe, "cancelling the run", async move {
+            client.cancel(request(req)).await
+        })
+        .await?;
+        Ok(reply.was_running)
+    }
+
+    /// Reads a run's log; see [`FederatedRuntime::run_logs`].
+    ///
+    /// # Errors
+    /// As [`FederatedRuntime::run_logs`], less the blocking one.
+    pub async fn run_logs(
+        &self,
+        run_id: &str,
+        follow: bool,
+        mut each: impl FnMut(RunUpdate),
+    ) -> Result<()> {
+        let mut client = self.client.clone();
+        let req = LogsRequest {
+            run_id: run_id.to_string(),
+            follow,
+        };
+        // A followed log lasts as long as the run: no deadline on the call itself, only on
+        // the director's first answer.
+        let call_req = if follow {
+            tonic::Request::new(req)
+        } else {
+            request(req)
+        };
+        let mut stream = call(
+            &self.addr,
+            &self.probe,
+            "reading the run's log",
+            async move { client.logs(call_req).await },
+        )
+        .await?;
+        loop {
+            match stream.message().await {
+                Ok(Some(update)) => each(update),
+                Ok(None) => return Ok(()),
+                Err(status) => return Err(Error::from_status(&status, &self.addr, &self.probe)),
+            }
+        }
     }
 
     /// Submits a run of `flow` and returns once the director accepted it, with its handle;

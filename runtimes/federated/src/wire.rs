@@ -321,6 +321,29 @@ pub enum WireError {
     },
 }
 
+/// List the runs the caller submitted (every run in plaintext mode), running and recently
+/// ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunsRequest {}
+
+/// The answer to a [`RunsRequest`]: the runs' statuses, oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunList {
+    /// The runs.
+    pub runs: Vec<RunStatus>,
+}
+
+/// Read a run's log: its participants' log lines and its events, as the director keeps them
+/// (bounded per run; a reader that comes late may miss the oldest, and is told).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogsRequest {
+    /// The run.
+    pub run_id: String,
+    /// Keep the stream open and send new lines as they come, until the run ends. Without it,
+    /// the stream ends after the lines kept so far.
+    pub follow: bool,
+}
+
 /// Ask for a run's status.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatusRequest {

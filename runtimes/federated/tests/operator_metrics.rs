@@ -17,8 +17,9 @@ use testflows::{FanOutFlow, SlowDropFlow, director_registry, envoy_registry};
 /// `GET path` on `addr`; the status code and the body.
 fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).expect("the admin address accepts");
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("a read timeout");
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").expect("the request is sent");
     let mut text = String::new();
     s.read_to_string(&mut text).expect("an HTTP answer");
     let (head, body) = text.split_once("\r\n\r\n").expect("a head and a body");
@@ -81,7 +82,7 @@ fn metrics_count_envoys_runs_steps_bytes_dropouts_and_tls_failures() {
     assert_eq!(dropped.arrived, ["Bengaluru"]);
 
     // A client certificate of another federation: refused at the handshake.
-    let stranger = tempfile::tempdir().unwrap();
+    let stranger = tempfile::tempdir().expect("temp dir");
     create_federation(
         stranger.path(),
         &FederationSpec {
@@ -91,7 +92,7 @@ fn metrics_count_envoys_runs_steps_bytes_dropouts_and_tls_failures() {
             ..FederationSpec::default()
         },
     )
-    .unwrap();
+    .expect("another federation's certificates");
     let refused = fed.runtime.block_on(inproc::raw_channel(
         &fed.addr,
         &fed.path().join("ca.pem"),
@@ -163,7 +164,8 @@ fn metrics_count_envoys_runs_steps_bytes_dropouts_and_tls_failures() {
     fed.shutdown();
     // After shutdown the admin address is closed (or answers 503 while stopping).
     if let Ok(mut s) = TcpStream::connect(admin) {
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("a read timeout");
         let _ = write!(s, "GET /readyz HTTP/1.1\r\n\r\n");
         let mut text = String::new();
         let _ = s.read_to_string(&mut text);

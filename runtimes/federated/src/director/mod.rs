@@ -72,8 +72,8 @@ use crate::rpc::director_server::{Director as DirectorService, DirectorServer};
 use crate::tls::{CertRole, PeerIdentity, TlsConfig};
 use crate::wire::{
     CancelReply, CancelRequest, DirectorMsg, EnvoyList, EnvoyMsg, EnvoysRequest, LogLine,
-    PROTOCOL_VERSION, RunStatus, RunUpdate, StatusRequest, SubmitReply, SubmitRequest,
-    WatchRequest, WireError,
+    LogsRequest, PROTOCOL_VERSION, RunList, RunStatus, RunUpdate, RunsRequest, StatusRequest,
+    SubmitReply, SubmitRequest, WatchRequest, WireError,
 };
 use crate::{Error, Result};
 
@@ -589,6 +589,7 @@ fn status_of(e: &Error) -> Status {
 impl DirectorService for Service {
     type SessionStream = UnboundedReceiverStream<Result<DirectorMsg, Status>>;
     type WatchStream = ReceiverStream<Result<RunUpdate, Status>>;
+    type LogsStream = ReceiverStream<Result<RunUpdate, Status>>;
 
     async fn session(
         &self,
@@ -786,58 +787,45 @@ impl DirectorService for Service {
         let client = self.check_client(&request)?;
         let run = self.owned_run(client.as_deref(), &request.get_ref().run_id)?;
         let identity = peer_of(&request).and_then(|p| p.identity);
-        let shared = self.shared.clone();
-        let mut stopping = self.shared.stopping.subscribe();
-        let (tx, rx) = tokio::sync::mpsc::channel(256);
-        tokio::spawn(async move {
-            let mut version = run.subscribe();
-            let mut next = 0;
-            loop {
-                if let Some(id) = &identity
-                    && shared.is_revoked(id)
-                {
-                    let _ = tx.send(Err(revoked_status(id))).await;
-                    return;
-                }
-                if *stopping.borrow_and_update() {
-                    let _ = tx
-                        .send(Err(Status::unavailable(
-                            "the director shut down; the run was cancelled",
-                        )))
-                        .await;
-                    return;
-                }
-                version.borrow_and_update();
-                let (items, after, over, skipped) = run.updates_from(next);
-                if skipped > 0 {
-                    let note = RunUpdate::Log {
-                        source: "director".into(),
-                        line: LogLine {
-                            level: "WARN".into(),
-                            target: "flspec_federated".into(),
-                            message: format!("{skipped} earlier updates of this run were dropped"),
-                        },
-                    };
-                    if tx.send(Ok(note)).await.is_err() {
-                        return;
-                    }
-                }
-                for item in items {
-                    if tx.send(Ok(item)).await.is_err() {
-                        return;
-                    }
-                }
-                next = after;
-                if over {
-                    return;
-                }
-                tokio::select! {
-                    changed = version.changed() => if changed.is_err() { return },
-                    _ = stopping.changed() => {}
-                }
-            }
-        });
-        Ok(Response::new(ReceiverStream::new(rx)))
+        Ok(Response::new(stream_updates(
+            self.shared.clone(),
+            run,
+            identity,
+            Follow::Watch,
+        )))
+    }
+
+    async fn logs(
+        &self,
+        request: Request<LogsRequest>,
+    ) -> Result<Response<Self::LogsStream>, Status> {
+        let client = self.check_client(&request)?;
+        let run = self.owned_run(client.as_deref(), &request.get_ref().run_id)?;
+        let identity = peer_of(&request).and_then(|p| p.identity);
+        let follow = if request.get_ref().follow {
+            Follow::Logs
+        } else {
+            Follow::LogsSoFar
+        };
+        Ok(Response::new(stream_updates(
+            self.shared.clone(),
+            run,
+            identity,
+            follow,
+        )))
+    }
+
+    async fn runs(&self, request: Request<RunsRequest>) -> Result<Response<RunList>, Status> {
+        let client = self.check_client(&request)?;
+        let runs = self
+            .shared
+            .runs
+            .list()
+            .into_iter()
+            .filter(|r| r.owner.as_deref() == client.as_deref())
+            .map(|r| r.status())
+            .collect();
+        Ok(Response::new(RunList { runs }))
     }
 
     async fn status(&self, request: Request<StatusRequest>) -> Result<Response<RunStatus>, Status> {
@@ -864,6 +852,83 @@ impl DirectorService for Service {
             envoys: self.shared.envoys.list(),
         }))
     }
+}
+
+/// What a stream of a run's updates sends, and until when.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Follow {
+    /// Everything, until the run ends (`watch`).
+    Watch,
+    /// Log lines and events, the end without its final state, until the run ends (`logs
+    /// --follow`).
+    Logs,
+    /// As `Logs`, only the updates kept so far (`logs`).
+    LogsSoFar,
+}
+
+/// Streams the updates of `run` to a client holding `identity`, from the first one kept.
+fn stream_updates(
+    shared: Arc<Shared>,
+    run: Arc<Run>,
+    identity: Option<PeerIdentity>,
+    follow: Follow,
+) -> ReceiverStream<Result<RunUpdate, Status>> {
+    let mut stopping = shared.stopping.subscribe();
+    let (tx, rx) = tokio::sync::mpsc::channel(256);
+    tokio::spawn(async move {
+        let mut version = run.subscribe();
+        let mut next = 0;
+        loop {
+            if let Some(id) = &identity
+                && shared.is_revoked(id)
+            {
+                let _ = tx.send(Err(revoked_status(id))).await;
+                return;
+            }
+            if *stopping.borrow_and_update() {
+                let _ = tx
+                    .send(Err(Status::unavailable(
+                        "the director shut down; the run was cancelled",
+                    )))
+                    .await;
+                return;
+            }
+            version.borrow_and_update();
+            let (items, after, over, skipped) = run.updates_from(next);
+            if skipped > 0 {
+                let note = RunUpdate::Log {
+                    source: "director".into(),
+                    line: LogLine {
+                        level: "WARN".into(),
+                        target: "flspec_federated".into(),
+                        message: format!("{skipped} earlier updates of this run were dropped"),
+                    },
+                };
+                if tx.send(Ok(note)).await.is_err() {
+                    return;
+                }
+            }
+            for mut item in items {
+                if follow != Follow::Watch
+                    && let RunUpdate::Finished { state } = &mut item
+                {
+                    *state = Bytes::new();
+                }
+                if tx.send(Ok(item)).await.is_err() {
+                    return;
+                }
+            }
+            next = after;
+            if over || follow == Follow::LogsSoFar {
+                return;
+            }
+            tokio::select! {
+                changed = version.changed() => if changed.is_err() { return },
+                _ = stopping.changed() => {}
+            }
+        }
+    });
+    ReceiverStream::new(rx)
 }
 
 /// Handles one message of an envoy's session.

@@ -307,6 +307,13 @@ impl Runs {
         self.lock().get(id).cloned()
     }
 
+    /// Every run kept (running, and the recently ended), oldest first.
+    pub(crate) fn list(&self) -> Vec<Arc<Run>> {
+        let mut runs: Vec<Arc<Run>> = self.lock().values().cloned().collect();
+        runs.sort_by_key(|r| r.started);
+        runs
+    }
+
     pub(crate) fn running(&self) -> usize {
         self.lock().values().filter(|r| !r.is_over()).count()
     }
