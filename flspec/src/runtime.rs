@@ -265,7 +265,22 @@ impl Population {
 
     /// The name of collaborator `index`, or `None` if `index >= len`.
     pub fn name(&self, index: usize) -> Option<String> {
-        (index < self.len).then(|| format!("{}{index:0w$}", self.prefix, w = self.width))
+        if index >= self.len {
+            return None;
+        }
+        let mut name = String::with_capacity(self.prefix.len() + self.width);
+        name.push_str(&self.prefix);
+        let mut digits = [b'0'; 20];
+        let (mut rest, mut at) = (index, digits.len());
+        while rest > 0 {
+            at -= 1;
+            digits[at] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+        }
+        // `width` covers the largest index, so the digits fit; the rest of the field is zeros.
+        let field = &digits[digits.len() - self.width.min(digits.len())..];
+        name.extend(field.iter().map(|&d| char::from(d)));
+        Some(name)
     }
 
     /// The number of the collaborator called `name`, or `None` if no collaborator of this

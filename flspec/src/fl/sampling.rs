@@ -21,6 +21,7 @@
 //! ```
 
 use std::collections::{BTreeSet, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 
 /// Populations up to this many times the sample are shuffled densely (a vector of them all).
 const DENSE_FACTOR: usize = 8;
@@ -188,7 +189,8 @@ impl ClientSampler {
             order.truncate(size);
             order
         } else {
-            let mut moved: HashMap<usize, usize> = HashMap::with_capacity(2 * size);
+            let mut moved: HashMap<usize, usize, BuildHasherDefault<SlotHasher>> =
+                HashMap::with_capacity_and_hasher(2 * size, BuildHasherDefault::default());
             let mut picked = Vec::with_capacity(size);
             for i in 0..size {
                 let j = i + rng::below(&mut rng, available - i);
@@ -279,6 +281,27 @@ pub enum SamplingError {
 impl core::fmt::Debug for SamplingError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         crate::error::write_chain(self, f)
+    }
+}
+
+/// Hashes the slot numbers of the sparse shuffle with one multiply (Fibonacci hashing): they
+/// are not chosen by an adversary, and SipHash would cost more than the draw.
+#[derive(Default)]
+struct SlotHasher(u64);
+
+impl Hasher for SlotHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.0 = (self.0.rotate_left(5) ^ n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 

@@ -7,6 +7,28 @@
 //! used one when a state is put back into a full cache.
 
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// Hashes collaborator positions with one multiply (Fibonacci hashing): positions come from the
+/// flow's own fan-outs, not from an adversary, and SipHash would cost more than the lookup.
+#[derive(Default)]
+pub(crate) struct PositionHasher(u64);
+
+impl Hasher for PositionHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.0 = (self.0.rotate_left(5) ^ n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
 
 pub(crate) enum Privates<C> {
     /// One slot per collaborator of the list.
@@ -47,7 +69,7 @@ impl<C> Privates<C> {
 
 /// Built states by position; with a bound, least recently used first out.
 pub(crate) struct Cache<C> {
-    entries: HashMap<usize, (C, u64)>,
+    entries: HashMap<usize, (C, u64), BuildHasherDefault<PositionHasher>>,
     /// Last use → position, oldest first; kept only with a bound.
     by_use: BTreeMap<u64, usize>,
     clock: u64,
@@ -57,7 +79,7 @@ pub(crate) struct Cache<C> {
 impl<C> Cache<C> {
     fn new(bound: Option<usize>) -> Self {
         Cache {
-            entries: HashMap::new(),
+            entries: HashMap::default(),
             by_use: BTreeMap::new(),
             clock: 0,
             bound,

@@ -363,3 +363,29 @@ fn sequential_and_parallel_population_runs_agree() {
     };
     assert_eq!(run(1), run(3));
 }
+
+#[test]
+fn population_names_are_zero_padded_and_read_back() {
+    let p = Population::new(1_000_000);
+    assert_eq!(p.name(0).as_deref(), Some("site-000000"));
+    assert_eq!(p.name(999_999).as_deref(), Some("site-999999"));
+    assert_eq!(p.name(1_000_000), None);
+    for i in (0..1_000_000).step_by(7_919) {
+        let name = p.name(i).expect("in range");
+        assert_eq!(name, format!("site-{i:06}"));
+        assert_eq!(p.position(&name), Some(i));
+    }
+    for bad in [
+        "site-1000000",
+        "site-00001",
+        "site-00001x",
+        "Site-000001",
+        "site-+00001",
+        "",
+    ] {
+        assert_eq!(p.position(bad), None, "{bad:?}");
+    }
+    let one = Population::with_prefix("", 1);
+    assert_eq!(one.name(0).as_deref(), Some("0"));
+    assert_eq!(one.position("0"), Some(0));
+}
