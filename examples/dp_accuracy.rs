@@ -92,6 +92,10 @@ struct Args {
     /// Plot the global model's accuracy per round, one panel per n, to this SVG file.
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<PathBuf>,
+    /// Print the noise plan for each n, each finite ε and each of these clips (comma
+    /// separated, e.g. 0.02,0.1,0.5), then exit without training.
+    #[arg(long, value_name = "C,...", value_delimiter = ',')]
+    plan_clips: Vec<f64>,
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
@@ -184,6 +188,15 @@ impl Privacy {
         }
     }
 
+    /// The plot's legend entry.
+    fn legend(&self) -> String {
+        match self {
+            Privacy::Off => "no DP (ε = ∞)".to_string(),
+            Privacy::ClipOnly(e) => format!("clip only (ε = {e:e})"),
+            Privacy::Dp(e) => format!("ε = {e}"),
+        }
+    }
+
     fn epsilon(&self) -> Option<f64> {
         match *self {
             Privacy::Off => None,
@@ -218,6 +231,8 @@ fn settings(epsilons: &[Epsilon], clip_only: f64) -> Vec<Privacy> {
 /// One run's outcome.
 struct Run {
     rows: Vec<RoundRow>,
+    /// The model after the last round.
+    model: Vec<f32>,
     /// The accuracy of the model after the last round on the whole test set.
     final_accuracy: f64,
     seconds: f64,
@@ -247,6 +262,10 @@ fn main() -> anyhow::Result<()> {
     }
     tch::set_num_threads(i32::try_from(args.threads.max(1))?);
     let data = Arc::new(Mnist::load_bundled()?);
+    if !args.plan_clips.is_empty() {
+        println!("{}", plans_table(&args, &sweep, &data)?);
+        return Ok(());
+    }
     let mut clips = BTreeMap::new();
     println!(
         "dp_accuracy: {} training / {} test images, {} round(s), n in {:?}, settings: {}; δ = {}, {} repetition(s); {}",
@@ -270,7 +289,8 @@ fn main() -> anyhow::Result<()> {
     let mut base = BTreeMap::new();
     for &n in &args.collaborators {
         let options = options_for(&args, n, Arc::clone(&data))?;
-        let norms = update_norms(&options, args.seed)?;
+        let initial = Net::new(args.seed)?.to_flat()?;
+        let norms = update_norms(&options, args.seed, &initial)?;
         let c = args
             .dp_clips
             .iter()
@@ -341,6 +361,22 @@ fn main() -> anyhow::Result<()> {
         }
     }
     bar.finish_and_clear();
+    // The update norm later in training, for choosing C: one local epoch from the final
+    // model without DP.
+    if let Some(off) = sweep.iter().position(|p| *p == Privacy::Off) {
+        for &n in &args.collaborators {
+            if let Some(run) = runs.get(&(n, off)).and_then(|l| l.first()) {
+                let norms = update_norms(&base[&n], args.seed, &run.model)?;
+                println!(
+                    "n = {n}: L2 norm of one local epoch's update at the final model without DP (round {}): median {:.4}, min {:.4}, max {:.4}",
+                    args.rounds,
+                    median(&norms),
+                    support::min(&norms),
+                    support::max(&norms)
+                );
+            }
+        }
+    }
     let plans: BTreeMap<(usize, usize), Option<NoisePlan>> = runs
         .keys()
         .map(|&(n, s)| {
@@ -372,21 +408,21 @@ fn options_for(args: &Args, n: usize, data: Arc<Mnist>) -> anyhow::Result<RunOpt
     Ok(options)
 }
 
-/// The L2 norm of `w_local - w_global` after one local epoch from the initial model, per
-/// collaborator (the flow's training: `TrainConfig::default()` on the collaborator's share).
-fn update_norms(options: &RunOptions, seed: i64) -> anyhow::Result<Vec<f64>> {
-    let global = Net::new(seed)?.to_flat()?;
+/// The L2 norm of `w_local - w_global` after one local epoch from `global`, per collaborator
+/// (the flow's training: `TrainConfig::default()` on the collaborator's share).
+fn update_norms(options: &RunOptions, seed: i64, global: &[f32]) -> anyhow::Result<Vec<f64>> {
     let mut norms = Vec::new();
     for name in &options.collaborators {
         let share = options.site_data(name)?;
         let mut net = Net::new(seed)?;
+        net.set_flat(global)?;
         train_one_epoch_on(
             &mut net,
             &Batches::new(&share.train)?,
             &TrainConfig::default(),
         )?;
         let local = net.to_flat()?;
-        norms.push(l2_distance(&local, &global));
+        norms.push(l2_distance(&local, global));
     }
     Ok(norms)
 }
@@ -441,6 +477,7 @@ fn run_once(
         .clone();
     Ok(Run {
         rows: flow.results,
+        model: flow.model,
         final_accuracy,
         seconds,
         steps,
@@ -472,6 +509,59 @@ fn noise_plan(
     let (plan, _) =
         NoisePlan::new(&dp, args.rounds, n, survivors).map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(Some(plan))
+}
+
+/// The noise plans for every n, DP setting and `--plan-clips` value: how the noise on the mean
+/// update compares with the clip.
+fn plans_table(args: &Args, sweep: &[Privacy], data: &Arc<Mnist>) -> anyhow::Result<String> {
+    let mut body = Vec::new();
+    for &n in &args.collaborators {
+        let options = options_for(args, n, Arc::clone(data))?;
+        for privacy in sweep {
+            for &c in &args.plan_clips {
+                if !(c.is_finite() && c > 0.0) {
+                    bail!("`--plan-clips {c}`: give positive clips, e.g. 0.02,0.1,0.5");
+                }
+                let Some(plan) = noise_plan(args, &options, *privacy, c)? else {
+                    continue;
+                };
+                let noise = mean_noise_norm(&plan, n);
+                body.push(vec![
+                    n.to_string(),
+                    privacy.label(),
+                    format!("{c}"),
+                    format!("{:.3e}", plan.gamma),
+                    format!("{:.3e}", plan.clip_units),
+                    format!("{:.3e}", plan.local_variance.sqrt()),
+                    format!("{noise:.4}"),
+                    format!("{:.2}", noise / c),
+                ]);
+            }
+        }
+    }
+    let headers = [
+        "n",
+        "ε target",
+        "C",
+        "γ",
+        "C/γ",
+        "σ per client (units)",
+        "noise ‖·‖ of the mean update",
+        "noise / C",
+    ]
+    .map(String::from);
+    Ok(format!(
+        "Noise plans ({} rounds, δ = {}, survivors provisioned: the SecAgg threshold unless --dp-min-survivors; all n surviving):\n\n{}",
+        args.rounds,
+        args.dp_delta,
+        markdown_table(&headers, &body)
+    ))
+}
+
+/// The L2 norm of the noise on the decoded mean update when all `n` collaborators survive:
+/// γ·σ·√n/n per coordinate, times √d.
+fn mean_noise_norm(plan: &NoisePlan, n: usize) -> f64 {
+    plan.local_std_dev() * (n as f64).sqrt() / n as f64 * (NUM_PARAMETERS as f64).sqrt()
 }
 
 /// The flow's default SecAgg threshold at these options.
@@ -536,11 +626,7 @@ fn results_table(
             };
             let noise = match plans.get(&(n, s)).copied().flatten() {
                 // The decoded mean divides the n collaborators' summed noise by n.
-                Some(plan) => format!(
-                    "{:.3}",
-                    plan.local_std_dev() * (n as f64).sqrt() / n as f64
-                        * (NUM_PARAMETERS as f64).sqrt()
-                ),
+                Some(plan) => format!("{:.3}", mean_noise_norm(&plan, n)),
                 None => "0".to_string(),
             };
             body.push(vec![
@@ -787,7 +873,7 @@ fn plot(
                     color.stroke_width(2),
                 ))
                 .context("drawing the plot")?
-                .label(format!("ε = {}", privacy.label()))
+                .label(privacy.legend())
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color));
         }
         chart
@@ -865,6 +951,7 @@ mod tests {
         };
         let run = Run {
             rows: vec![row(0, 0.1), row(1, 0.5)],
+            model: Vec::new(),
             final_accuracy: 0.7,
             seconds: 1.0,
             steps: BTreeMap::new(),
