@@ -362,8 +362,15 @@ async fn run_task(
         Err(m) => return refused(m.clone()),
     };
     let joined = tokio::task::spawn_blocking(move || {
-        let span =
-            info_span!("task", run_id = %task.run_id, collaborator = %name, step = %task.step);
+        // Lines between the steps name the task's first step; inside a step, the driver's
+        // own span names it.
+        let span = info_span!(
+            "task",
+            run = %task.run_id,
+            flow = %entry.info().name,
+            step = %task.step,
+            participant = %name
+        );
         let _entered = span.enter();
         let mut slot = ctx
             .private

@@ -56,6 +56,7 @@ pub mod codec;
 pub mod director;
 pub mod envoy;
 mod error;
+pub mod logs;
 mod net;
 mod registry;
 pub mod signing;

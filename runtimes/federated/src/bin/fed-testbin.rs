@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use flspec_federated::logs::LogFormat;
 use flspec_federated::{Director, DirectorOptions, Envoy, EnvoyOptions, TlsConfig};
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::SubscriberExt;
@@ -28,6 +29,10 @@ struct Cli {
     /// outlive them).
     #[arg(long, global = true)]
     exit_on_stdin_eof: bool,
+    /// The log format on stderr: `text` or `json` (one JSON object per line, with the run,
+    /// flow, step and participant on each line inside a run).
+    #[arg(long, global = true, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -50,6 +55,9 @@ enum Command {
         /// Where runs write their checkpoints.
         #[arg(long)]
         checkpoint_dir: Option<PathBuf>,
+        /// The admin address (plain HTTP: /metrics, /healthz, /readyz); never a public one.
+        #[arg(long)]
+        admin: Option<String>,
     },
     /// Runs an envoy with the test flows.
     Envoy {
@@ -112,18 +120,30 @@ mod anyhow_lite {
 }
 
 fn main() {
+    let cli = Cli::parse();
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+    };
+    let (text, json) = match cli.log_format {
+        LogFormat::Text => (
+            Some(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_filter(filter()),
+            ),
+            None,
+        ),
+        LogFormat::Json => (
+            None,
+            Some(flspec_federated::logs::json_layer(std::io::stderr).with_filter(filter())),
+        ),
+    };
     tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_filter(
-                    tracing_subscriber::EnvFilter::try_from_default_env()
-                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-                ),
-        )
+        .with(text)
+        .with(json)
         .with(flspec_federated::envoy::log_layer())
         .init();
-    let cli = Cli::parse();
     if cli.exit_on_stdin_eof {
         std::thread::spawn(|| {
             let mut sink = Vec::new();
@@ -156,11 +176,13 @@ async fn run(cli: Cli) -> anyhow_lite::Result<()> {
             heartbeat_timeout_ms,
             max_message_bytes,
             checkpoint_dir,
+            admin,
         } => {
             let mut options = DirectorOptions {
                 heartbeat: Duration::from_millis((heartbeat_timeout_ms / 5).max(50)),
                 heartbeat_timeout: Duration::from_millis(heartbeat_timeout_ms),
                 checkpoint_dir,
+                admin_addr: admin,
                 ..DirectorOptions::default()
             };
             if let Some(max) = max_message_bytes {
@@ -175,6 +197,9 @@ async fn run(cli: Cli) -> anyhow_lite::Result<()> {
             .await?;
             let mut out = std::io::stdout().lock();
             writeln!(out, "LISTENING {}", director.local_addr())?;
+            if let Some(admin) = director.admin_addr() {
+                writeln!(out, "ADMIN {admin}")?;
+            }
             out.flush()?;
             drop(out);
             director.wait().await?;

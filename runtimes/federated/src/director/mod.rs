@@ -991,7 +991,15 @@ fn run_thread(
     step_timeout: Duration,
     runtime: tokio::runtime::Handle,
 ) {
-    let span = info_span!("run", run_id = %run.id, flow = %run.flow);
+    // `step` is recorded by the run's observer as each aggregator step starts (inside a step
+    // the driver's own span names it too).
+    let span = info_span!(
+        "run",
+        run = %run.id,
+        flow = %run.flow,
+        step = tracing::field::Empty,
+        participant = "aggregator"
+    );
     let _entered = span.enter();
     for name in &run.participants {
         let _ = shared.envoys.send(
@@ -1003,7 +1011,10 @@ fn run_thread(
             },
         );
     }
-    let observer = RunObserver(run.clone());
+    let observer = RunObserver {
+        run: run.clone(),
+        span: span.clone(),
+    };
     let setup = RunSetup {
         run_id: &run.id,
         collaborators: &run.participants,

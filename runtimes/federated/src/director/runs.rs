@@ -326,13 +326,27 @@ impl Runs {
     }
 }
 
-/// The director-side [`flspec::Observer`] of a run: records the driver's events.
-pub(crate) struct RunObserver(pub(crate) Arc<Run>);
+/// The director-side [`flspec::Observer`] of a run: records the driver's events, and the
+/// aggregator step last started in the run's span.
+pub(crate) struct RunObserver {
+    pub(crate) run: Arc<Run>,
+    pub(crate) span: tracing::Span,
+}
 
 impl flspec::Observer for RunObserver {
     fn on_event(&self, event: &flspec::Event<'_>) {
+        if let flspec::Event::StepStarted {
+            step,
+            role: flspec::Role::Aggregator,
+            ..
+        } = event
+        {
+            // Lines of the run's thread outside a step (the driver's own span) name the
+            // aggregator step last started.
+            self.span.record("step", *step);
+        }
         if let Some(e) = WireEvent::from_event(event) {
-            self.0.event("director", e);
+            self.run.event("director", e);
         }
     }
 }
