@@ -332,22 +332,18 @@ pub(super) fn render(shared: &Shared) -> String {
     out
 }
 
-/// Whether the director accepts envoys now: it is not shutting down, and has room for one
-/// more envoy session.
+/// Whether the director accepts envoys and clients now: its gRPC server runs and it is not
+/// shutting down. (Being at `max_envoys` does not make it unready: taking it out of a load
+/// balancer would cut off the clients too.)
 fn ready(shared: &Shared) -> Result<(), String> {
     if *shared.stopping.borrow() {
         return Err("the director is shutting down".into());
     }
-    let sessions = shared
-        .envoys
-        .list()
-        .iter()
-        .filter(|e| e.state != EnvoyState::Offline)
-        .count();
-    if sessions >= shared.options.max_envoys {
-        return Err(format!(
-            "the director has {sessions} envoy sessions, its limit (`max_envoys`)"
-        ));
+    if shared
+        .server_stopped
+        .load(std::sync::atomic::Ordering::Acquire)
+    {
+        return Err("the director's gRPC server stopped".into());
     }
     Ok(())
 }

@@ -162,6 +162,8 @@ struct Shared {
     revocations: Option<Arc<Revocations>>,
     /// Counters for the admin address's `/metrics`.
     metrics: Arc<admin::Metrics>,
+    /// Set when the gRPC server's task ends (for `/readyz`).
+    server_stopped: std::sync::atomic::AtomicBool,
     /// Set when the director shuts down: watchers end their streams.
     stopping: watch::Sender<bool>,
 }
@@ -316,6 +318,7 @@ impl Director {
             active_runs: Arc::new(AtomicUsize::new(0)),
             revocations,
             metrics: Arc::new(admin::Metrics::default()),
+            server_stopped: std::sync::atomic::AtomicBool::new(false),
             stopping: watch::channel(false).0,
         });
         if let Some(listener) = admin_listener {
@@ -365,10 +368,14 @@ impl Director {
             .serve_with_incoming_shutdown(incoming, async {
                 let _ = stopped.await;
             });
-        let task =
-            tokio::spawn(
-                async move { server.await.map_err(|e| Error::Disconnected(e.to_string())) },
-            );
+        let watched = Arc::downgrade(&shared);
+        let task = tokio::spawn(async move {
+            let result = server.await.map_err(|e| Error::Disconnected(e.to_string()));
+            if let Some(shared) = watched.upgrade() {
+                shared.server_stopped.store(true, Ordering::Release);
+            }
+            result
+        });
         info!(addr = %local, "director listening");
         Ok(Director {
             addr: local,
