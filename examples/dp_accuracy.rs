@@ -14,14 +14,17 @@
 //! The runs are interleaved (each repetition runs every setting at one n, in an order rotated per
 //! repetition), so that the time ratios compare runs made under the same load. Before the runs it
 //! prints the L2 norm of one local epoch's model update at the initial model (median over the
-//! collaborators: `--dp-clip` defaults sit near it) and times the client-side DP encoding
-//! (`private_update::encode`: clip, round and noise 21,840 values) against the plain encoding
-//! and the client's SecAgg steps.
+//! collaborators: `--dp-clip` defaults sit near it), and after them the same norm at the final
+//! model without DP; then the client's time per step, and the client-side DP encoding
+//! (`private_update::encode`: clip, round and noise 21,840 values) timed against the plain
+//! encoding. `--plan-clips` prints only the noise plans (noise on the mean update against C).
+//! Results and their reading: `docs/dp-accuracy.md`.
 //!
 //! ```text
 //! cargo run --release --example dp_accuracy                        # n = 10, 100; 10 rounds
 //! cargo run --release --example dp_accuracy -- --collaborators 10 --epsilons 8 inf --repeats 1
 //! cargo run --release --example dp_accuracy -- --dp-clip 10=0.5 --dp-clip 100=0.2 --plot dp.svg
+//! cargo run --release --example dp_accuracy -- --collaborators 10 100 1000 --plan-clips 1
 //! ```
 
 use std::collections::BTreeMap;
