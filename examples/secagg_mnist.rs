@@ -226,6 +226,10 @@ enum Serve {
         /// folder.
         #[arg(long)]
         checkpoint: Option<PathBuf>,
+        /// Serve Prometheus metrics (/metrics) and health probes (/healthz, /readyz) on this
+        /// address, over plain HTTP without authentication: never a public address.
+        #[arg(long, value_name = "ADDR")]
+        admin: Option<String>,
     },
     /// An envoy: runs one collaborator's steps next to its data.
     Envoy {
@@ -499,6 +503,7 @@ fn serve_federation(serve: Serve) -> anyhow::Result<()> {
             certs,
             revoked,
             checkpoint,
+            admin,
         } => {
             let tls = TlsConfig::from_dir(&certs, "director")?;
             let registry = Registry::new().aggregator::<SecAggMnist>(Coordinator::default);
@@ -507,6 +512,7 @@ fn serve_federation(serve: Serve) -> anyhow::Result<()> {
                 options = options.revocation_list(path);
             }
             options.checkpoint_dir = checkpoint;
+            options.admin_addr = admin;
             runtime.block_on(async {
                 Director::start(&listen, tls, registry, options)
                     .await?
