@@ -12,7 +12,9 @@
 //! runs ten rounds with and without `private_state_cache(1_000)`.
 //!
 //! `cargo bench -p flspec-local --bench population -- --warm-up-time 1 --measurement-time 3`;
-//! `FLSPEC_BENCH_MEMORY_ONLY=1` prints the memory table and skips the timings.
+//! `FLSPEC_BENCH_MEMORY_ONLY=1` prints the memory table and skips the timings. Before
+//! criterion's groups (one after the other), it prints the medians of 1,000 rounds from each
+//! population measured in alternation, which a changing load on a shared machine skews less.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
@@ -255,6 +257,47 @@ fn memory() {
     }
 }
 
+/// Medians of one round from each population, the two measured in alternation (so that a
+/// change in the machine's load hits both alike), and their ratio.
+fn interleaved(rounds: usize) {
+    use std::time::Instant;
+    for workers in [1, 2] {
+        let small = population(SMALL).parallel(workers);
+        let large = population(LARGE).parallel(workers);
+        let (mut t_small, mut t_large) = (Vec::new(), Vec::new());
+        for i in 0..rounds + 50 {
+            let time = |runtime: &LocalRuntime<Site>| {
+                let began = Instant::now();
+                black_box(one_round(runtime));
+                began.elapsed().as_secs_f64()
+            };
+            let (a, b) = if i % 2 == 0 {
+                let a = time(&small);
+                (a, time(&large))
+            } else {
+                let b = time(&large);
+                (time(&small), b)
+            };
+            if i >= 50 {
+                // The first 50 pairs warm up.
+                t_small.push(a);
+                t_large.push(b);
+            }
+        }
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let (m_small, m_large) = (median(&mut t_small), median(&mut t_large));
+        println!(
+            "interleaved, {workers} worker(s), {rounds} rounds each: median round from 1,000: {:.1} us, from 1,000,000: {:.1} us, ratio {:.3}",
+            m_small * 1e6,
+            m_large * 1e6,
+            m_large / m_small
+        );
+    }
+}
+
 fn main() {
     // Same result whatever the population's size or workers (sample of 1,000 either way).
     for workers in [1, 2] {
@@ -265,6 +308,7 @@ fn main() {
     if std::env::var_os("FLSPEC_BENCH_MEMORY_ONLY").is_some() {
         return;
     }
+    interleaved(1_000);
     let mut c = Criterion::default().configure_from_args();
     timings(&mut c);
     c.final_summary();
