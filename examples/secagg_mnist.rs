@@ -143,6 +143,12 @@ struct Args {
     /// unmasking). Default: the SecAgg threshold. Higher: less noise, fewer dropouts tolerated.
     #[arg(long, value_name = "N", requires = "dp_epsilon")]
     dp_min_survivors: Option<u32>,
+    /// Local epochs each collaborator trains per round (the seed's 1).
+    #[arg(long, value_name = "E", default_value_t = 1)]
+    local_epochs: u32,
+    /// Local SGD learning rate (the seed's 0.01).
+    #[arg(long, value_name = "LR", default_value_t = 0.01)]
+    lr: f64,
     /// Clip every parameter to [-CLIP, CLIP] before aggregation.
     #[arg(long, default_value_t = 4.0)]
     clip: f32,
@@ -300,6 +306,8 @@ fn main() -> anyhow::Result<()> {
         clip: args.dp_clip,
         min_survivors: args.dp_min_survivors.unwrap_or(0),
     });
+    options.settings.local_epochs = args.local_epochs;
+    options.settings.learning_rate = args.lr;
     options.settings.clip = args.clip;
     options.settings.max_samples = args.max_samples;
     options.settings.server_optimizer = match args.server_lr {

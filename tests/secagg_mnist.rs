@@ -660,3 +660,30 @@ fn a_private_round_with_fewer_survivors_than_provisioned_stops_before_unmasking(
     assert!(err.contains("--dp-min-survivors"), "{err}");
     assert!(err.contains("before unmasking"), "{err}");
 }
+
+/// `--local-epochs` and `--lr` reach every collaborator's training (through the run's
+/// settings) and are checked before any training.
+#[test]
+fn local_epochs_and_the_learning_rate_come_from_the_run() {
+    let mut options = RunOptions::new(2, tiny(400, 100));
+    options.settings.rounds = 1;
+    let one = run(&options);
+    options.settings.local_epochs = 3;
+    let three = run(&options);
+    assert!(
+        three.results[0].train_loss < one.results[0].train_loss,
+        "{:?} vs {:?}",
+        three.results[0],
+        one.results[0]
+    );
+    options.settings.local_epochs = 1;
+    options.settings.learning_rate = 0.1;
+    let fast = run(&options);
+    assert_ne!(fast.model, one.model);
+    for (epochs, lr, flag) in [(0, 0.01, "--local-epochs 0"), (1, -1.0, "--lr -1")] {
+        options.settings.local_epochs = epochs;
+        options.settings.learning_rate = lr;
+        let err = common::mnist::run_error(options.local_runtime(), options.initial_state(), flag);
+        assert!(err.contains(flag), "{err}");
+    }
+}

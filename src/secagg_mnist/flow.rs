@@ -73,6 +73,21 @@ pub struct Settings {
     /// Distributed differential privacy on the secure sum (`--dp-epsilon`, ...); `None`: off.
     #[serde(default)]
     pub dp: Option<DpSettings>,
+    /// Local epochs per round (`--local-epochs`; the seed's 1). The table's training loss is
+    /// the last local epoch's.
+    #[serde(default = "one")]
+    pub local_epochs: u32,
+    /// Local SGD learning rate (`--lr`; the seed's 0.01).
+    #[serde(default = "seed_lr")]
+    pub learning_rate: f64,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn seed_lr() -> f64 {
+    0.01
 }
 
 fn strided() -> String {
@@ -93,6 +108,8 @@ impl Default for Settings {
             partition: strided(),
             security: secagg::Security::SemiHonest,
             dp: None,
+            local_epochs: 1,
+            learning_rate: 0.01,
         }
     }
 }
@@ -288,6 +305,13 @@ impl SecAggMnist {
     fn start(&mut self, ctx: &Ctx, coordinator: &mut Coordinator) -> Result<Next<Self>, BoxError> {
         OsRng.fill_bytes(&mut coordinator.session);
         self.settings.server_optimizer.validate()?;
+        if self.settings.local_epochs == 0 {
+            return Err("`--local-epochs 0`: a collaborator must train at least one epoch".into());
+        }
+        let lr = self.settings.learning_rate;
+        if !(lr.is_finite() && lr > 0.0) {
+            return Err(format!("`--lr {lr}`: the learning rate must be positive").into());
+        }
         coordinator.optimizer = None;
         self.invited = ctx.collaborators().to_vec();
         self.begin_round(ctx, coordinator)?;
@@ -387,6 +411,11 @@ impl SecAggMnist {
             site.directory = Some(Arc::new(directory));
         }
         site.net.set_flat(&self.model)?;
+        // Under DP, the noise does not depend on the update: draw it while this collaborator
+        // validates and trains.
+        site.noise = self
+            .noise_plan
+            .map(private_update::Noise::draw_in_background);
         let accuracy = validate_on(&site.net, &site.test, 1000)?;
         site.measured = Measurements {
             test_count: site.test.len(),
@@ -400,7 +429,11 @@ impl SecAggMnist {
     #[collaborator]
     fn train(&mut self, site: &mut Site) -> Result<Next<Self>, BoxError> {
         site.check_presence("train")?;
-        let loss = train_one_epoch_on(&mut site.net, &site.train, &site.config)?;
+        site.config.learning_rate = self.settings.learning_rate;
+        let mut loss = 0.0;
+        for _ in 0..self.settings.local_epochs {
+            loss = train_one_epoch_on(&mut site.net, &site.train, &site.config)?;
+        }
         site.measured.train_loss = loss;
         site.measured.train_count = site.train.len();
         Ok(next!(self.local_model_validation))
@@ -424,11 +457,18 @@ impl SecAggMnist {
             // A ChaCha20 generator seeded from the OS (wiped on drop): one system call
             // instead of one per rounding and noise draw (tens of thousands per update).
             let mut rng = secagg::rng::SecretRng::from_rng(&mut OsRng);
-            let (ring, _clipped) = private_update::encode(
+            let noise = match site.noise.take() {
+                Some(pending) => pending
+                    .join()
+                    .map_err(|_| "the thread drawing the DP noise panicked")??,
+                None => private_update::Noise::draw(plan, &mut rng)?,
+            };
+            let (ring, _clipped) = private_update::encode_with_noise(
                 &site.net.to_flat()?,
                 &self.model,
                 &site.measured,
                 plan,
+                noise,
                 &mut rng,
             )?;
             site.ring_contribution = ring;

@@ -153,6 +153,67 @@ pub fn encode<R: RngCore + CryptoRng>(
     plan: &NoisePlan,
     rng: &mut R,
 ) -> Result<(Vec<u32>, bool), BoxError> {
+    let noise = Noise::draw(plan, rng)?;
+    encode_with_noise(local, global, m, plan, noise, rng)
+}
+
+/// One contribution's noise: `NUM_PARAMETERS` draws of the plan's discrete Gaussian. It does
+/// not depend on the update, so a collaborator can draw it while it trains
+/// ([`Noise::draw_in_background`]); it is wiped when dropped and used exactly once
+/// ([`encode_with_noise`] consumes it).
+pub struct Noise(Vec<i64>);
+
+impl std::fmt::Debug for Noise {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Noise(<{} values redacted>)", self.0.len())
+    }
+}
+
+impl Drop for Noise {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
+impl Noise {
+    /// Draws the noise of one contribution from `rng`.
+    ///
+    /// # Errors
+    /// A bad variance in the plan.
+    pub fn draw<R: RngCore + CryptoRng>(plan: &NoisePlan, rng: &mut R) -> Result<Self, BoxError> {
+        let sampler = DiscreteGaussian::with_variance(plan.local_variance)?;
+        Ok(Noise(sampler.sample_vec(NUM_PARAMETERS, rng)))
+    }
+
+    /// Draws the noise on another thread, from a ChaCha20 generator seeded by the OS, so that
+    /// it is ready when training ends (`join` the handle).
+    pub fn draw_in_background(plan: NoisePlan) -> std::thread::JoinHandle<Result<Self, String>> {
+        std::thread::spawn(move || {
+            let mut rng = flspec::secagg::rng::SecretRng::from_rng(&mut rand_core::OsRng);
+            Noise::draw(&plan, &mut rng).map_err(|e| e.to_string())
+        })
+    }
+}
+
+/// [`encode`] with noise drawn beforehand ([`Noise::draw`]); `rng` drives the rounding only.
+///
+/// # Errors
+/// As [`encode`], and a noise vector of the wrong length.
+pub fn encode_with_noise<R: RngCore + CryptoRng>(
+    local: &[f32],
+    global: &[f32],
+    m: &Measurements,
+    plan: &NoisePlan,
+    noise: Noise,
+    rng: &mut R,
+) -> Result<(Vec<u32>, bool), BoxError> {
+    if noise.0.len() != NUM_PARAMETERS {
+        return Err(format!(
+            "the noise has {} values, expected {NUM_PARAMETERS}",
+            noise.0.len()
+        )
+        .into());
+    }
     if local.len() != NUM_PARAMETERS || global.len() != NUM_PARAMETERS {
         return Err(format!(
             "the model has {} parameters and the global model {}, expected {NUM_PARAMETERS}",
@@ -173,13 +234,14 @@ pub fn encode<R: RngCore + CryptoRng>(
     }
     let bound = IntegerBound::new(plan.clip_units, NUM_PARAMETERS, plan.beta)?;
     let rounded = bound.round(&delta, MAX_ROUNDINGS, rng)?;
-    let noise = DiscreteGaussian::with_variance(plan.local_variance)?;
     let mut out = Vec::with_capacity(LEN);
     out.extend(
         rounded
             .into_iter()
-            .map(|x| to_ring(x.saturating_add(noise.sample(rng)))),
+            .zip(&noise.0)
+            .map(|(x, z)| to_ring(x.saturating_add(*z))),
     );
+    drop(noise);
     let loss = (m.train_loss.clamp(0.0, LOSS_CAP) * LOSS_SCALE).round() as i64;
     out.push(to_ring(loss));
     for count in [m.agg_correct, m.local_correct, m.test_count, m.train_count] {

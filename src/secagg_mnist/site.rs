@@ -26,6 +26,8 @@ pub struct Site {
     pub(crate) contribution: Vec<f32>,
     /// This round's contribution as ring elements, under distributed DP.
     pub(crate) ring_contribution: Vec<u32>,
+    /// This round's DP noise, drawn on another thread while the collaborator trains.
+    pub(crate) noise: Option<std::thread::JoinHandle<Result<super::private_update::Noise, String>>>,
     pub(crate) measured: Measurements,
     /// The SecAgg signing key, its certificate and the CA to check the peers' certificates
     /// (malicious-secure SecAgg); `None` until [`Site::with_signing`].
@@ -100,6 +102,7 @@ impl Site {
             client: None,
             contribution: Vec::new(),
             ring_contribution: Vec::new(),
+            noise: None,
             measured: Measurements::default(),
             signing: None,
             directory: None,
