@@ -56,6 +56,8 @@ pub(crate) trait EnvoyFlow: Send + Sync {
 /// The aggregator side of a registered flow, with its type erased.
 pub(crate) trait DirectorFlow: Send + Sync {
     fn info(&self) -> &FlowInfo;
+    /// The flow's graph (for the director's dashboard).
+    fn graph(&self) -> &'static flspec::Graph;
     fn run(
         &self,
         state: &[u8],
@@ -250,6 +252,10 @@ struct AggregatorEntry<F: Flow> {
 impl<F: Flow> DirectorFlow for AggregatorEntry<F> {
     fn info(&self) -> &FlowInfo {
         &self.info
+    }
+
+    fn graph(&self) -> &'static flspec::Graph {
+        F::graph()
     }
 
     fn run(

@@ -1,10 +1,12 @@
-//! The director's admin address: Prometheus metrics (`/metrics`), liveness (`/healthz`) and
-//! readiness (`/readyz`), over plain HTTP/1.1 on an address of its own
+//! The director's admin address: Prometheus metrics (`/metrics`), liveness (`/healthz`),
+//! readiness (`/readyz`) and a read-only dashboard (`/`, see [`super::dashboard`]), over plain
+//! HTTP/1.1 on an address of its own
 //! ([`DirectorOptions::admin_addr`](super::DirectorOptions::admin_addr)).
 //!
 //! The admin address has **no authentication and no TLS**: bind it to 127.0.0.1 or to a
 //! cluster-internal address (for probes and a Prometheus scraper), never to a public one. It
-//! serves only `GET` of the three paths above and answers anything else with 404 or 405.
+//! serves only `GET` of the four paths above and answers anything else with 404 or 405. The
+//! dashboard shows every client's run ids and flows: one more reason to keep it private.
 //!
 //! The HTTP server is a small one written here (a request line and headers of at most 8 KiB,
 //! one request per connection, `Connection: close`): the admin address needs nothing more, and
@@ -409,6 +411,11 @@ async fn answer(mut stream: TcpStream, shared: &Weak<Shared>) {
     };
     let (code, kind, body) = match (method, path) {
         ("GET", "/metrics") => (200, "text/plain; version=0.0.4", render(&shared)),
+        ("GET", "/") => (
+            200,
+            "text/html; charset=utf-8",
+            super::dashboard::render(&shared),
+        ),
         ("GET", "/healthz") => (200, "text/plain", "ok\n".to_string()),
         ("GET", "/readyz") => match ready(&shared) {
             Ok(()) => (200, "text/plain", "ready\n".to_string()),
@@ -417,7 +424,7 @@ async fn answer(mut stream: TcpStream, shared: &Weak<Shared>) {
         ("GET", _) => (
             404,
             "text/plain",
-            "not found; this admin address serves /metrics, /healthz and /readyz\n".to_string(),
+            "not found; this admin address serves /, /metrics, /healthz and /readyz\n".to_string(),
         ),
         _ => (
             405,

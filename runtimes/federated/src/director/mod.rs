@@ -40,6 +40,7 @@
 //!   certificate it lists.
 
 pub(crate) mod admin;
+mod dashboard;
 pub(crate) mod envoys;
 pub(crate) mod fan_out;
 mod revocation;
@@ -107,13 +108,17 @@ pub struct DirectorOptions {
     /// [`revocation_list`](Self::revocation_list).
     pub revocation_list: Option<PathBuf>,
     /// The admin address (e.g. `127.0.0.1:9090`): plain HTTP with Prometheus metrics at
-    /// `/metrics`, liveness at `/healthz` and readiness at `/readyz`. It has no
+    /// `/metrics`, liveness at `/healthz`, readiness at `/readyz` and a read-only dashboard at
+    /// `/` (envoys, every client's runs, their graphs and rounds). It has no
     /// authentication and no TLS: bind it to a loopback or cluster-internal address, never a
     /// public one. Port 0 picks a free port ([`Director::admin_addr`]). Default: none.
     pub admin_addr: Option<String>,
     /// How long the admin address waits for one request and its answer before closing the
     /// connection. Default: 5 s.
     pub admin_timeout: Duration,
+    /// How often the dashboard (`/` on the admin address) reloads itself in the browser; zero
+    /// for never. Default: 5 s.
+    pub dashboard_refresh: Duration,
 }
 
 impl Default for DirectorOptions {
@@ -131,6 +136,7 @@ impl Default for DirectorOptions {
             revocation_list: None,
             admin_addr: None,
             admin_timeout: Duration::from_secs(5),
+            dashboard_refresh: Duration::from_secs(5),
         }
     }
 }

@@ -16,6 +16,8 @@ const MAX_UPDATES: usize = 100_000;
 /// their number: an envoy that floods its run with log lines cannot grow the director's
 /// memory past it. The final state is never dropped.
 const MAX_UPDATE_BYTES: usize = 16 << 20;
+/// At most this many rounds' marks are kept per run for the dashboard (the newest).
+const MAX_ROUND_MARKS: usize = 1000;
 /// Finished runs kept for late watchers and status queries.
 const KEEP_FINISHED: usize = 64;
 /// ... and at most about this many bytes of their final states, together (the newest are
@@ -36,6 +38,23 @@ struct State {
     /// Index of `updates[0]` among all updates of the run.
     first: u64,
     ended_at: Option<Instant>,
+    /// The end of each round (a join), newest last, at most [`MAX_ROUND_MARKS`].
+    rounds_marks: VecDeque<RoundMark>,
+    /// `dropped.len()` at the last join.
+    dropped_at_last_join: usize,
+}
+
+/// The end of one round of a run (one join), for the dashboard.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct RoundMark {
+    /// The round's number, from 1.
+    pub(crate) round: u64,
+    /// When it ended, since the run started.
+    pub(crate) at: std::time::Duration,
+    /// How many inputs the join had.
+    pub(crate) inputs: u64,
+    /// Dropouts during the round.
+    pub(crate) dropouts: u64,
 }
 
 /// One run on the director.
@@ -80,6 +99,8 @@ impl Run {
                 update_bytes: 0,
                 first: 0,
                 ended_at: None,
+                rounds_marks: VecDeque::new(),
+                dropped_at_last_join: 0,
             }),
             version: watch::channel(0).0,
             cancel: watch::channel(false).0,
@@ -123,7 +144,21 @@ impl Run {
         match &event {
             WireEvent::StepStarted { step, .. } => state.current_step = Some(step.clone()),
             WireEvent::StepFinished { .. } => state.steps_done += 1,
-            WireEvent::Joined { .. } => state.rounds += 1,
+            WireEvent::Joined { inputs, .. } => {
+                state.rounds += 1;
+                let dropouts = state.dropped.len() - state.dropped_at_last_join;
+                state.dropped_at_last_join = state.dropped.len();
+                let mark = RoundMark {
+                    round: state.rounds,
+                    at: self.started.elapsed(),
+                    inputs: *inputs,
+                    dropouts: dropouts as u64,
+                };
+                if state.rounds_marks.len() == MAX_ROUND_MARKS {
+                    state.rounds_marks.pop_front();
+                }
+                state.rounds_marks.push_back(mark);
+            }
             WireEvent::Dropped { participant, .. } => state.dropped.push(participant.clone()),
             _ => {}
         }
@@ -212,6 +247,11 @@ impl Run {
             .unwrap_or(u64::MAX),
             error: state.error.clone(),
         }
+    }
+
+    /// The ends of the run's rounds kept (the newest [`MAX_ROUND_MARKS`]), oldest first.
+    pub(crate) fn round_marks(&self) -> Vec<RoundMark> {
+        self.lock().rounds_marks.iter().copied().collect()
     }
 
     /// The updates from index `from` on, the index after them, and whether the run is over.
