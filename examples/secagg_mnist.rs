@@ -41,6 +41,7 @@ use flspec_examples::secagg_mnist::site::SigningKeys;
 use flspec_examples::secagg_mnist::{
     Coordinator, Drop, RunOptions, SecAggMnist, Site, collaborator_names, report,
 };
+use flspec_federated::logs::LogFormat;
 use flspec_federated::signing::{SigningCredentials, SigningTrust};
 use flspec_federated::{Director, DirectorOptions, FederatedRuntime, Registry, TlsConfig};
 use flspec_tch::threads;
@@ -236,6 +237,10 @@ enum Serve {
         /// address, over plain HTTP without authentication: never a public address.
         #[arg(long, value_name = "ADDR")]
         admin: Option<String>,
+        /// Log lines as `text`, or `json`: one JSON object per line, naming the run, flow,
+        /// step and participant on each line inside a run.
+        #[arg(long, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
     },
     /// An envoy: runs one collaborator's steps next to its data.
     Envoy {
@@ -274,6 +279,10 @@ enum Serve {
         /// sees one, else the CPU), cpu, cuda or cuda:N.
         #[arg(long, default_value_t = DeviceChoice::Auto)]
         device: DeviceChoice,
+        /// Log lines as `text`, or `json`: one JSON object per line, naming the run, flow,
+        /// step and participant on each line inside a run.
+        #[arg(long, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
     },
 }
 
@@ -441,16 +450,26 @@ fn init_logs(serve: Option<&Serve>) {
     use tracing_subscriber::Layer as _;
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| if serve.is_some() { "info" } else { "warn" }.into());
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| if serve.is_some() { "info" } else { "warn" }.into())
+    };
     let forward =
         matches!(serve, Some(Serve::Envoy { .. })).then(flspec_federated::envoy::log_layer);
+    let format = match serve {
+        Some(Serve::Director { log_format, .. } | Serve::Envoy { log_format, .. }) => *log_format,
+        None => LogFormat::Text,
+    };
+    let text = (format == LogFormat::Text).then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_filter(filter())
+    });
+    let json = (format == LogFormat::Json)
+        .then(|| flspec_federated::logs::json_layer(std::io::stderr).with_filter(filter()));
     tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_filter(filter),
-        )
+        .with(text)
+        .with(json)
         .with(forward)
         .init();
 }
@@ -512,6 +531,7 @@ fn serve_federation(serve: Serve) -> anyhow::Result<()> {
             revoked,
             checkpoint,
             admin,
+            log_format: _,
         } => {
             let tls = TlsConfig::from_dir(&certs, "director")?;
             let registry = Registry::new().aggregator::<SecAggMnist>(Coordinator::default);
@@ -539,6 +559,7 @@ fn serve_federation(serve: Serve) -> anyhow::Result<()> {
             drop_at,
             threads,
             device,
+            log_format: _,
         } => {
             let device = device
                 .resolve()

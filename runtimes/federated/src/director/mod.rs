@@ -327,14 +327,14 @@ impl Director {
             server_stopped: std::sync::atomic::AtomicBool::new(false),
             stopping: watch::channel(false).0,
         });
-        if let Some(listener) = admin_listener {
+        if let (Some(listener), Some(addr)) = (admin_listener, admin) {
             tokio::spawn(admin::serve(
                 listener,
                 Arc::downgrade(&shared),
                 shared.options.admin_timeout,
                 shared.stopping.subscribe(),
             ));
-            info!(addr = ?admin, "director admin address (metrics, health) listening");
+            info!(%addr, "director admin address (metrics, health, dashboard) listening");
         }
         let monitor = Arc::downgrade(&shared);
         tokio::spawn(async move {
