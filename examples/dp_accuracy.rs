@@ -23,7 +23,7 @@
 //! ```text
 //! cargo run --release --example dp_accuracy                        # n = 10, 100; 10 rounds
 //! cargo run --release --example dp_accuracy -- --collaborators 10 --epsilons 8 inf --repeats 1
-//! cargo run --release --example dp_accuracy -- --dp-clip 10=0.5 --dp-clip 100=0.2 --plot dp.svg
+//! cargo run --release --example dp_accuracy -- --dp-clip 10=0.5 --local 100=10:0.05 --plot dp.svg
 //! cargo run --release --example dp_accuracy -- --collaborators 10 100 1000 --plan-clips 1
 //! ```
 
@@ -68,11 +68,15 @@ struct Args {
     #[arg(long, default_value_t = 1e-5)]
     dp_delta: f64,
     /// L2 clip of a collaborator's model update for N collaborators, as N=C (repeatable).
-    /// Defaults: 10=0.08 and 100=0.02, near the median norm of one local epoch's update at the
-    /// initial model (measured: 0.078 and 0.018; the run prints it); for another n, that
-    /// median as the run measures it.
+    /// Default: the median norm of one round's local update at the initial model, as the run
+    /// measures it (to two significant digits; the run prints it).
     #[arg(long = "dp-clip", value_name = "N=C", value_parser = parse_clip)]
     dp_clips: Vec<(usize, f64)>,
+    /// Local training for N collaborators, as N=EPOCHS:LR (repeatable). Defaults: 10=1:0.01
+    /// (the seed's) and 100=5:0.05 (each of 100 collaborators holds 40 images: one epoch at
+    /// 0.01 is 2 SGD steps and does not learn in 10 rounds); other n: the seed's.
+    #[arg(long = "local", value_name = "N=EPOCHS:LR", value_parser = parse_local)]
+    local: Vec<(usize, u32, f64)>,
     /// The fewest survivors the noise is provisioned for (default: the SecAgg threshold,
     /// n/2 + 1, as in `secagg_mnist`).
     #[arg(long)]
@@ -148,17 +152,33 @@ fn parse_clip(s: &str) -> Result<(usize, f64), String> {
     Ok((n, c))
 }
 
-/// The clip for `n` collaborators without `--dp-clip`: the values chosen from the median
-/// update norm measured on the bundled data (0.078 at n = 10, 0.018 at n = 100, seed 42), and
-/// for another n the median `measured` now, to two significant digits.
-fn default_clip(n: usize, measured: f64) -> f64 {
+/// The clip without `--dp-clip`: the median update norm `measured`, to two significant digits.
+fn default_clip(measured: f64) -> f64 {
+    let scale = 10f64.powi(1 - measured.log10().floor() as i32);
+    (measured * scale).round() / scale
+}
+
+fn parse_local(s: &str) -> Result<(usize, u32, f64), String> {
+    let bad = || format!("`--local {s}`: expected N=EPOCHS:LR, e.g. 100=5:0.05");
+    let (n, rest) = s.split_once('=').ok_or_else(bad)?;
+    let (e, lr) = rest.split_once(':').ok_or_else(bad)?;
+    let n: usize = n.trim().parse().map_err(|_| bad())?;
+    let e: u32 = e.trim().parse().map_err(|_| bad())?;
+    let lr: f64 = lr.trim().parse().map_err(|_| bad())?;
+    if e == 0 || !(lr.is_finite() && lr > 0.0) {
+        return Err(bad());
+    }
+    Ok((n, e, lr))
+}
+
+/// Local epochs and learning rate for `n` collaborators (`--local`, else the defaults).
+fn local_for(args: &Args, n: usize) -> (u32, f64) {
+    if let Some(&(_, e, lr)) = args.local.iter().rev().find(|(m, _, _)| *m == n) {
+        return (e, lr);
+    }
     match n {
-        10 => 0.08,
-        100 => 0.02,
-        _ => {
-            let scale = 10f64.powi(1 - measured.log10().floor() as i32);
-            (measured * scale).round() / scale
-        }
+        100 => (5, 0.05),
+        _ => (1, 0.01),
     }
 }
 
@@ -299,7 +319,7 @@ fn main() -> anyhow::Result<()> {
             .iter()
             .rev()
             .find(|(m, _)| *m == n)
-            .map_or_else(|| default_clip(n, median(&norms)), |(_, c)| *c);
+            .map_or_else(|| default_clip(median(&norms)), |(_, c)| *c);
         clips.insert(n, c);
         println!(
             "n = {n}: L2 norm of one local epoch's update at the initial model over {} collaborators: median {:.4}, min {:.4}, max {:.4}; --dp-clip {n}={}",
@@ -405,25 +425,33 @@ fn options_for(args: &Args, n: usize, data: Arc<Mnist>) -> anyhow::Result<RunOpt
     let mut options = RunOptions::new(n, Arc::clone(&data));
     options.settings.rounds = args.rounds;
     options.settings.neighbours = args.secagg_plus;
+    (
+        options.settings.local_epochs,
+        options.settings.learning_rate,
+    ) = local_for(args, n);
     options.settings.max_samples = u32::try_from(data.train.len().div_ceil(n))?;
     options.seed = args.seed;
     options.validate()?;
     Ok(options)
 }
 
-/// The L2 norm of `w_local - w_global` after one local epoch from `global`, per collaborator
-/// (the flow's training: `TrainConfig::default()` on the collaborator's share).
+/// The L2 norm of `w_local - w_global` after one round's local training from `global`, per
+/// collaborator (the flow's training: the run's epochs and learning rate on the collaborator's
+/// share).
 fn update_norms(options: &RunOptions, seed: i64, global: &[f32]) -> anyhow::Result<Vec<f64>> {
     let mut norms = Vec::new();
     for name in &options.collaborators {
         let share = options.site_data(name)?;
         let mut net = Net::new(seed)?;
         net.set_flat(global)?;
-        train_one_epoch_on(
-            &mut net,
-            &Batches::new(&share.train)?,
-            &TrainConfig::default(),
-        )?;
+        let config = TrainConfig {
+            learning_rate: options.settings.learning_rate,
+            ..TrainConfig::default()
+        };
+        let batches = Batches::new(&share.train)?;
+        for _ in 0..options.settings.local_epochs {
+            train_one_epoch_on(&mut net, &batches, &config)?;
+        }
         let local = net.to_flat()?;
         norms.push(l2_distance(&local, global));
     }
@@ -898,6 +926,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn local_training_flags_parse_and_default_per_n() {
+        assert_eq!(parse_local("100=10:0.05"), Ok((100, 10, 0.05)));
+        for bad in ["100", "100=5", "x=5:0.1", "100=0:0.1", "100=5:-1"] {
+            assert!(parse_local(bad).is_err(), "{bad}");
+        }
+        let args = Args::parse_from(["dp_accuracy", "--local", "10=2:0.02"]);
+        assert_eq!(local_for(&args, 10), (2, 0.02));
+        assert_eq!(local_for(&args, 100), (5, 0.05));
+        assert_eq!(local_for(&args, 20), (1, 0.01));
+    }
+
+    #[test]
     fn epsilons_parse_numbers_and_inf_and_refuse_the_rest() {
         assert_eq!("8".parse::<Epsilon>(), Ok(Epsilon::Finite(8.0)));
         assert_eq!("inf".parse::<Epsilon>(), Ok(Epsilon::Infinite));
@@ -919,11 +959,10 @@ mod tests {
     }
 
     #[test]
-    fn default_clips_are_the_measured_ones_or_the_median_to_two_digits() {
-        assert_eq!(default_clip(10, 0.5), 0.08);
-        assert_eq!(default_clip(100, 0.5), 0.02);
-        assert!((default_clip(20, 0.04567) - 0.046).abs() < 1e-12);
-        assert!((default_clip(5, 0.1234) - 0.12).abs() < 1e-12);
+    fn default_clips_are_the_median_to_two_digits() {
+        assert!((default_clip(0.5) - 0.5).abs() < 1e-12);
+        assert!((default_clip(0.04567) - 0.046).abs() < 1e-12);
+        assert!((default_clip(0.1234) - 0.12).abs() < 1e-12);
         assert_eq!(format_epsilon(2.5), "2.500");
         assert_eq!(format_epsilon(6e11), "6.000e11");
     }
