@@ -809,7 +809,7 @@ fn encode_table(
     ]
     .map(String::from);
     Ok(format!(
-        "Client-side encoding of one update ({} values; median of {} calls; OsRng is what the flow passes):\n\n{}",
+        "Client-side encoding of one update ({} values; median of {} calls; the flow draws the noise from ChaCha20 seeded from the OS, on another thread while the collaborator trains; OsRng, one system call per draw, for comparison):\n\n{}",
         NUM_PARAMETERS,
         args.encode_iterations,
         markdown_table(&headers, &body)
