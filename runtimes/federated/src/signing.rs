@@ -316,7 +316,7 @@ impl Authority {
     ///
     /// # Errors
     /// [`Error::TlsConfig`] if `name` cannot be a participant name
-    /// ([`check_name`](crate::certs::check_name)), [`Error::Certificate`] if rcgen fails.
+    /// ([`check_name`]), [`Error::Certificate`] if rcgen fails.
     pub fn issue_signing(&self, name: &str, validity: Validity) -> Result<IssuedSigning> {
         check_name(name)?;
         let mut seed = Zeroizing::new([0u8; 32]);
