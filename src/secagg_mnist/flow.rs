@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use super::private_update::{self, DpSettings, NoisePlan};
 use super::server_opt::{ServerOpt, ServerState};
-use super::site::{SigningKeys, Site};
+use super::site::{PeerKeys, Site};
 use super::update::{self, Measurements};
 use flspec_tch::train::{train_one_epoch_on, validate_on};
 
@@ -272,21 +272,27 @@ fn check_sender(
     Ok(())
 }
 
-/// The run's signing keys, each verified against the federation's CA for its collaborator's
-/// name, as a SecAgg directory (ids as the flow numbers the collaborators).
-fn verified_directory(
-    ctx: &Ctx,
-    keys: &SigningKeys,
-    certificates: &[(String, Vec<u8>)],
-) -> Result<secagg::VerifyingDirectory, BoxError> {
-    let mut directory = secagg::VerifyingDirectory::new();
-    for (name, der) in certificates {
-        let key = keys.verify(der, name).map_err(|e| {
-            format!("refused the SecAgg signing certificate presented for `{name}`: {e}")
-        })?;
-        directory.insert(client_id(ctx, name)?, key)?;
-    }
-    Ok(directory)
+/// The SecAgg ids whose signing keys `config`'s round can make `id` check: its closed
+/// neighbourhood's closed neighbourhoods (everyone on the full graph; at most `2k + 1` on
+/// SecAgg+'s ring, whatever the population).
+fn keys_needed(
+    config: &secagg::Config,
+    id: ClientId,
+) -> Result<std::collections::BTreeSet<ClientId>, BoxError> {
+    let graph = config.graph()?;
+    let hood = graph
+        .closed_neighbourhood(id)
+        .ok_or_else(|| format!("SecAgg id {id} is not in this round"))?;
+    Ok(hood
+        .iter()
+        .flat_map(|&v| {
+            graph
+                .closed_neighbourhood(v)
+                .unwrap_or_default()
+                .iter()
+                .copied()
+        })
+        .collect())
 }
 
 fn missing(what: &str) -> BoxError {
@@ -403,12 +409,14 @@ impl SecAggMnist {
             .into());
         }
         if !self.signing_certificates.is_empty() {
-            let keys = site
-                .signing
-                .as_ref()
-                .ok_or_else(|| missing("SecAgg signing key"))?;
-            let directory = verified_directory(ctx, keys, &self.signing_certificates)?;
-            site.directory = Some(Arc::new(directory));
+            // Kept unverified: `generate_keys` checks each one the first time a round needs
+            // its key (on SecAgg+ only the neighbourhood's, not the whole population's).
+            site.peers = PeerKeys::new(
+                std::mem::take(&mut self.signing_certificates)
+                    .into_iter()
+                    .map(|(name, der)| Ok((client_id(ctx, &name)?, (name, der))))
+                    .collect::<Result<_, BoxError>>()?,
+            );
         }
         site.net.set_flat(&self.model)?;
         // Under DP, the noise does not depend on the update: draw it while this collaborator
@@ -499,17 +507,18 @@ impl SecAggMnist {
             .ok_or_else(|| missing("SecAgg config"))?;
         let id = client_id(ctx, ctx.name())?;
         if config.security == secagg::Security::Malicious {
-            let (keys, directory) = match (&site.signing, &site.directory) {
-                (Some(keys), Some(directory)) => (keys, Arc::clone(directory)),
-                (None, _) => return Err(missing("SecAgg signing key")),
-                (Some(_), None) => {
-                    return Err(format!(
-                        "`{}` holds no verified signing keys of its peers: they are exchanged once, at the start of a malicious-secure run, so such a run cannot go on with a collaborator whose state was built afresh (a resumed run, a restarted envoy); start the run again",
-                        site.name()
-                    )
-                    .into());
-                }
-            };
+            if site.peers.is_empty() {
+                return Err(format!(
+                    "`{}` holds no signing certificates of its peers: they are exchanged once, at the start of a malicious-secure run, so such a run cannot go on with a collaborator whose state was built afresh (a resumed run, a restarted envoy); start the run again",
+                    site.name()
+                )
+                .into());
+            }
+            let keys = site
+                .signing
+                .as_ref()
+                .ok_or_else(|| missing("SecAgg signing key"))?;
+            let directory = Arc::new(site.peers.directory(keys, keys_needed(&config, id)?)?);
             let mut client =
                 secagg::Client::new_signed(config, id, keys.identity(), directory, &mut OsRng)?;
             self.signed_advertise = Some(client.advertise_signed()?);
@@ -1340,30 +1349,55 @@ mod tests {
     }
 
     fn certificates(ids: &super::super::site::RunIdentities) -> Vec<(String, Vec<u8>)> {
-        names()
-            .into_iter()
+        ids_certificates(ids, &names())
+    }
+
+    fn ids_certificates(
+        ids: &super::super::site::RunIdentities,
+        names: &[String],
+    ) -> Vec<(String, Vec<u8>)> {
+        names
+            .iter()
             .map(|n| {
-                let der = ids.keys_of(&n).expect("keys").certificate().to_vec();
-                (n, der)
+                let der = ids.keys_of(n).expect("keys").certificate().to_vec();
+                (n.clone(), der)
             })
             .collect()
+    }
+
+    /// The relayed certificates by SecAgg id (ids as the flow numbers `names`).
+    fn peer_keys(certificates: &[(String, Vec<u8>)], names: &[String]) -> PeerKeys {
+        PeerKeys::new(
+            certificates
+                .iter()
+                .map(|(n, der)| {
+                    let i = names.iter().position(|m| m == n).expect("a name");
+                    (ClientId(i as u32 + 1), (n.clone(), der.clone()))
+                })
+                .collect(),
+        )
+    }
+
+    fn ids(n: u32) -> Vec<ClientId> {
+        (1..=n).map(ClientId).collect()
     }
 
     /// The aggregator relays the signing certificates; it cannot substitute one: each
     /// collaborator checks every certificate against the CA for the name it is presented under.
     #[test]
     fn a_relayed_signing_certificate_that_is_not_the_named_collaborators_is_refused() {
-        let ids = super::super::site::RunIdentities::new(&names()).expect("identities");
-        let keys = ids.keys_of("Bengaluru").expect("keys");
-        let all = names();
-        let ctx = Ctx::aggregator("SecAggMnist", "test", &all);
-        let honest = certificates(&ids);
-        let directory = verified_directory(&ctx, &keys, &honest).expect("honest certificates");
+        let ids_ = super::super::site::RunIdentities::new(&names()).expect("identities");
+        let keys = ids_.keys_of("Bengaluru").expect("keys");
+        let honest = certificates(&ids_);
+        let directory = peer_keys(&honest, &names())
+            .directory(&keys, ids(3))
+            .expect("honest certificates");
         assert_eq!(directory.len(), 3);
         // collaborator-003's certificate presented as Portland's.
         let mut swapped = honest.clone();
         swapped[1].1 = honest[2].1.clone();
-        let err = verified_directory(&ctx, &keys, &swapped)
+        let err = peer_keys(&swapped, &names())
+            .directory(&keys, ids(3))
             .expect_err("a certificate of another name")
             .to_string();
         assert!(err.contains("presented for `Portland`"), "{err}");
@@ -1372,10 +1406,54 @@ mod tests {
         let other = super::super::site::RunIdentities::new(&names()).expect("identities");
         let mut foreign = honest.clone();
         foreign[1].1 = certificates(&other)[1].1.clone();
-        let err = verified_directory(&ctx, &keys, &foreign)
+        let err = peer_keys(&foreign, &names())
+            .directory(&keys, ids(3))
             .expect_err("a certificate of another CA")
             .to_string();
         assert!(err.contains("presented for `Portland`"), "{err}");
+        // A certificate the aggregator withheld is left out (its signatures will fail).
+        let directory = peer_keys(&honest[..2], &names())
+            .directory(&keys, ids(3))
+            .expect("two certificates");
+        assert_eq!(directory.len(), 2);
+    }
+
+    /// On SecAgg+ a collaborator verifies only the certificates its round can need (its
+    /// neighbours' neighbourhoods: at most 2k + 1), not the whole population's, and each once.
+    #[test]
+    fn secagg_plus_verifies_only_the_neighbourhoods_certificates() {
+        let all: Vec<String> = (1..=40).map(|i| format!("site-{i:02}")).collect();
+        let run = super::super::site::RunIdentities::new(&all).expect("identities");
+        let keys = run.keys_of("site-01").expect("keys");
+        let config = secagg::Config::new(
+            ids(40),
+            4,
+            update::LEN,
+            secagg::Quantizer::new(4.0, 40).expect("quantizer"),
+        )
+        .with_mode(Mode::SecAggPlus {
+            k: 4,
+            graph_seed: 7,
+        });
+        let needed = keys_needed(&config, ClientId(1)).expect("needed");
+        assert!(
+            needed.len() <= 9 && needed.contains(&ClientId(1)),
+            "{needed:?}"
+        );
+        let mut peers = peer_keys(&ids_certificates(&run, &all), &all);
+        let directory = peers.directory(&keys, needed.clone()).expect("verified");
+        assert_eq!(directory.len(), needed.len());
+        assert_eq!(peers.verified_count(), needed.len());
+        peers.directory(&keys, needed.clone()).expect("again");
+        assert_eq!(peers.verified_count(), needed.len(), "verified once");
+        // On the full graph everyone is needed.
+        let full = secagg::Config::new(
+            ids(40),
+            27,
+            update::LEN,
+            secagg::Quantizer::new(4.0, 40).expect("quantizer"),
+        );
+        assert_eq!(keys_needed(&full, ClientId(1)).expect("needed").len(), 40);
     }
 
     /// Malicious-secure joins bind signed keys and consistency signatures to the
@@ -1405,8 +1483,11 @@ mod tests {
         assert_eq!(config.security, secagg::Security::Malicious);
         assert_eq!(config.threshold, 3, "t > 2n/3 for n = 3");
         let keys = ids.keys_of("Portland").expect("keys");
-        let directory =
-            Arc::new(verified_directory(&ctx, &keys, &agg.signing_certificates).expect("verified"));
+        let directory = Arc::new(
+            peer_keys(&agg.signing_certificates, &names())
+                .directory(&keys, (1..=3).map(ClientId))
+                .expect("verified"),
+        );
         let mut portland =
             secagg::Client::new_signed(config, ClientId(2), keys.identity(), directory, &mut OsRng)
                 .expect("a signed client");

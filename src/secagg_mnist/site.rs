@@ -1,6 +1,7 @@
 //! A collaborator's private state: its share of MNIST, its model, its SecAgg client for the
 //! current round, and what it measured. Never serialized, never sent.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use flspec::Dropout;
@@ -32,8 +33,8 @@ pub struct Site {
     /// The SecAgg signing key, its certificate and the CA to check the peers' certificates
     /// (malicious-secure SecAgg); `None` until [`Site::with_signing`].
     pub(crate) signing: Option<SigningKeys>,
-    /// The peers' signing keys, verified against the CA at the run's first round.
-    pub(crate) directory: Option<Arc<secagg::VerifyingDirectory>>,
+    /// The peers' signing certificates, as relayed at the run's start (malicious-secure).
+    pub(crate) peers: PeerKeys,
     drop_at: Option<String>,
     dropped: bool,
     /// The partition its data came from ([`super::shares::label`]).
@@ -105,7 +106,7 @@ impl Site {
             noise: None,
             measured: Measurements::default(),
             signing: None,
-            directory: None,
+            peers: PeerKeys::default(),
             drop_at,
             dropped: false,
             partition: partition.to_string(),
@@ -259,5 +260,67 @@ impl RunIdentities {
             },
             Arc::clone(&self.trust),
         ))
+    }
+}
+
+/// The peers' SecAgg signing certificates (name, DER) by SecAgg id, as the aggregator relayed
+/// them at the run's start, each checked against the CA the first time a round needs its key.
+#[derive(Debug, Default)]
+pub(crate) struct PeerKeys {
+    certificates: BTreeMap<secagg::ClientId, (String, Vec<u8>)>,
+    verified: BTreeMap<secagg::ClientId, [u8; 32]>,
+}
+
+impl PeerKeys {
+    /// The relayed certificates, none verified yet.
+    pub(crate) fn new(certificates: BTreeMap<secagg::ClientId, (String, Vec<u8>)>) -> Self {
+        PeerKeys {
+            certificates,
+            verified: BTreeMap::new(),
+        }
+    }
+
+    /// Whether no certificate was relayed (a semi-honest run, or a state built afresh).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.certificates.is_empty()
+    }
+
+    /// A directory of the `needed` peers' keys, verifying (with `keys`' CA, for the name each
+    /// was presented under) those not verified before. A peer without a certificate is left
+    /// out: its signatures then fail as from an unknown signer.
+    ///
+    /// # Errors
+    /// A certificate that is not the named collaborator's signing certificate from the CA.
+    pub(crate) fn directory(
+        &mut self,
+        keys: &SigningKeys,
+        needed: impl IntoIterator<Item = secagg::ClientId>,
+    ) -> Result<secagg::VerifyingDirectory, flspec::BoxError> {
+        let mut directory = secagg::VerifyingDirectory::new();
+        for peer in needed {
+            let key = match self.verified.get(&peer) {
+                Some(key) => *key,
+                None => {
+                    let Some((name, der)) = self.certificates.get(&peer) else {
+                        continue;
+                    };
+                    let key = keys.verify(der, name).map_err(|e| {
+                        format!(
+                            "refused the SecAgg signing certificate presented for `{name}`: {e}"
+                        )
+                    })?;
+                    self.verified.insert(peer, key);
+                    key
+                }
+            };
+            directory.insert(peer, key)?;
+        }
+        Ok(directory)
+    }
+
+    /// How many certificates were verified so far.
+    #[cfg(test)]
+    pub(crate) fn verified_count(&self) -> usize {
+        self.verified.len()
     }
 }
