@@ -269,14 +269,15 @@ impl Envoy {
                 } else {
                     info!(run_id = %run_id, flow = %flow.name, "run started");
                 }
-                runs.insert(
-                    run_id,
+                // A run announced twice (the director announces a session's runs again when
+                // it registers) keeps the private state it has.
+                runs.entry(run_id).or_insert_with(|| {
                     Arc::new(RunCtx {
                         entry,
                         collaborators: collaborators.into(),
                         private: Arc::new(Mutex::new(None)),
-                    }),
-                );
+                    })
+                });
             }
             DirectorMsg::Task(task) => {
                 let ctx = runs.get(&task.run_id).cloned();

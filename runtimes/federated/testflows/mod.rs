@@ -556,6 +556,60 @@ impl BranchFlow {
     fn end(&mut self) {}
 }
 
+/// Rounds of fan-out and join that tolerate dropouts, for the network-fault tests: in the first
+/// round `slow` sleeps `sleep_ms` in its step (so a test can cut its link meanwhile); every join
+/// records who arrived and, before the next round, waits `pause_ms` (an aggregation that takes
+/// time, during which a healed envoy registers again). Each round invites every collaborator.
+#[derive(Clone, Default, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RoundsDropFlow {
+    pub rounds: u32,
+    pub round: u32,
+    pub slow: String,
+    pub sleep_ms: u64,
+    pub pause_ms: u64,
+    pub arrived: Vec<Vec<String>>,
+}
+
+#[flow(tolerate_dropouts)]
+impl RoundsDropFlow {
+    #[aggregator]
+    fn start(&mut self, ctx: &Ctx) -> Next<Self> {
+        next!(
+            self.work,
+            foreach = ctx.collaborators(),
+            exclude = [arrived]
+        )
+    }
+
+    #[collaborator]
+    fn work(&mut self, ctx: &Ctx) -> Next<Self> {
+        if self.round == 0 && ctx.name() == self.slow {
+            std::thread::sleep(Duration::from_millis(self.sleep_ms));
+        }
+        next!(self.join, include = [round])
+    }
+
+    #[aggregator]
+    fn join(&mut self, ctx: &Ctx, inputs: Inputs<Self>) -> Next<Self> {
+        self.arrived
+            .push(inputs.names().map(str::to_string).collect());
+        self.round += 1;
+        if self.round < self.rounds {
+            std::thread::sleep(Duration::from_millis(self.pause_ms));
+            next!(
+                self.work,
+                foreach = ctx.collaborators(),
+                exclude = [arrived]
+            )
+        } else {
+            next!(self.end)
+        }
+    }
+
+    #[aggregator]
+    fn end(&mut self) {}
+}
+
 /// The test flows for envoys (`variant` `v2` swaps in the other version of `FanOutFlow`).
 pub fn envoy_registry(variant: Option<&str>) -> Registry {
     let r = Registry::new()
@@ -564,6 +618,7 @@ pub fn envoy_registry(variant: Option<&str>) -> Registry {
         .flow::<SubsetFlow>(Site::new)
         .flow::<SlowFlow>(|_| ())
         .flow::<SlowDropFlow>(|_| ())
+        .flow::<RoundsDropFlow>(|_| ())
         .flow::<PayloadFlow>(|_| ())
         .flow::<MailFlow>(|_| ())
         .flow::<TrustFlow>(|_| ())
@@ -583,6 +638,7 @@ pub fn director_registry() -> Registry {
         .aggregator::<SubsetFlow>(|| ())
         .aggregator::<SlowFlow>(|| ())
         .aggregator::<SlowDropFlow>(|| ())
+        .aggregator::<RoundsDropFlow>(|| ())
         .aggregator::<PayloadFlow>(|| ())
         .aggregator::<MailFlow>(|| ())
         .aggregator::<TrustFlow>(|| ())

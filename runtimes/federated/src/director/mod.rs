@@ -726,6 +726,24 @@ impl DirectorService for Service {
                 warn!(envoy = %name, peer = %address, reason = %status.message(), "refused an envoy");
             })?;
         info!(envoy = %name, peer = %address, "envoy registered");
+        // An envoy that registers again mid-run (after a partition or a restart) forgot its
+        // runs with its old session: announce them again, so that the next fan-out invites it
+        // rather than failing on a run it does not know.
+        for run in self.shared.runs.list() {
+            if !run.is_over()
+                && run.has_participant(&name)
+                && let Some(entry) = self.shared.registry.aggregators.get(run.flow.as_str())
+            {
+                let _ = self.shared.envoys.send(
+                    &name,
+                    DirectorMsg::RunStarted {
+                        run_id: run.id.clone(),
+                        flow: entry.info().clone(),
+                        collaborators: run.participants.clone(),
+                    },
+                );
+            }
+        }
         let shared = self.shared.clone();
         let span = info_span!("envoy_session", envoy = %name);
         tokio::spawn(
