@@ -10,6 +10,8 @@
 //! - the certificate Secrets, mounted as the pods would see them, are the files each process reads
 //!   (loaded with the runtime's own `TlsConfig::from_dir` and signing loaders from certificates
 //!   made by `flspec-fed certs`), and no Secret holds the CA key;
+//! - every absolute path passed to a binary is on a volume of the pod or in the image (the
+//!   checkpoint folder on a writable one), and every process that loads MNIST passes `--data`;
 //! - the Containerfile copies paths that exist in the repository or the build output, and exactly
 //!   the libtorch libraries the example links (read from the ELF files' `DT_NEEDED`).
 #![cfg(feature = "torch")]
@@ -164,22 +166,23 @@ fn port(addr: &str) -> u16 {
 fn binaries() -> &'static (PathBuf, PathBuf) {
     static BINARIES: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
     BINARIES.get_or_init(|| {
-        let status = Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "-p",
-                "flspec-examples",
-                "--example",
-                "secagg_mnist",
-            ])
-            .args(["-p", "flspec-federated", "--bin", "flspec-fed"])
-            .current_dir(root())
-            .status()
-            .expect("cargo runs");
-        assert!(
-            status.success(),
-            "building secagg_mnist and flspec-fed failed"
-        );
+        // The same two builds as tests/federated_secagg_mnist.rs, so that both tests share
+        // their artifacts (one invocation for both packages unifies their features differently).
+        for args in [
+            &["build", "--example", "secagg_mnist"][..],
+            &["build", "-p", "flspec-federated", "--bin", "flspec-fed"][..],
+        ] {
+            let mut cargo = Command::new(env!("CARGO"));
+            for var in package_env() {
+                cargo.env_remove(var);
+            }
+            let status = cargo
+                .args(args)
+                .current_dir(root())
+                .status()
+                .expect("cargo runs");
+            assert!(status.success(), "cargo {args:?} failed");
+        }
         let target = std::env::var_os("CARGO_TARGET_DIR")
             .map_or_else(|| root().join("target"), PathBuf::from);
         (
@@ -187,6 +190,29 @@ fn binaries() -> &'static (PathBuf, PathBuf) {
             target.join("debug/flspec-fed"),
         )
     })
+}
+
+/// The variables cargo sets for this test's package (`CARGO_PKG_NAME`, `CARGO_MANIFEST_DIR`,
+/// `OUT_DIR`, ...). A nested cargo must not see them: build scripts that watch them (ring's
+/// `rerun-if-env-changed=CARGO_PKG_NAME`) would rerun, and then again in the next plain build.
+fn package_env() -> Vec<std::ffi::OsString> {
+    std::env::vars_os()
+        .map(|(k, _)| k)
+        .filter(|k| {
+            let k = k.to_string_lossy();
+            [
+                "CARGO_PKG_",
+                "CARGO_MANIFEST_",
+                "CARGO_CRATE_",
+                "CARGO_BIN_",
+                "CARGO_PRIMARY_",
+            ]
+            .iter()
+            .any(|p| k.starts_with(p))
+                || k == "OUT_DIR"
+                || k == "CARGO_TARGET_TMPDIR"
+        })
+        .collect()
 }
 
 /// The `--flags` a binary's `--help` lists for `command` (a subcommand path, or none).
@@ -796,7 +822,7 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 #[test]
 fn the_containerfile_copies_existing_paths_and_exactly_the_libtorch_libraries_the_example_links() {
     let lines = containerfile();
-    let (example, _) = binaries();
+    let (example, flspec_fed) = binaries();
     let libtorch_env = lines
         .iter()
         .filter_map(|l| l.strip_prefix("ENV "))
@@ -875,7 +901,9 @@ fn the_containerfile_copies_existing_paths_and_exactly_the_libtorch_libraries_th
     );
     let mut needed_libtorch = BTreeSet::new();
     let mut system = BTreeSet::new();
+    // flspec-fed links no libtorch: its libraries are all system ones.
     let mut queue = elf.needed;
+    queue.extend(read_elf_dynamic(flspec_fed).needed);
     while let Some(lib) = queue.pop() {
         let path = local.join(&lib);
         if path.is_file() {
@@ -970,4 +998,118 @@ fn read_elf_dynamic(path: &Path) -> Dynamic {
         }
     }
     Dynamic { needed, runpath }
+}
+
+/// The folders and files the runtime stage puts into the image: its `COPY` destinations and the
+/// folders its `RUN mkdir -p` makes.
+fn image_paths(lines: &[String]) -> Vec<(String, Option<String>)> {
+    let runtime = lines
+        .iter()
+        .rposition(|l| l.starts_with("FROM "))
+        .expect("a FROM");
+    let mut paths = Vec::new();
+    for line in &lines[runtime..] {
+        if let Some(rest) = line.strip_prefix("COPY ") {
+            let words: Vec<&str> = rest.split_whitespace().collect();
+            let from_repo = !words[0].starts_with("--from=");
+            let dest = words[words.len() - 1].to_string();
+            // A folder copied from the repository: its source, to check what it holds.
+            let source = from_repo.then(|| words[0].to_string());
+            paths.push((dest, source));
+        } else if line.starts_with("RUN ") {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            for (i, w) in words.iter().enumerate() {
+                if *w == "mkdir" && words.get(i + 1) == Some(&"-p") {
+                    paths.extend(
+                        words[i + 2..]
+                            .iter()
+                            .take_while(|w| w.starts_with('/'))
+                            .map(|w| ((*w).to_string(), None)),
+                    );
+                }
+            }
+        }
+    }
+    paths
+}
+
+fn under(path: &str, folder: &str) -> bool {
+    path == folder || path.starts_with(&format!("{}/", folder.trim_end_matches('/')))
+}
+
+#[test]
+fn every_path_passed_to_a_binary_is_in_the_image_or_a_volume_and_data_is_passed_where_needed() {
+    let (example, _) = binaries();
+    let docs = manifests();
+    let lines = containerfile();
+    let image = image_paths(&lines);
+    let mut help = BTreeMap::new();
+    let mut data_folders = BTreeSet::new();
+    for (doc, container) in workloads(&docs) {
+        let what = format!("{} {}", doc.kind(), doc.name());
+        let args = strings(&container["args"]);
+        let mounts: Vec<(&str, bool)> = container["volumeMounts"]
+            .as_sequence()
+            .expect("volumeMounts")
+            .iter()
+            .map(|m| {
+                (
+                    m["mountPath"].as_str().expect("mountPath"),
+                    m["readOnly"].as_bool().unwrap_or(false),
+                )
+            })
+            .collect();
+        for (i, value) in args.iter().enumerate().filter(|(_, a)| a.starts_with('/')) {
+            let flag_name = &args[i - 1];
+            let in_mount = mounts.iter().find(|(at, _)| under(value, at));
+            let in_image = image.iter().any(|(at, _)| under(value, at));
+            assert!(
+                in_mount.is_some() || in_image,
+                "{what}: {flag_name} {value} is neither in the image nor on a volume"
+            );
+            // The root file system is read-only: what the process writes needs a writable volume.
+            if flag_name == "--checkpoint" {
+                assert_eq!(
+                    in_mount.map(|(_, read_only)| *read_only),
+                    Some(false),
+                    "{what}: {flag_name} {value} must be on a writable volume"
+                );
+            }
+        }
+        // The binary's built-in MNIST path points into the builder's /src: every process that
+        // loads MNIST (its help lists --data) must name a folder of the image or a volume.
+        let command = subcommand(&args);
+        let known = help
+            .entry(command.join(" "))
+            .or_insert_with(|| help_flags(example, &command));
+        if known.contains("--data") {
+            let data = flag(&args, "--data").unwrap_or_else(|| {
+                panic!("{what}: pass --data (the built-in MNIST path is not in the image)")
+            });
+            data_folders.insert(data.to_string());
+        }
+    }
+    assert!(
+        !data_folders.is_empty(),
+        "the envoys and the run load MNIST"
+    );
+    // A data folder from the image holds MNIST: the repository folder it is copied from loads.
+    for folder in data_folders {
+        if let Some((_, Some(source))) = image.iter().find(|(at, _)| *at == folder) {
+            let mnist = flspec_tch::datasets::mnist::Mnist::load(&root().join(source))
+                .unwrap_or_else(|e| panic!("--data {folder} (copied from {source}): {e}"));
+            assert!(
+                !mnist.train.is_empty() && !mnist.test.is_empty(),
+                "{source} holds MNIST"
+            );
+        }
+    }
+    // The Containerfile's own CMD too.
+    let cmd = exec_form(&lines, "CMD");
+    for value in cmd.iter().filter(|a| a.starts_with('/')) {
+        assert!(
+            image.iter().any(|(at, _)| under(value, at)),
+            "the CMD's {value} is not in the image"
+        );
+    }
 }
