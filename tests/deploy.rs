@@ -12,6 +12,8 @@
 //!   made by `flspec-fed certs`), and no Secret holds the CA key;
 //! - every absolute path passed to a binary is on a volume of the pod or in the image (the
 //!   checkpoint folder on a writable one), and every process that loads MNIST passes `--data`;
+//! - `kubectl kustomize` (where kubectl is installed; skipped with a printed reason otherwise)
+//!   builds the kustomization, with one Secret per process holding what the pods mount;
 //! - the Containerfile copies paths that exist in the repository or the build output, and exactly
 //!   the libtorch libraries the example links (read from the ELF files' `DT_NEEDED`).
 #![cfg(feature = "torch")]
@@ -662,6 +664,26 @@ fn ports_and_probes_match_the_directors_addresses_and_the_envoys_dial_its_servic
     assert_eq!(dialers, 3, "two envoys and the run dial the director");
 }
 
+/// Runs the README's certificate command with its output in `out` (for deploy/k8s/certs).
+fn make_certs(flspec_fed: &Path, out: &Path) {
+    let args: Vec<&str> = CERTS_COMMAND.split_whitespace().skip(1).collect();
+    let run = Command::new(flspec_fed)
+        .args(args.iter().map(|a| {
+            if *a == "deploy/k8s/certs" {
+                out.as_os_str().to_owned()
+            } else {
+                std::ffi::OsString::from(*a)
+            }
+        }))
+        .output()
+        .expect("flspec-fed runs");
+    assert!(
+        run.status.success(),
+        "{CERTS_COMMAND}: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+}
+
 /// What the kustomization's Secrets hold: name -> (key -> file under deploy/k8s).
 fn secrets(docs: &[Doc]) -> BTreeMap<String, BTreeMap<String, String>> {
     let kustomization = docs
@@ -698,22 +720,7 @@ fn mounted_certificate_secrets_are_the_files_each_process_reads() {
     let tmp = tempfile::tempdir().expect("a temporary folder");
     // The README's command, with its output in the temporary folder (the kustomization's certs/).
     let k8s = tmp.path().join("k8s");
-    let args: Vec<&str> = CERTS_COMMAND.split_whitespace().skip(1).collect();
-    let out = Command::new(flspec_fed)
-        .args(args.iter().map(|a| {
-            if *a == "deploy/k8s/certs" {
-                k8s.join("certs").into_os_string()
-            } else {
-                std::ffi::OsString::from(*a)
-            }
-        }))
-        .output()
-        .expect("flspec-fed runs");
-    assert!(
-        out.status.success(),
-        "{CERTS_COMMAND}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    make_certs(flspec_fed, &k8s.join("certs"));
 
     for (name, files) in &secrets {
         assert!(
@@ -1111,5 +1118,96 @@ fn every_path_passed_to_a_binary_is_in_the_image_or_a_volume_and_data_is_passed_
             image.iter().any(|(at, _)| under(value, at)),
             "the CMD's {value} is not in the image"
         );
+    }
+}
+
+#[test]
+fn kustomize_builds_the_manifests_and_one_secret_per_process_when_kubectl_is_here() {
+    let (_, flspec_fed) = binaries();
+    let tmp = tempfile::tempdir().expect("a temporary folder");
+    let k8s = tmp.path().join("k8s");
+    fs::create_dir(&k8s).expect("mkdir");
+    for entry in fs::read_dir(root().join("deploy/k8s")).expect("deploy/k8s") {
+        let path = entry.expect("an entry").path();
+        if path.is_file() {
+            fs::copy(&path, k8s.join(path.file_name().expect("a name"))).expect("copy");
+        }
+    }
+    make_certs(flspec_fed, &k8s.join("certs"));
+    let out = match Command::new("kubectl").arg("kustomize").arg(&k8s).output() {
+        Ok(out) => out,
+        Err(e) => {
+            eprintln!(
+                "SKIPPED: `kubectl kustomize` cannot run here ({e}); install kubectl to check the kustomization"
+            );
+            return;
+        }
+    };
+    assert!(
+        out.status.success(),
+        "kubectl kustomize deploy/k8s failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    let docs: Vec<Value> = serde_norway::Deserializer::from_str(&text)
+        .map(|de| Value::deserialize(de).expect("kustomize's output is YAML"))
+        .collect();
+    let mut kinds = BTreeMap::<String, usize>::new();
+    let mut secret_keys = BTreeMap::new();
+    for doc in &docs {
+        let kind = doc["kind"].as_str().expect("kind").to_string();
+        let name = doc["metadata"]["name"].as_str().expect("name").to_string();
+        if kind != "Namespace" {
+            assert_eq!(
+                doc["metadata"]["namespace"].as_str(),
+                Some(NAMESPACE),
+                "{kind} {name}"
+            );
+        }
+        if kind == "Secret" {
+            let keys: BTreeSet<String> = doc["data"]
+                .as_mapping()
+                .expect("a Secret's data")
+                .keys()
+                .map(|k| k.as_str().expect("a key").to_string())
+                .collect();
+            secret_keys.insert(name, keys);
+        }
+        *kinds.entry(kind).or_default() += 1;
+    }
+    let expected: BTreeMap<String, usize> = [
+        ("Deployment", 3),
+        ("Namespace", 1),
+        ("PersistentVolumeClaim", 1),
+        ("Secret", 4),
+        ("Service", 1),
+    ]
+    .into_iter()
+    .map(|(k, n)| (k.to_string(), n))
+    .collect();
+    assert_eq!(
+        kinds, expected,
+        "what `kubectl apply -k deploy/k8s` creates"
+    );
+    // Every Secret item a pod mounts is in the Secret kustomize made (the Job's, too).
+    let manifests = manifests();
+    for (doc, _) in workloads(&manifests) {
+        for volume in pod_spec(doc)["volumes"].as_sequence().expect("volumes") {
+            let Some(secret) = volume["secret"]["secretName"].as_str() else {
+                continue;
+            };
+            let keys = secret_keys
+                .get(secret)
+                .unwrap_or_else(|| panic!("{}: kustomize makes no Secret {secret}", doc.name()));
+            for item in volume["secret"]["items"].as_sequence().expect("items") {
+                let key = item["key"].as_str().expect("key");
+                assert!(
+                    keys.contains(key),
+                    "{}: Secret {secret} has no {key}",
+                    doc.name()
+                );
+            }
+            assert!(!keys.contains("ca.key"), "Secret {secret} holds the CA key");
+        }
     }
 }
