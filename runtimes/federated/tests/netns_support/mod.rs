@@ -287,6 +287,11 @@ impl Net {
     /// Starts the director in node 0 (which must exist) with `--certs dir`; waits (at most
     /// 30 s) until it listens.
     pub fn start_director(&mut self, dir: &Path, extra: &[&str]) -> usize {
+        self.start_director_on(0, dir, extra)
+    }
+
+    /// Starts a director in node `i` (as [`start_director`](Self::start_director)).
+    pub fn start_director_on(&mut self, i: usize, dir: &Path, extra: &[&str]) -> usize {
         let mut args: Vec<String> = vec![
             "director".into(),
             "--listen".into(),
@@ -295,7 +300,7 @@ impl Net {
             dir.display().to_string(),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
-        let p = self.spawn(0, "director", dir, &args);
+        let p = self.spawn(i, "director", dir, &args);
         let end = Instant::now() + Duration::from_secs(30);
         loop {
             let left = end.saturating_duration_since(Instant::now());
@@ -324,6 +329,28 @@ impl Net {
         self.spawn(i, name, dir, &args)
     }
 
+    /// Writes node `i`'s `/etc/hosts` (`/etc/netns/NS/hosts`, which `ip netns exec` mounts
+    /// over `/etc/hosts`). Write it before the node's first process starts; later writes keep
+    /// the file (its inode) and so reach the running processes.
+    pub fn set_hosts(&self, i: usize, text: &str) {
+        let dir = PathBuf::from(format!("/etc/netns/{}", self.node(i)));
+        std::fs::create_dir_all(&dir).expect("/etc/netns is writable");
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(dir.join("hosts"))
+            .expect("the namespace's hosts file opens");
+        f.write_all(text.as_bytes())
+            .expect("the namespace's hosts file is written");
+    }
+
+    /// Kills process `p` (SIGKILL).
+    pub fn kill(&mut self, p: usize) {
+        let _ = self.procs[p].child.kill();
+        let _ = self.procs[p].child.wait();
+    }
+
     /// What process `p` wrote to stderr so far.
     pub fn stderr(&self, p: usize) -> String {
         std::fs::read_to_string(&self.procs[p].log).unwrap_or_default()
@@ -342,6 +369,8 @@ impl Drop for Net {
         }
         let _ = ip(&["link", "del", &self.root_if]);
         let _ = std::fs::remove_file(subnet_claim(self.subnet));
+        // Only if empty: other tests may use it.
+        let _ = std::fs::remove_dir("/etc/netns");
     }
 }
 
