@@ -18,6 +18,8 @@
 //!   the libtorch libraries the example links (read from the ELF files' `DT_NEEDED`).
 #![cfg(feature = "torch")]
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -175,9 +177,7 @@ fn binaries() -> &'static (PathBuf, PathBuf) {
             &["build", "-p", "flspec-federated", "--bin", "flspec-fed"][..],
         ] {
             let mut cargo = Command::new(env!("CARGO"));
-            for var in package_env() {
-                cargo.env_remove(var);
-            }
+            common::cargo::without_package_env(&mut cargo);
             let status = cargo
                 .args(args)
                 .current_dir(root())
@@ -192,29 +192,6 @@ fn binaries() -> &'static (PathBuf, PathBuf) {
             target.join("debug/flspec-fed"),
         )
     })
-}
-
-/// The variables cargo sets for this test's package (`CARGO_PKG_NAME`, `CARGO_MANIFEST_DIR`,
-/// `OUT_DIR`, ...). A nested cargo must not see them: build scripts that watch them (ring's
-/// `rerun-if-env-changed=CARGO_PKG_NAME`) would rerun, and then again in the next plain build.
-fn package_env() -> Vec<std::ffi::OsString> {
-    std::env::vars_os()
-        .map(|(k, _)| k)
-        .filter(|k| {
-            let k = k.to_string_lossy();
-            [
-                "CARGO_PKG_",
-                "CARGO_MANIFEST_",
-                "CARGO_CRATE_",
-                "CARGO_BIN_",
-                "CARGO_PRIMARY_",
-            ]
-            .iter()
-            .any(|p| k.starts_with(p))
-                || k == "OUT_DIR"
-                || k == "CARGO_TARGET_TMPDIR"
-        })
-        .collect()
 }
 
 /// The `--flags` a binary's `--help` lists for `command` (a subcommand path, or none).

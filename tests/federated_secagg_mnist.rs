@@ -2,6 +2,8 @@
 //! TLS on 127.0.0.1 (`scripts/demo-federated.sh`, as `make demo-federated` runs it): one round
 //! on the bundled data gives the same table as the local runtime.
 
+mod common;
+
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -11,7 +13,9 @@ use std::time::{Duration, Instant};
 #[test]
 fn one_round_through_a_director_and_two_envoys_matches_the_local_runtime() {
     let root = env!("CARGO_MANIFEST_DIR");
-    let mut child = Command::new("bash")
+    let mut child = Command::new("bash");
+    common::cargo::without_package_env(&mut child);
+    let mut child = child
         .arg(format!("{root}/scripts/demo-federated.sh"))
         .args(["--rounds", "1", "--quiet"])
         .env("FLSPEC_PROFILE", "debug")
@@ -72,7 +76,9 @@ fn binaries(root: &str) -> (std::path::PathBuf, std::path::PathBuf) {
         &["build", "--example", "secagg_mnist"][..],
         &["build", "-p", "flspec-federated", "--bin", "flspec-fed"][..],
     ] {
-        let status = Command::new(env!("CARGO"))
+        let mut cargo = Command::new(env!("CARGO"));
+        common::cargo::without_package_env(&mut cargo);
+        let status = cargo
             .args(args)
             .current_dir(root)
             .status()

@@ -1,7 +1,8 @@
 //! Helpers shared by the integration tests: the `flows_*` tests' collaborators and step log,
-//! and (`mnist`) the MNIST flows' set-up.
+//! (`mnist`) the MNIST flows' set-up, and (`cargo`) nested cargo builds.
 #![allow(dead_code)]
 
+pub mod cargo;
 #[cfg(feature = "torch")]
 pub mod mnist;
 
