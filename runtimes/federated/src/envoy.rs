@@ -47,6 +47,11 @@ pub struct EnvoyOptions {
     pub reconnect: bool,
     /// The longest wait between reconnection attempts. Default: 5 s.
     pub max_backoff: Duration,
+    /// How often the envoy pings the director on its connection (HTTP/2 PING); a ping
+    /// unanswered for twice this long closes the connection and the envoy reconnects. This is
+    /// how an envoy notices a half-open connection (the director's host or a middlebox
+    /// vanished without closing it): within three times this. Default: 10 s.
+    pub keepalive: Duration,
 }
 
 impl Default for EnvoyOptions {
@@ -55,6 +60,7 @@ impl Default for EnvoyOptions {
             limits: Limits::default(),
             reconnect: true,
             max_backoff: Duration::from_secs(5),
+            keepalive: crate::net::KEEPALIVE,
         }
     }
 }
@@ -140,7 +146,13 @@ impl Envoy {
     }
 
     async fn session(&self, backoff: &mut Duration) -> End {
-        let (channel, probe) = match crate::net::connect(&self.director, &self.tls).await {
+        let (channel, probe) = match crate::net::connect_with_keepalive(
+            &self.director,
+            &self.tls,
+            self.options.keepalive,
+        )
+        .await
+        {
             Ok(c) => c,
             Err(e @ (Error::Tls { .. } | Error::TlsConfig(_) | Error::Address { .. })) => {
                 return End::Fatal(e);

@@ -489,6 +489,21 @@ pub(crate) fn host_of(addr: &str) -> Result<&str> {
 /// [`Error::Address`], [`Error::TlsConfig`], [`Error::Tls`] (with the reason) or
 /// [`Error::Connect`].
 pub(crate) async fn connect(addr: &str, tls: &TlsConfig) -> Result<(Channel, TlsProbe)> {
+    connect_with_keepalive(addr, tls, KEEPALIVE).await
+}
+
+/// The default HTTP/2 keepalive of a connection to the director (see
+/// [`connect_with_keepalive`]).
+pub(crate) const KEEPALIVE: Duration = Duration::from_secs(10);
+
+/// As [`connect`], pinging the director every `keepalive` (HTTP/2 PING) and closing the
+/// connection when a ping has no answer within twice that: a half-open connection (the
+/// director's host vanished without closing it) is noticed within three times `keepalive`.
+pub(crate) async fn connect_with_keepalive(
+    addr: &str,
+    tls: &TlsConfig,
+    keepalive: Duration,
+) -> Result<(Channel, TlsProbe)> {
     let probe = TlsProbe::default();
     let seen = probe.clone();
     let host = host_of(addr)?;
@@ -499,8 +514,8 @@ pub(crate) async fn connect(addr: &str, tls: &TlsConfig) -> Result<(Channel, Tls
         })?
         .connect_timeout(Duration::from_secs(10))
         .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(10))
-        .keep_alive_timeout(Duration::from_secs(20))
+        .http2_keep_alive_interval(keepalive)
+        .keep_alive_timeout(keepalive * 2)
         .keep_alive_while_idle(true)
         .initial_stream_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)

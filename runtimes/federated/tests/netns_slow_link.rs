@@ -30,6 +30,11 @@ struct Setup {
 /// The director (node 0, heartbeat timeout `heartbeat_ms`), Bengaluru (node 1, direct) and
 /// Portland (node 2, through a proxy with `link` in the root namespace).
 fn setup(link: Link, heartbeat_ms: u64) -> Option<Setup> {
+    setup_with(link, heartbeat_ms, &[])
+}
+
+/// As [`setup`], with more arguments for Portland's envoy.
+fn setup_with(link: Link, heartbeat_ms: u64, portland: &[&str]) -> Option<Setup> {
     let mut net = match Net::new() {
         Ok(n) => n,
         Err(e) => {
@@ -52,7 +57,7 @@ fn setup(link: Link, heartbeat_ms: u64) -> Option<Setup> {
     let proxy = FaultProxy::start(&format!("{}:0", net.root_addr()), upstream, link);
     let director = net.director_addr();
     net.start_envoy(1, "Bengaluru", &director, &path);
-    net.start_envoy(2, "Portland", &proxy.addr().to_string(), &path);
+    net.start_envoy_with(2, "Portland", &proxy.addr().to_string(), &path, portland);
     let runtime = FederatedRuntime::connect(
         &director,
         TlsConfig::from_dir(&path, "client").expect("client certificate"),
@@ -201,45 +206,81 @@ fn a_connection_cut_mid_run_makes_a_dropout_and_the_envoy_reconnects_through_the
     });
 }
 
+/// Makes Portland's connection half-open: the director sees it close at once, Portland is
+/// told nothing and notices only when its HTTP/2 pings (every `keepalive`) go unanswered.
+/// Returns when Portland registered again, and checks a run with both sites.
+fn half_open(keepalive: Option<Duration>) -> Duration {
+    let link = Link {
+        latency: Duration::from_millis(20),
+        bytes_per_sec: 0,
+    };
+    let ms = keepalive.map(|k| k.as_millis().to_string());
+    let extra: Vec<&str> = match &ms {
+        Some(ms) => vec!["--keepalive-ms", ms],
+        None => vec![],
+    };
+    let s = setup_with(link, 3_000, &extra).expect("namespaces were available a moment ago");
+    let began = Instant::now();
+    s.proxy.half_open_all();
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        let envoys = s.runtime.envoys().expect("envoys");
+        if envoys
+            .iter()
+            .any(|e| e.name == "Portland" && e.state == EnvoyState::Offline)
+        {
+            break;
+        }
+        assert!(Instant::now() < end, "Portland still online: {envoys:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let offline = began.elapsed();
+    let end = Instant::now() + Duration::from_secs(60);
+    while s.proxy.accepted.load(Ordering::Relaxed) < 2 {
+        assert!(
+            Instant::now() < end,
+            "Portland did not reconnect within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    wait_online(&s.runtime, &["Portland"], Duration::from_secs(20));
+    let back = began.elapsed();
+    println!(
+        "half-open (envoy keepalive {}): the director saw Portland go after {:.2} s; Portland \
+         noticed and registered again after {:.2} s",
+        keepalive.map_or("default 10 s".to_string(), |k| format!("{k:?}")),
+        offline.as_secs_f64(),
+        back.as_secs_f64()
+    );
+    let flow = testflows::FanOutFlow::default()
+        .run(&s.runtime)
+        .expect("a run with both sites after the reconnection");
+    assert_eq!(flow.names, SITES);
+    back
+}
+
 #[test]
-#[ignore = "about 30 s: the envoy notices a half-open connection only by HTTP/2 keepalive"]
-fn a_half_open_connection_makes_a_dropout_and_the_envoy_reconnects_eventually() {
+fn a_half_open_connection_is_noticed_within_three_keepalives() {
+    skip_without_netns!();
+    within(Duration::from_secs(60), || {
+        let keepalive = Duration::from_millis(500);
+        let back = half_open(Some(keepalive));
+        assert!(
+            back < keepalive * 3 + Duration::from_secs(2),
+            "Portland came back after {back:?}"
+        );
+    });
+}
+
+#[test]
+#[ignore = "about 30 s: the default keepalive (10 s, unanswered for 20 s)"]
+fn a_half_open_connection_is_noticed_within_three_default_keepalives() {
     skip_without_netns!();
     within(Duration::from_secs(120), || {
-        let link = Link {
-            latency: Duration::from_millis(20),
-            bytes_per_sec: 0,
-        };
-        let Some(s) = setup(link, 3_000) else {
-            return;
-        };
-        let began = Instant::now();
-        s.proxy.half_open_all();
-        // The director sees its side close at once; the envoy is told nothing.
-        let end = Instant::now() + Duration::from_secs(10);
-        loop {
-            let envoys = s.runtime.envoys().expect("envoys");
-            if envoys
-                .iter()
-                .any(|e| e.name == "Portland" && e.state == EnvoyState::Offline)
-            {
-                break;
-            }
-            assert!(Instant::now() < end, "Portland still online: {envoys:?}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let offline = began.elapsed();
-        wait_online(&s.runtime, &["Portland"], Duration::from_secs(60));
-        let back = began.elapsed();
-        println!(
-            "half-open: the director saw Portland go after {:.2} s; Portland reconnected after \
-             {:.2} s",
-            offline.as_secs_f64(),
-            back.as_secs_f64()
+        let back = half_open(None);
+        assert!(
+            back < Duration::from_secs(35),
+            "Portland came back after {back:?}"
         );
-        let flow = testflows::FanOutFlow::default()
-            .run(&s.runtime)
-            .expect("a run with both sites after the reconnection");
-        assert_eq!(flow.names, SITES);
     });
 }

@@ -75,6 +75,10 @@ enum Command {
         /// Exit when the session with the director ends, instead of reconnecting.
         #[arg(long)]
         no_reconnect: bool,
+        /// Milliseconds between the envoy's HTTP/2 pings to the director (a half-open
+        /// connection is noticed within three times this).
+        #[arg(long, default_value_t = 10_000)]
+        keepalive_ms: u64,
     },
 }
 
@@ -211,10 +215,12 @@ async fn run(cli: Cli) -> anyhow_lite::Result<()> {
             tls,
             variant,
             no_reconnect,
+            keepalive_ms,
         } => {
             let config = tls.config(&format!("envoys/{name}"))?;
             let options = EnvoyOptions {
                 reconnect: !no_reconnect,
+                keepalive: Duration::from_millis(keepalive_ms.max(1)),
                 ..EnvoyOptions::default()
             };
             Envoy::new(

@@ -317,7 +317,19 @@ impl Net {
 
     /// Starts an envoy `name` in node `i`, connecting to `director` (`HOST:PORT`).
     pub fn start_envoy(&mut self, i: usize, name: &str, director: &str, dir: &Path) -> usize {
-        let args: Vec<String> = vec![
+        self.start_envoy_with(i, name, director, dir, &[])
+    }
+
+    /// As [`start_envoy`](Self::start_envoy), with more arguments.
+    pub fn start_envoy_with(
+        &mut self,
+        i: usize,
+        name: &str,
+        director: &str,
+        dir: &Path,
+        extra: &[&str],
+    ) -> usize {
+        let mut args: Vec<String> = vec![
             "envoy".into(),
             "--director".into(),
             director.into(),
@@ -326,6 +338,7 @@ impl Net {
             "--certs".into(),
             dir.display().to_string(),
         ];
+        args.extend(extra.iter().map(|s| s.to_string()));
         self.spawn(i, name, dir, &args)
     }
 
