@@ -268,7 +268,8 @@ impl RunIdentities {
 #[derive(Debug, Default)]
 pub(crate) struct PeerKeys {
     certificates: BTreeMap<secagg::ClientId, (String, Vec<u8>)>,
-    verified: BTreeMap<secagg::ClientId, [u8; 32]>,
+    /// Every key verified so far, decoded once; shared with the rounds' SecAgg clients.
+    verified: Arc<secagg::VerifyingDirectory>,
 }
 
 impl PeerKeys {
@@ -276,7 +277,7 @@ impl PeerKeys {
     pub(crate) fn new(certificates: BTreeMap<secagg::ClientId, (String, Vec<u8>)>) -> Self {
         PeerKeys {
             certificates,
-            verified: BTreeMap::new(),
+            verified: Arc::default(),
         }
     }
 
@@ -285,9 +286,11 @@ impl PeerKeys {
         self.certificates.is_empty()
     }
 
-    /// A directory of the `needed` peers' keys, verifying (with `keys`' CA, for the name each
-    /// was presented under) those not verified before. A peer without a certificate is left
-    /// out: its signatures then fail as from an unknown signer.
+    /// A directory holding at least the `needed` peers' keys: every key verified so far, plus
+    /// those of `needed` not verified before, each checked with `keys`' CA for the name it was
+    /// presented under. A peer without a certificate is left out: its signatures then fail as
+    /// from an unknown signer. Keys the round does not need do no harm (a client looks up only
+    /// its neighbourhoods').
     ///
     /// # Errors
     /// A certificate that is not the named collaborator's signing certificate from the CA.
@@ -295,27 +298,26 @@ impl PeerKeys {
         &mut self,
         keys: &SigningKeys,
         needed: impl IntoIterator<Item = secagg::ClientId>,
-    ) -> Result<secagg::VerifyingDirectory, flspec::BoxError> {
-        let mut directory = secagg::VerifyingDirectory::new();
+    ) -> Result<Arc<secagg::VerifyingDirectory>, flspec::BoxError> {
+        let mut grown: Option<secagg::VerifyingDirectory> = None;
         for peer in needed {
-            let key = match self.verified.get(&peer) {
-                Some(key) => *key,
-                None => {
-                    let Some((name, der)) = self.certificates.get(&peer) else {
-                        continue;
-                    };
-                    let key = keys.verify(der, name).map_err(|e| {
-                        format!(
-                            "refused the SecAgg signing certificate presented for `{name}`: {e}"
-                        )
-                    })?;
-                    self.verified.insert(peer, key);
-                    key
-                }
+            if self.verified.public_key(peer).is_some() {
+                continue;
+            }
+            let Some((name, der)) = self.certificates.get(&peer) else {
+                continue;
             };
-            directory.insert(peer, key)?;
+            let key = keys.verify(der, name).map_err(|e| {
+                format!("refused the SecAgg signing certificate presented for `{name}`: {e}")
+            })?;
+            grown
+                .get_or_insert_with(|| (*self.verified).clone())
+                .insert(peer, key)?;
         }
-        Ok(directory)
+        if let Some(grown) = grown {
+            self.verified = Arc::new(grown);
+        }
+        Ok(Arc::clone(&self.verified))
     }
 
     /// How many certificates were verified so far.
