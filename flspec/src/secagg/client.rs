@@ -287,26 +287,6 @@ impl Client {
         }
     }
 
-    fn expect_mode(&self, want: Security, call: &'static str, instead: &'static str) -> Result<()> {
-        if self.config.security == want {
-            Ok(())
-        } else {
-            Err(SecAggError::WrongSecurityMode {
-                call,
-                mode: self.config.security,
-                instead,
-            })
-        }
-    }
-
-    fn check_session(&self, got: &[u8; 32], message: &'static str) -> Result<()> {
-        if *got == self.config.session {
-            Ok(())
-        } else {
-            Err(SecAggError::WrongSession { message })
-        }
-    }
-
     fn signing(&self) -> Result<&Signing> {
         self.signing.as_deref().ok_or_else(no_identity)
     }
@@ -317,23 +297,13 @@ impl Client {
         e
     }
 
-    fn check_round(&self, got: u64) -> Result<()> {
-        if got == self.config.round {
-            Ok(())
-        } else {
-            Err(SecAggError::WrongRound {
-                expected: self.config.round,
-                got,
-            })
-        }
-    }
-
     /// Round 0: the two public keys to send to the server.
     ///
     /// # Errors
     /// [`SecAggError::OutOfOrder`] unless this is the first call.
     pub fn advertise(&mut self) -> Result<AdvertiseKeys> {
-        self.expect_mode(Security::SemiHonest, "advertise", "`advertise_signed`")?;
+        self.config
+            .expect_security(Security::SemiHonest, "advertise", "`advertise_signed`")?;
         self.take_advertisement("advertise")
     }
 
@@ -363,7 +333,8 @@ impl Client {
     /// altered own key, a low-order key, or fewer than `threshold` advertised members of the
     /// neighbourhood ([`SecAggError::TooFewPeers`]).
     pub fn share_keys(&mut self, all: &AllAdvertised) -> Result<Vec<EncryptedShare>> {
-        self.expect_mode(Security::SemiHonest, "share_keys", "`share_keys_signed`")?;
+        self.config
+            .expect_security(Security::SemiHonest, "share_keys", "`share_keys_signed`")?;
         let phase = core::mem::replace(&mut self.phase, Phase::Done);
         let Phase::Advertised(keys) = phase else {
             self.phase = phase;
@@ -383,13 +354,13 @@ impl Client {
         keys: Keys,
         all: &AllAdvertised,
     ) -> Result<(Shared, Vec<EncryptedShare>)> {
-        self.check_round(all.round)?;
+        self.config.check_round(all.round)?;
         let mut seen = BTreeSet::new();
         let mut public_keys = BTreeSet::new();
         let mut peers = BTreeMap::new();
         let mut own_ok = false;
         for k in &all.keys {
-            self.check_round(k.round)?;
+            self.config.check_round(k.round)?;
             if self.all.binary_search(&k.sender).is_err() {
                 return Err(SecAggError::UnexpectedClient {
                     client: k.sender,
@@ -646,7 +617,7 @@ impl Client {
                     recipient: e.recipient,
                 });
             }
-            self.check_round(e.round)?;
+            self.config.check_round(e.round)?;
             let Some(aead_key) = shared.receive_keys.get(&e.sender) else {
                 return Err(SecAggError::UnexpectedClient {
                     client: e.sender,
@@ -734,7 +705,7 @@ impl Client {
     /// not listed as a survivor, if fewer than `threshold` members of its neighbourhood
     /// survived ([`SecAggError::TooFewPeers`]), or on a wrong round.
     pub fn unmask(&mut self, request: &UnmaskRequest) -> Result<UnmaskResponse> {
-        self.expect_mode(
+        self.config.expect_security(
             Security::SemiHonest,
             "unmask",
             "`sign_survivors`, then `unmask_checked`",
@@ -752,7 +723,7 @@ impl Client {
     }
 
     fn do_unmask(&self, held: &Held, request: &UnmaskRequest) -> Result<UnmaskResponse> {
-        self.check_round(request.round)?;
+        self.config.check_round(request.round)?;
         let mut survivors = BTreeSet::new();
         for &v in &request.survivors {
             if !survivors.insert(v) {
@@ -821,7 +792,8 @@ impl Client {
     /// [`SecAggError::WrongSecurityMode`] in a semi-honest round; [`SecAggError::OutOfOrder`]
     /// unless this is the first call.
     pub fn advertise_signed(&mut self) -> Result<SignedAdvertiseKeys> {
-        self.expect_mode(Security::Malicious, "advertise_signed", "`advertise`")?;
+        self.config
+            .expect_security(Security::Malicious, "advertise_signed", "`advertise`")?;
         let msg = self.take_advertisement("advertise_signed")?;
         let session = self.config.session;
         let payload = identity::advertise_payload(
@@ -852,7 +824,8 @@ impl Client {
     /// [`SecAggError::BadSignature`] (a substituted, forged or replayed key) or
     /// [`SecAggError::UnknownSigner`]; otherwise as [`Client::share_keys`].
     pub fn share_keys_signed(&mut self, all: &SignedKeyBroadcast) -> Result<Vec<EncryptedShare>> {
-        self.expect_mode(Security::Malicious, "share_keys_signed", "`share_keys`")?;
+        self.config
+            .expect_security(Security::Malicious, "share_keys_signed", "`share_keys`")?;
         let phase = core::mem::replace(&mut self.phase, Phase::Done);
         let Phase::Advertised(keys) = phase else {
             self.phase = phase;
@@ -869,14 +842,16 @@ impl Client {
     }
 
     fn verify_broadcast(&self, all: &SignedKeyBroadcast) -> Result<AllAdvertised> {
-        self.check_session(&all.session, "signed key broadcast")?;
-        self.check_round(all.round)?;
+        self.config
+            .check_session(&all.session, "signed key broadcast")?;
+        self.config.check_round(all.round)?;
         let signing = self.signing()?;
         let mut keys = Vec::with_capacity(all.keys.len());
         let mut to_verify = Vec::with_capacity(self.hood.len());
         for k in &all.keys {
-            self.check_session(&k.session, "signed advertisement")?;
-            self.check_round(k.keys.round)?;
+            self.config
+                .check_session(&k.session, "signed advertisement")?;
+            self.config.check_round(k.keys.round)?;
             if k.keys.sender == self.id {
                 // Ed25519 signatures are deterministic: what this client sent is the only
                 // valid entry for it, so comparing replaces verifying.
@@ -915,7 +890,8 @@ impl Client {
     /// client, or fewer than `threshold` members of this client's neighbourhood in it
     /// ([`SecAggError::TooFewPeers`]).
     pub fn sign_survivors(&mut self, request: &ConsistencyRequest) -> Result<ConsistencySignature> {
-        self.expect_mode(Security::Malicious, "sign_survivors", "`unmask`")?;
+        self.config
+            .expect_security(Security::Malicious, "sign_survivors", "`unmask`")?;
         let phase = core::mem::replace(&mut self.phase, Phase::Done);
         let Phase::Masked(held) = phase else {
             self.phase = phase;
@@ -935,8 +911,9 @@ impl Client {
         held: &Held,
         request: &ConsistencyRequest,
     ) -> Result<(SignedSurvivors, ConsistencySignature)> {
-        self.check_session(&request.session, "consistency request")?;
-        self.check_round(request.round)?;
+        self.config
+            .check_session(&request.session, "consistency request")?;
+        self.config.check_round(request.round)?;
         let u3 = self.survivor_set(&request.survivors, "survivor entry in ConsistencyRequest")?;
         let t = self.config.threshold as usize;
         let live = u3
@@ -1021,7 +998,8 @@ impl Client {
     /// [`SecAggError::UnknownSigner`], [`SecAggError::TooFewSignatures`], a wrong session or
     /// round, a signer outside `U3` or signing twice; otherwise as [`Client::unmask`].
     pub fn unmask_checked(&mut self, request: &CheckedUnmaskRequest) -> Result<UnmaskResponse> {
-        self.expect_mode(Security::Malicious, "unmask_checked", "`unmask`")?;
+        self.config
+            .expect_security(Security::Malicious, "unmask_checked", "`unmask`")?;
         let phase = core::mem::replace(&mut self.phase, Phase::Done);
         let Phase::Checked(held, signed) = phase else {
             self.phase = phase;
@@ -1043,8 +1021,9 @@ impl Client {
         signed: &SignedSurvivors,
         request: &CheckedUnmaskRequest,
     ) -> Result<()> {
-        self.check_session(&request.session, "checked unmask request")?;
-        self.check_round(request.request.round)?;
+        self.config
+            .check_session(&request.session, "checked unmask request")?;
+        self.config.check_round(request.request.round)?;
         let u3 = signed.u3.as_slice();
         let mut listed = request.request.survivors.clone();
         listed.sort_unstable();
@@ -1062,8 +1041,9 @@ impl Client {
         // Structural checks of every signature first (cheap), then the candidates that count.
         let mut candidates = BTreeMap::new();
         for sig in &request.signatures {
-            self.check_session(&sig.session, "consistency signature")?;
-            self.check_round(sig.round)?;
+            self.config
+                .check_session(&sig.session, "consistency signature")?;
+            self.config.check_round(sig.round)?;
             if u3.binary_search(&sig.sender).is_err() {
                 return Err(SecAggError::UnexpectedClient {
                     client: sig.sender,

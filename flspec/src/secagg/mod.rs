@@ -281,6 +281,45 @@ impl Config {
         self
     }
 
+    /// Refuses a call made for another [`Security`] mode than this round's.
+    pub(crate) fn expect_security(
+        &self,
+        want: Security,
+        call: &'static str,
+        instead: &'static str,
+    ) -> Result<()> {
+        if self.security == want {
+            Ok(())
+        } else {
+            Err(SecAggError::WrongSecurityMode {
+                call,
+                mode: self.security,
+                instead,
+            })
+        }
+    }
+
+    /// Refuses a `message` of another session.
+    pub(crate) fn check_session(&self, got: &[u8; 32], message: &'static str) -> Result<()> {
+        if *got == self.session {
+            Ok(())
+        } else {
+            Err(SecAggError::WrongSession { message })
+        }
+    }
+
+    /// Refuses a message of another round.
+    pub(crate) fn check_round(&self, got: u64) -> Result<()> {
+        if got == self.round {
+            Ok(())
+        } else {
+            Err(SecAggError::WrongRound {
+                expected: self.round,
+                got,
+            })
+        }
+    }
+
     /// The clients, sorted.
     pub fn sorted_clients(&self) -> Vec<ClientId> {
         let mut ids = self.clients.clone();

@@ -166,26 +166,6 @@ impl Server {
         self
     }
 
-    fn expect_mode(&self, want: Security, call: &'static str, instead: &'static str) -> Result<()> {
-        if self.config.security == want {
-            Ok(())
-        } else {
-            Err(SecAggError::WrongSecurityMode {
-                call,
-                mode: self.config.security,
-                instead,
-            })
-        }
-    }
-
-    fn check_session(&self, got: &[u8; 32], message: &'static str) -> Result<()> {
-        if *got == self.config.session {
-            Ok(())
-        } else {
-            Err(SecAggError::WrongSession { message })
-        }
-    }
-
     /// The round's config.
     pub fn config(&self) -> &Config {
         &self.config
@@ -208,17 +188,6 @@ impl Server {
         }
     }
 
-    fn check_round(&self, got: u64) -> Result<()> {
-        if got == self.config.round {
-            Ok(())
-        } else {
-            Err(SecAggError::WrongRound {
-                expected: self.config.round,
-                got,
-            })
-        }
-    }
-
     fn check_threshold(&self, stage: Stage, survived: usize) -> Result<()> {
         let threshold = self.config.threshold as usize;
         if survived < threshold {
@@ -237,7 +206,7 @@ impl Server {
     /// # Errors
     /// Wrong state or round, an unknown sender, or a second message from the same sender.
     pub fn receive_advertise(&mut self, msg: AdvertiseKeys) -> Result<()> {
-        self.expect_mode(
+        self.config.expect_security(
             Security::SemiHonest,
             "receive_advertise",
             "`receive_signed_advertise`",
@@ -247,7 +216,7 @@ impl Server {
 
     fn record_advertise(&mut self, msg: AdvertiseKeys) -> Result<()> {
         self.expect_phase(Phase::Keys, "receive_advertise")?;
-        self.check_round(msg.round)?;
+        self.config.check_round(msg.round)?;
         admit(
             msg.sender,
             self.graph.index_of(msg.sender).is_some(),
@@ -264,7 +233,7 @@ impl Server {
     /// # Errors
     /// [`SecAggError::TooFewSurvivors`] if fewer than `threshold` clients advertised.
     pub fn broadcast_keys(&mut self) -> Result<AllAdvertised> {
-        self.expect_mode(
+        self.config.expect_security(
             Security::SemiHonest,
             "broadcast_keys",
             "`broadcast_signed_keys`",
@@ -294,7 +263,7 @@ impl Server {
         )?;
         let mut recipients = BTreeSet::new();
         for e in &shares {
-            self.check_round(e.round)?;
+            self.config.check_round(e.round)?;
             if e.sender != sender {
                 return Err(SecAggError::malformed(
                     "ShareKeys",
@@ -356,7 +325,7 @@ impl Server {
     /// Wrong state or round; a sender that sent no shares, or sends twice; a wrong length.
     pub fn receive_masked(&mut self, msg: MaskedInput) -> Result<()> {
         self.expect_phase(Phase::Masked, "receive_masked")?;
-        self.check_round(msg.round)?;
+        self.config.check_round(msg.round)?;
         admit(
             msg.sender,
             self.u2.contains(&msg.sender),
@@ -384,7 +353,7 @@ impl Server {
     /// # Errors
     /// [`SecAggError::TooFewSurvivors`] if fewer than `threshold` masked inputs arrived.
     pub fn unmask_request(&mut self) -> Result<UnmaskRequest> {
-        self.expect_mode(
+        self.config.expect_security(
             Security::SemiHonest,
             "unmask_request",
             "`consistency_request`, `receive_consistency` and `checked_unmask_request`",
@@ -408,7 +377,7 @@ impl Server {
     /// client or an `s` share of a survivor), repeated, or of the wrong length.
     pub fn receive_unmask(&mut self, resp: UnmaskResponse) -> Result<()> {
         self.expect_phase(Phase::Unmask, "receive_unmask")?;
-        self.check_round(resp.round)?;
+        self.config.check_round(resp.round)?;
         let sender = resp.sender;
         if self.config.security == Security::Malicious && !self.consistency.contains_key(&sender) {
             return Err(SecAggError::UnexpectedClient {
@@ -583,14 +552,15 @@ impl Server {
     /// As [`Server::receive_advertise`]; [`SecAggError::WrongSession`];
     /// [`SecAggError::BadSignature`] or [`SecAggError::UnknownSigner`] with a directory.
     pub fn receive_signed_advertise(&mut self, msg: SignedAdvertiseKeys) -> Result<()> {
-        self.expect_mode(
+        self.config.expect_security(
             Security::Malicious,
             "receive_signed_advertise",
             "`receive_advertise`",
         )?;
         self.expect_phase(Phase::Keys, "receive_signed_advertise")?;
-        self.check_session(&msg.session, "signed advertisement")?;
-        self.check_round(msg.keys.round)?;
+        self.config
+            .check_session(&msg.session, "signed advertisement")?;
+        self.config.check_round(msg.keys.round)?;
         if let Some(dir) = &self.directory {
             let k = &msg.keys;
             let payload = identity::advertise_payload(
@@ -613,7 +583,7 @@ impl Server {
     /// # Errors
     /// [`SecAggError::TooFewSurvivors`] if fewer than `threshold` clients advertised.
     pub fn broadcast_signed_keys(&mut self) -> Result<SignedKeyBroadcast> {
-        self.expect_mode(
+        self.config.expect_security(
             Security::Malicious,
             "broadcast_signed_keys",
             "`broadcast_keys`",
@@ -675,7 +645,7 @@ impl Server {
     /// # Errors
     /// [`SecAggError::TooFewSurvivors`] if fewer than `threshold` masked inputs arrived.
     pub fn consistency_request(&mut self) -> Result<ConsistencyRequest> {
-        self.expect_mode(
+        self.config.expect_security(
             Security::Malicious,
             "consistency_request",
             "`unmask_request`",
@@ -699,8 +669,9 @@ impl Server {
     /// directory, [`SecAggError::BadSignature`] or [`SecAggError::UnknownSigner`].
     pub fn receive_consistency(&mut self, sig: ConsistencySignature) -> Result<()> {
         self.expect_phase(Phase::Consistency, "receive_consistency")?;
-        self.check_session(&sig.session, "consistency signature")?;
-        self.check_round(sig.round)?;
+        self.config
+            .check_session(&sig.session, "consistency signature")?;
+        self.config.check_round(sig.round)?;
         admit(
             sig.sender,
             self.u3.contains(&sig.sender),
