@@ -293,6 +293,23 @@ fn keys_needed(
         .collect())
 }
 
+/// Binds one collaborator's SecAgg message to its authenticated sender: `message`, the `what`
+/// that `name` sent, if it sent one and labelled it with its own id in this round
+/// ([`check_sender`]).
+fn sent_by<T>(
+    ctx: &Ctx,
+    invited: &[String],
+    round: u32,
+    name: &str,
+    what: &str,
+    message: Option<T>,
+    sender: impl Fn(&T) -> ClientId,
+) -> Result<T, BoxError> {
+    let message = message.ok_or_else(|| missing(what))?;
+    check_sender(ctx, invited, round, name, what, sender(&message))?;
+    Ok(message)
+}
+
 fn missing(what: &str) -> BoxError {
     format!("the flow state carries no {what}; was a step skipped?").into()
 }
@@ -550,17 +567,14 @@ impl SecAggMnist {
         let mut server = secagg::Server::new(config)?;
         if self.malicious() {
             for input in &inputs {
-                let signed = input
-                    .signed_advertise
-                    .clone()
-                    .ok_or_else(|| missing("signed public keys"))?;
-                check_sender(
+                let signed = sent_by(
                     ctx,
                     &self.invited,
                     self.round,
                     input.name(),
                     "signed public keys",
-                    signed.keys.sender,
+                    input.signed_advertise.clone(),
+                    |m| m.keys.sender,
                 )?;
                 server.receive_signed_advertise(signed)?;
             }
@@ -579,17 +593,14 @@ impl SecAggMnist {
             ));
         }
         for input in &inputs {
-            let keys = input
-                .advertise
-                .clone()
-                .ok_or_else(|| missing("public keys"))?;
-            check_sender(
+            let keys = sent_by(
                 ctx,
                 &self.invited,
                 self.round,
                 input.name(),
                 "public keys",
-                keys.sender,
+                input.advertise.clone(),
+                |m| m.sender,
             )?;
             server.receive_advertise(keys)?;
         }
@@ -690,14 +701,14 @@ impl SecAggMnist {
         let names: Vec<String> = inputs.names().map(str::to_string).collect();
         for input in inputs {
             let (name, state) = input.into_parts();
-            let masked = state.masked.ok_or_else(|| missing("masked input"))?;
-            check_sender(
+            let masked = sent_by(
                 ctx,
                 &self.invited,
                 self.round,
                 &name,
                 "masked input",
-                masked.sender,
+                state.masked,
+                |m| m.sender,
             )?;
             server.receive_masked(masked)?;
         }
@@ -766,16 +777,14 @@ impl SecAggMnist {
         let names: Vec<String> = inputs.names().map(str::to_string).collect();
         for input in inputs {
             let (name, state) = input.into_parts();
-            let signature = state
-                .consistency_signature
-                .ok_or_else(|| missing("consistency signature"))?;
-            check_sender(
+            let signature = sent_by(
                 ctx,
                 &self.invited,
                 self.round,
                 &name,
                 "consistency signature",
-                signature.sender,
+                state.consistency_signature,
+                |m| m.sender,
             )?;
             server.receive_consistency(signature)?;
         }
@@ -831,16 +840,14 @@ impl SecAggMnist {
                 .ok_or_else(|| missing("SecAgg server"))?;
             for input in inputs {
                 let (name, state) = input.into_parts();
-                let response = state
-                    .unmask_response
-                    .ok_or_else(|| missing("unmask response"))?;
-                check_sender(
+                let response = sent_by(
                     ctx,
                     &self.invited,
                     self.round,
                     &name,
                     "unmask response",
-                    response.sender,
+                    state.unmask_response,
+                    |m| m.sender,
                 )?;
                 server.receive_unmask(response)?;
             }
