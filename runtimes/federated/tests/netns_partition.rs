@@ -9,6 +9,7 @@
 //! `make test` runs the 5 s partition; the 60 s one is `#[ignore]`d (run it with
 //! `cargo test -p flspec-federated --test netns_partition -- --ignored`).
 
+mod common;
 mod netns_support;
 #[path = "../testflows/mod.rs"]
 mod testflows;

@@ -5,6 +5,7 @@
 //!
 //! Skipped, with a printed reason, where namespaces are unavailable (not root, no `ip`).
 
+mod common;
 mod netns_support;
 #[path = "../testflows/mod.rs"]
 mod testflows;

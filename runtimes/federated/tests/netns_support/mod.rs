@@ -577,18 +577,6 @@ fn sleep_until(t: Instant) {
     }
 }
 
-/// Runs `f` on a thread and fails the test if it takes longer than `limit`.
-pub fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    let handle = std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    match rx.recv_timeout(limit) {
-        Ok(v) => v,
-        Err(mpsc::RecvTimeoutError::Disconnected) => match handle.join() {
-            Err(panic) => std::panic::resume_unwind(panic),
-            Ok(()) => unreachable!("the thread sent nothing and did not panic"),
-        },
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("the test did not finish within {limit:?}"),
-    }
-}
+/// Runs `f` on a thread and fails the test if it takes longer than `limit` (the other
+/// federation tests' helper).
+pub use crate::common::within;
