@@ -6,6 +6,7 @@ pub mod graph;
 pub mod identity;
 pub mod kdf;
 pub mod messages;
+mod parallel;
 pub mod prg;
 pub mod quantize;
 pub mod rng;
@@ -24,11 +25,13 @@ pub use messages::{
     EncryptedShare, MaskedInput, RevealedShare, SignedAdvertiseKeys, SignedKeyBroadcast,
     UnmaskRequest, UnmaskResponse,
 };
+pub use parallel::default_threads;
 pub use quantize::Quantizer;
 pub use server::{AggregateSum, Server};
 pub use shamir::ShamirField;
 pub use simulate::{
     DropoutPlan, Input, SimulationOutcome, Transcript, TranscriptEntry, simulate_round,
+    simulate_round_with_threads,
 };
 
 /// The longest vector one round can mask: ChaCha20 (RFC 8439) has a 32-bit block counter,

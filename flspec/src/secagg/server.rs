@@ -1,9 +1,11 @@
 //! The server (aggregator) state machine of one round.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use x25519_dalek::{PublicKey, StaticSecret};
+use zeroize::Zeroizing;
 
 use super::error::{Result, SecAggError};
 use super::graph::NeighbourGraph;
@@ -14,6 +16,7 @@ use super::messages::{
     EncryptedShare, MaskedInput, SignedAdvertiseKeys, SignedKeyBroadcast, UnmaskRequest,
     UnmaskResponse,
 };
+use super::parallel;
 use super::prg::Sign;
 use super::shamir::{Recoverer, SecretShare, ShamirField};
 use super::{ClientId, Config, Security, Stage};
@@ -116,6 +119,8 @@ pub struct Server {
     directory: Option<Arc<VerifyingDirectory>>,
     /// Digest of `U3`, computed once for checking consistency signatures.
     u3_digest: Option<[u8; 32]>,
+    /// Worker threads for [`Server::finish`].
+    threads: NonZeroUsize,
 }
 
 impl core::fmt::Debug for Server {
@@ -155,7 +160,24 @@ impl Server {
             consistency: BTreeMap::new(),
             directory: None,
             u3_digest: None,
+            threads: parallel::default_threads(),
         })
+    }
+
+    /// Sets how many worker threads [`Server::finish`] uses to rebuild the secrets and remove
+    /// the masks (default: [`default_threads`](super::default_threads), the machine's
+    /// available parallelism). The result is the same bytes for any count; 1 runs everything
+    /// on the calling thread. On the full graph at n = 1,000 this is the O(n^2) part of the
+    /// server's round: one key agreement and one mask expansion per (dropped client,
+    /// survivor) pair.
+    pub fn with_threads(mut self, threads: NonZeroUsize) -> Self {
+        self.threads = threads;
+        self
+    }
+
+    /// The worker threads [`Server::finish`] uses ([`Server::with_threads`]).
+    pub fn threads(&self) -> NonZeroUsize {
+        self.threads
     }
 
     /// Makes the server check signatures itself (malicious-secure mode), so that a client
@@ -443,7 +465,8 @@ impl Server {
 
     /// Closes the round: rebuilds the self-mask seeds of the survivors and the mask keys of the
     /// dropped clients, removes their masks, and returns the sum. All or nothing: on any error
-    /// no partial result exists.
+    /// no partial result exists. The rebuilding and the mask expansions run on
+    /// [`Server::threads`] workers; the sum is the same for any worker count.
     ///
     /// # Errors
     /// [`SecAggError::TooFewSurvivors`] if fewer than `threshold` clients answered the unmask
@@ -505,42 +528,153 @@ impl Server {
                 });
             }
         }
-        let session = self.config.session;
-        let round = self.config.round;
-        let mut recoverer = Recoverer::new(self.field, t);
         let mut sum = core::mem::take(&mut self.sum);
-        for owner in &self.u3 {
-            let seed = recoverer.recover(&seed_shares[owner])?;
-            kdf::self_mask_key(&seed, &session, round, *owner).apply(&mut sum, Sign::Minus);
-        }
-        for (v, survivors) in &to_unmask {
-            let key_bytes = recoverer.recover(&key_shares[v])?;
-            let s_v = StaticSecret::from(*key_bytes);
-            let advertised = &self.advertised[v];
-            if PublicKey::from(&s_v).to_bytes() != advertised.s_public {
-                return Err(SecAggError::malformed(
-                    "unmask responses",
-                    format!(
-                        "the rebuilt mask key of client {v} does not match its advertised key: a share is corrupt"
-                    ),
-                ));
-            }
-            for &u in survivors {
-                let dh = s_v.diffie_hellman(&PublicKey::from(self.advertised[&u].s_public));
-                // u added +PRG if u < v, -PRG otherwise: remove it.
-                let sign = if u < *v { Sign::Minus } else { Sign::Plus };
-                kdf::pairwise_mask_key(dh.as_bytes(), &session, round, u, *v).apply(&mut sum, sign);
-            }
-        }
+        self.remove_masks(&mut sum, &seed_shares, &key_shares, &to_unmask)?;
         let n = self.u3.len() as u32;
         let values = self.config.quantizer.dequantize_sum(&sum, n)?;
-        tracing::debug!(round, contributors = n, "secagg round complete");
+        tracing::debug!(
+            round = self.config.round,
+            contributors = n,
+            "secagg round complete"
+        );
         Ok(AggregateSum {
             sum,
             values,
             contributors: self.u3.iter().copied().collect(),
         })
     }
+    /// Rebuilds the survivors' seeds and the dropped clients' mask keys, then removes every
+    /// self mask and every pairwise mask of a dropped client from `sum`, on
+    /// [`Server::threads`] workers. Both steps are independent per owner (per survivor and
+    /// dropped client pair for the masks); each worker sums its masks into its own vector and
+    /// the partial sums are added at the end, in `Z_(2^32)` where the order does not matter, so
+    /// any worker count gives the same bytes. On an error, the first in owner order (seeds of
+    /// `U3`, then keys of the dropped clients, as [`Server::finish`] documents) is returned.
+    fn remove_masks(
+        &self,
+        sum: &mut [u32],
+        seed_shares: &BTreeMap<ClientId, Vec<SecretShare>>,
+        key_shares: &BTreeMap<ClientId, Vec<SecretShare>>,
+        to_unmask: &BTreeMap<ClientId, Vec<ClientId>>,
+    ) -> Result<()> {
+        let t = self.config.threshold as usize;
+        let session = self.config.session;
+        let round = self.config.round;
+        // 1. Rebuild every secret. Each worker keeps its own Lagrange-coefficient cache.
+        let jobs: Vec<(usize, Rebuild)> = self
+            .u3
+            .iter()
+            .map(|&u| Rebuild::Seed(u))
+            .chain(to_unmask.keys().map(|&v| Rebuild::Key(v)))
+            .enumerate()
+            .collect();
+        let parts = parallel::fold(
+            self.threads,
+            &jobs,
+            || (Recoverer::new(self.field, t), Vec::new()),
+            |(recoverer, out): &mut (Recoverer, Vec<(usize, Result<Rebuilt>)>), (i, job)| {
+                let rebuilt = match *job {
+                    Rebuild::Seed(u) => recoverer.recover(&seed_shares[&u]).map(Rebuilt::Seed),
+                    Rebuild::Key(v) => self.rebuild_key(recoverer, v, &key_shares[&v]),
+                };
+                out.push((*i, rebuilt));
+            },
+        );
+        let mut slots: Vec<Option<Result<Rebuilt>>> = jobs.iter().map(|_| None).collect();
+        for (i, r) in parts.into_iter().flat_map(|(_, out)| out) {
+            slots[i] = Some(r);
+        }
+        let mut seeds = Vec::with_capacity(self.u3.len());
+        let mut keys = Vec::with_capacity(to_unmask.len());
+        for ((_, job), slot) in jobs.iter().zip(slots) {
+            match (job, slot) {
+                (Rebuild::Seed(u), Some(Ok(Rebuilt::Seed(seed)))) => seeds.push((*u, seed)),
+                (Rebuild::Key(v), Some(Ok(Rebuilt::Key(s_v)))) => keys.push((*v, s_v)),
+                (_, Some(Err(e))) => return Err(e),
+                _ => {
+                    return Err(SecAggError::malformed(
+                        "unmasking",
+                        "a rebuilt secret is missing (internal error; please report it)",
+                    ));
+                }
+            }
+        }
+        // 2. Expand and remove the masks: one self mask per survivor, one pairwise mask per
+        // (dropped client, surviving neighbour) pair.
+        let masks: Vec<Unmask<'_>> =
+            seeds
+                .iter()
+                .map(|(u, seed)| Unmask::SelfMask(*u, seed))
+                .chain(keys.iter().flat_map(|(v, s_v)| {
+                    to_unmask[v].iter().map(move |&u| Unmask::Pair(*v, s_v, u))
+                }))
+                .collect();
+        let partials = parallel::fold(
+            self.threads,
+            &masks,
+            || Zeroizing::new(vec![0u32; sum.len()]),
+            |acc, mask| match *mask {
+                Unmask::SelfMask(u, seed) => {
+                    kdf::self_mask_key(seed, &session, round, u).apply(acc, Sign::Minus);
+                }
+                Unmask::Pair(v, s_v, u) => {
+                    let dh = s_v.diffie_hellman(&PublicKey::from(self.advertised[&u].s_public));
+                    // u added +PRG if u < v, -PRG otherwise: remove it.
+                    let sign = if u < v { Sign::Minus } else { Sign::Plus };
+                    kdf::pairwise_mask_key(dh.as_bytes(), &session, round, u, v).apply(acc, sign);
+                }
+            },
+        );
+        for part in &partials {
+            for (s, p) in sum.iter_mut().zip(part.iter()) {
+                *s = s.wrapping_add(*p);
+            }
+        }
+        Ok(())
+    }
+
+    /// Rebuilds the mask key `s_v` of the dropped client `v` and checks it against the key
+    /// `v` advertised.
+    fn rebuild_key(
+        &self,
+        recoverer: &mut Recoverer,
+        v: ClientId,
+        shares: &[SecretShare],
+    ) -> Result<Rebuilt> {
+        let key_bytes = recoverer.recover(shares)?;
+        let s_v = StaticSecret::from(*key_bytes);
+        if PublicKey::from(&s_v).to_bytes() != self.advertised[&v].s_public {
+            return Err(SecAggError::malformed(
+                "unmask responses",
+                format!(
+                    "the rebuilt mask key of client {v} does not match its advertised key: a share is corrupt"
+                ),
+            ));
+        }
+        Ok(Rebuilt::Key(s_v))
+    }
+}
+
+/// A secret to rebuild when the round closes.
+enum Rebuild {
+    /// The self-mask seed `b_u` of a survivor.
+    Seed(ClientId),
+    /// The mask key `s_v` of a dropped client.
+    Key(ClientId),
+}
+
+/// A rebuilt secret (wiped on drop).
+enum Rebuilt {
+    Seed(Zeroizing<[u8; 32]>),
+    Key(StaticSecret),
+}
+
+/// One mask to remove from the sum.
+enum Unmask<'a> {
+    /// The self mask of survivor `u`, from its rebuilt seed.
+    SelfMask(ClientId, &'a [u8; 32]),
+    /// The pairwise mask between dropped client `v` (its rebuilt key) and survivor `u`.
+    Pair(ClientId, &'a StaticSecret, ClientId),
 }
 
 /// The malicious-secure mode ([`Security::Malicious`]).

@@ -1,6 +1,7 @@
 //! Running a whole round in memory: for tests, benchmarks and the local runtime.
 
 use std::collections::BTreeMap;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use rand_core::{CryptoRng, RngCore};
@@ -10,6 +11,7 @@ use super::error::{Result, SecAggError};
 use super::identity::{SigningIdentity, VerifyingDirectory};
 use super::messages::{AllAdvertised, SignedKeyBroadcast};
 use super::messages::{Redacted, encode};
+use super::parallel::{self, default_threads};
 use super::rng::SecretRng;
 use super::server::AggregateSum;
 use super::{Client, ClientId, Config, Security, Server, Stage};
@@ -206,6 +208,27 @@ pub fn simulate_round<R: RngCore + CryptoRng>(
     plan: &DropoutPlan,
     rng: &mut R,
 ) -> Result<SimulationOutcome> {
+    simulate_round_with_threads(config, inputs, plan, rng, default_threads())
+}
+
+/// [`simulate_round`] on `threads` worker threads: within each stage the clients' work (key
+/// generation, key agreements, Shamir sharing and encryption, masking, signing and
+/// verifying) runs in parallel, and so does the server's [`Server::finish`]
+/// ([`Server::with_threads`]). [`simulate_round`] uses [`default_threads`].
+///
+/// The outcome is the same, byte for byte, for any `threads`: the clients' RNGs are drawn from
+/// `rng` in id order before any work starts, and their messages reach the server (and the
+/// transcript) in the order of the sequential round.
+///
+/// # Errors
+/// As [`simulate_round`].
+pub fn simulate_round_with_threads<R: RngCore + CryptoRng>(
+    config: &Config,
+    inputs: &BTreeMap<ClientId, Input>,
+    plan: &DropoutPlan,
+    rng: &mut R,
+    threads: NonZeroUsize,
+) -> Result<SimulationOutcome> {
     config.validate()?;
     let ids = config.sorted_clients();
     let signed = config.security == Security::Malicious;
@@ -218,23 +241,43 @@ pub fn simulate_round<R: RngCore + CryptoRng>(
     let directory = Arc::new(VerifyingDirectory::from_identities(
         identities.iter().map(|(id, i)| (*id, i)),
     )?);
-    let mut clients = BTreeMap::new();
+    // Every client's RNG is drawn here, in id order: a fresh one per client, wiped on drop (the
+    // seed too). The clients are then built in parallel.
+    let mut to_build = Vec::with_capacity(ids.len());
+    let mut missing = None;
     for &id in &ids {
-        let input = inputs.get(&id).ok_or(SecAggError::UnexpectedClient {
-            client: id,
-            why: "has no input in the simulation",
-        })?;
-        // A fresh RNG per client, wiped on drop (the seed too).
-        let client_rng = &mut SecretRng::from_rng(rng);
-        let client = match identities.remove(&id) {
-            Some(identity) => {
-                Client::new_signed(config.clone(), id, identity, directory.clone(), client_rng)?
-            }
-            None => Client::new(config.clone(), id, client_rng)?,
+        let Some(input) = inputs.get(&id) else {
+            missing = Some(id);
+            break;
         };
-        clients.insert(id, (client, input));
+        to_build.push((id, input, identities.remove(&id), SecretRng::from_rng(rng)));
     }
-    let mut server = Server::new(config.clone())?;
+    let built = parallel::map(
+        threads,
+        to_build,
+        |(id, input, identity, mut client_rng)| {
+            let client = match identity {
+                Some(identity) => Client::new_signed(
+                    config.clone(),
+                    id,
+                    identity,
+                    directory.clone(),
+                    &mut client_rng,
+                ),
+                None => Client::new(config.clone(), id, &mut client_rng),
+            };
+            client.map(|c| (id, (c, input)))
+        },
+    );
+    let mut clients: BTreeMap<ClientId, (Client, &Input)> =
+        built.into_iter().collect::<Result<_>>()?;
+    if let Some(client) = missing {
+        return Err(SecAggError::UnexpectedClient {
+            client,
+            why: "has no input in the simulation",
+        });
+    }
+    let mut server = Server::new(config.clone())?.with_threads(threads);
     if signed {
         server = server.with_directory(directory);
     }
@@ -244,7 +287,7 @@ pub fn simulate_round<R: RngCore + CryptoRng>(
         bytes_sent: ids.iter().map(|&id| (id, 0)).collect(),
         bytes_received: ids.iter().map(|&id| (id, 0)).collect(),
     };
-    let result = drive(&mut server, &mut clients, plan, &mut run);
+    let result = drive(&mut server, &mut clients, plan, &mut run, threads);
     let result = match result {
         Ok(()) => server.finish(),
         Err(e) => Err(e),
@@ -258,30 +301,105 @@ pub fn simulate_round<R: RngCore + CryptoRng>(
     })
 }
 
+/// One client's answer in a stage, computed on a worker: `Err` for an error of the simulation
+/// itself (it ends the round, as `?` would in a sequential loop), else the bytes the client
+/// received and its reply: `Err` if the client refused (it counts as dropped from then on),
+/// else its message with the message's encoding (an encoding error ends the round).
+type Answer<M> = Result<(usize, Result<(Result<Vec<u8>>, M)>)>;
+
+/// An [`Answer`] for a client that received `received` bytes and replied `reply`.
+fn answer<M: serde::Serialize>(received: usize, reply: Result<M>) -> Answer<M> {
+    Ok((received, reply.map(|m| (encode(&m), m))))
+}
+
+/// Hands the clients' answers of `stage` to the server in order, exactly as a sequential loop
+/// over the same clients would (stopping at the first error of the simulation), and returns
+/// the clients whose message the server accepted.
+fn deliver<M>(
+    run: &mut Run,
+    server: &mut Server,
+    stage: Stage,
+    answers: Vec<(ClientId, Answer<M>)>,
+    mut receive: impl FnMut(&mut Server, ClientId, M) -> Result<()>,
+) -> Result<Vec<ClientId>> {
+    let mut accepted = Vec::with_capacity(answers.len());
+    for (id, answer) in answers {
+        let (received, reply) = answer?;
+        run.record_out(id, received);
+        match reply {
+            Ok((bytes, msg)) => {
+                run.record_in(stage, id, bytes?);
+                receive(server, id, msg)?;
+                accepted.push(id);
+            }
+            Err(e) => {
+                run.client_errors.insert(id, e);
+            }
+        }
+    }
+    Ok(accepted)
+}
+
+/// The clients still taking part in `stage`, in id order.
+fn live_clients<'c, 'i>(
+    clients: &'c mut BTreeMap<ClientId, (Client, &'i Input)>,
+    plan: &DropoutPlan,
+    run: &Run,
+    stage: Stage,
+) -> Vec<(ClientId, &'c mut Client, &'i Input)> {
+    clients
+        .iter_mut()
+        .filter(|(id, _)| plan.sends(**id, stage) && !run.client_errors.contains_key(*id))
+        .map(|(&id, (client, input))| (id, client, *input))
+        .collect()
+}
+
+/// The clients of `order` (in that order, each at most once) still taking part in the
+/// unmasking.
+fn listed_clients<'c>(
+    clients: &'c mut BTreeMap<ClientId, (Client, &Input)>,
+    order: &[ClientId],
+    plan: &DropoutPlan,
+    run: &Run,
+) -> Vec<(ClientId, &'c mut Client)> {
+    let mut by_id: BTreeMap<ClientId, &mut Client> =
+        clients.iter_mut().map(|(&id, (c, _))| (id, c)).collect();
+    order
+        .iter()
+        .filter(|&&id| plan.sends(id, Stage::Unmasking) && !run.client_errors.contains_key(&id))
+        .filter_map(|&id| Some((id, by_id.remove(&id)?)))
+        .collect()
+}
+
 fn drive(
     server: &mut Server,
     clients: &mut BTreeMap<ClientId, (Client, &Input)>,
     plan: &DropoutPlan,
     run: &mut Run,
+    threads: NonZeroUsize,
 ) -> Result<()> {
-    let live = |run: &Run, id: ClientId, stage: Stage| {
-        plan.sends(id, stage) && !run.client_errors.contains_key(&id)
-    };
     let signed = server.config().security == Security::Malicious;
     let secagg_plus = matches!(server.config().mode, super::Mode::SecAggPlus { .. });
-    // Round 0.
-    for (&id, (client, _)) in clients.iter_mut() {
-        if !live(run, id, Stage::AdvertiseKeys) {
-            continue;
-        }
-        if signed {
-            let msg = client.advertise_signed()?;
-            run.record_in(Stage::AdvertiseKeys, id, encode(&msg)?);
-            server.receive_signed_advertise(msg)?;
+    // Round 0 (a client that cannot advertise ends the simulation).
+    let live = live_clients(clients, plan, run, Stage::AdvertiseKeys);
+    let adverts = parallel::map(threads, live, |(id, client, _)| -> Result<_> {
+        let msg = if signed {
+            Advert::Signed(client.advertise_signed()?)
         } else {
-            let msg = client.advertise()?;
-            run.record_in(Stage::AdvertiseKeys, id, encode(&msg)?);
-            server.receive_advertise(msg)?;
+            Advert::Plain(client.advertise()?)
+        };
+        let bytes = match &msg {
+            Advert::Plain(m) => encode(m),
+            Advert::Signed(m) => encode(m),
+        };
+        Ok((id, bytes?, msg))
+    });
+    for advert in adverts {
+        let (id, bytes, msg) = advert?;
+        run.record_in(Stage::AdvertiseKeys, id, bytes);
+        match msg {
+            Advert::Plain(m) => server.receive_advertise(m)?,
+            Advert::Signed(m) => server.receive_signed_advertise(m)?,
         }
     }
     let (all, all_len) = if signed {
@@ -294,84 +412,66 @@ fn drive(
         (Broadcast::Plain(all), len)
     };
     // Round 1.
-    for (&id, (client, _)) in clients.iter_mut() {
-        if !live(run, id, Stage::ShareKeys) {
-            continue;
-        }
-        let shared = match &all {
-            Broadcast::Plain(all) => {
-                run.record_out(id, all_len);
-                client.share_keys(all)
-            }
+    let live = live_clients(clients, plan, run, Stage::ShareKeys);
+    let view: &Server = server;
+    let answers = parallel::map(threads, live, |(id, client, _)| {
+        let mut shared = || match &all {
+            Broadcast::Plain(all) => answer(all_len, client.share_keys(all)),
             // SecAgg+: each client gets only its neighbourhood's signed keys.
             Broadcast::Signed(_) if secagg_plus => {
-                let mine = server.signed_keys_for(id)?;
-                run.record_out(id, encode(&mine)?.len());
-                client.share_keys_signed(&mine)
+                let mine = view.signed_keys_for(id)?;
+                answer(encode(&mine)?.len(), client.share_keys_signed(&mine))
             }
-            Broadcast::Signed(all) => {
-                run.record_out(id, all_len);
-                client.share_keys_signed(all)
-            }
+            Broadcast::Signed(all) => answer(all_len, client.share_keys_signed(all)),
         };
-        match shared {
-            Ok(shares) => {
-                run.record_in(Stage::ShareKeys, id, encode(&shares)?);
-                server.receive_shares(id, shares)?;
-            }
-            Err(e) => {
-                run.client_errors.insert(id, e);
-            }
-        }
-    }
+        (id, shared())
+    });
+    deliver(run, server, Stage::ShareKeys, answers, |s, id, shares| {
+        s.receive_shares(id, shares)
+    })?;
     let routed = server.route_shares()?;
     // Round 2.
-    for (&id, (client, input)) in clients.iter_mut() {
-        if !live(run, id, Stage::MaskedInputCollection) {
-            continue;
-        }
-        let inbox = routed.get(&id).map_or(&[][..], Vec::as_slice);
-        run.record_out(id, encode(&inbox)?.len());
-        let masked = match input {
-            Input::Float(x) => client.masked_input(x, inbox),
-            Input::Quantized(q) => client.masked_input_quantized(q, inbox),
-            Input::Ring(r) => client.masked_input_ring(r, inbox),
+    let live = live_clients(clients, plan, run, Stage::MaskedInputCollection);
+    let answers = parallel::map(threads, live, |(id, client, input)| {
+        let mut masked = || {
+            let inbox = routed.get(&id).map_or(&[][..], Vec::as_slice);
+            let received = encode(&inbox)?.len();
+            let masked = match input {
+                Input::Float(x) => client.masked_input(x, inbox),
+                Input::Quantized(q) => client.masked_input_quantized(q, inbox),
+                Input::Ring(r) => client.masked_input_ring(r, inbox),
+            };
+            answer(received, masked)
         };
-        match masked {
-            Ok(msg) => {
-                run.record_in(Stage::MaskedInputCollection, id, encode(&msg)?);
-                server.receive_masked(msg)?;
-            }
-            Err(e) => {
-                run.client_errors.insert(id, e);
-            }
-        }
-    }
+        (id, masked())
+    });
+    deliver(
+        run,
+        server,
+        Stage::MaskedInputCollection,
+        answers,
+        |s, _, msg| s.receive_masked(msg),
+    )?;
     if signed {
-        return drive_checked_unmasking(server, clients, plan, run);
+        return drive_checked_unmasking(server, clients, plan, run, threads);
     }
     let request = server.unmask_request()?;
     let request_len = encode(&request)?.len();
     // Round 3.
-    for &id in &request.survivors {
-        if !live(run, id, Stage::Unmasking) {
-            continue;
-        }
-        let Some((client, _)) = clients.get_mut(&id) else {
-            continue;
-        };
-        run.record_out(id, request_len);
-        match client.unmask(&request) {
-            Ok(resp) => {
-                run.record_in(Stage::Unmasking, id, encode(&resp)?);
-                server.receive_unmask(resp)?;
-            }
-            Err(e) => {
-                run.client_errors.insert(id, e);
-            }
-        }
-    }
+    let live = listed_clients(clients, &request.survivors, plan, run);
+    let answers = parallel::map(threads, live, |(id, client)| {
+        (id, answer(request_len, client.unmask(&request)))
+    });
+    deliver(run, server, Stage::Unmasking, answers, |s, _, resp| {
+        s.receive_unmask(resp)
+    })?;
     Ok(())
+}
+
+/// A round-0 message of either mode.
+enum Advert {
+    Plain(super::messages::AdvertiseKeys),
+    Signed(super::messages::SignedAdvertiseKeys),
 }
 
 enum Broadcast {
@@ -385,56 +485,37 @@ fn drive_checked_unmasking(
     clients: &mut BTreeMap<ClientId, (Client, &Input)>,
     plan: &DropoutPlan,
     run: &mut Run,
+    threads: NonZeroUsize,
 ) -> Result<()> {
-    let live = |run: &Run, id: ClientId| {
-        plan.sends(id, Stage::Unmasking) && !run.client_errors.contains_key(&id)
-    };
     let check = server.consistency_request()?;
     let check_len = encode(&check)?.len();
-    let mut signers = Vec::new();
-    for &id in &check.survivors {
-        if !live(run, id) {
-            continue;
-        }
-        let Some((client, _)) = clients.get_mut(&id) else {
-            continue;
-        };
-        run.record_out(id, check_len);
-        match client.sign_survivors(&check) {
-            Ok(sig) => {
-                run.record_in(Stage::Unmasking, id, encode(&sig)?);
-                server.receive_consistency(sig)?;
-                signers.push(id);
-            }
-            Err(e) => {
-                run.client_errors.insert(id, e);
-            }
-        }
-    }
+    let live = listed_clients(clients, &check.survivors, plan, run);
+    let answers = parallel::map(threads, live, |(id, client)| {
+        (id, answer(check_len, client.sign_survivors(&check)))
+    });
+    let signers = deliver(run, server, Stage::Unmasking, answers, |s, _, sig| {
+        s.receive_consistency(sig)
+    })?;
     let full = server.checked_unmask_request()?;
     let secagg_plus = matches!(server.config().mode, super::Mode::SecAggPlus { .. });
-    for id in signers {
-        let Some((client, _)) = clients.get_mut(&id) else {
-            continue;
+    let live = listed_clients(clients, &signers, plan, run);
+    let view: &Server = server;
+    let answers = parallel::map(threads, live, |(id, client)| {
+        let mut unmasked = || {
+            // SecAgg+: each client gets only the signatures it counts.
+            let trimmed;
+            let request = if secagg_plus {
+                trimmed = view.checked_unmask_request_for(id)?;
+                &trimmed
+            } else {
+                &full
+            };
+            answer(encode(request)?.len(), client.unmask_checked(request))
         };
-        // SecAgg+: each client gets only the signatures it counts.
-        let trimmed;
-        let request = if secagg_plus {
-            trimmed = server.checked_unmask_request_for(id)?;
-            &trimmed
-        } else {
-            &full
-        };
-        run.record_out(id, encode(request)?.len());
-        match client.unmask_checked(request) {
-            Ok(resp) => {
-                run.record_in(Stage::Unmasking, id, encode(&resp)?);
-                server.receive_unmask(resp)?;
-            }
-            Err(e) => {
-                run.client_errors.insert(id, e);
-            }
-        }
-    }
+        (id, unmasked())
+    });
+    deliver(run, server, Stage::Unmasking, answers, |s, _, resp| {
+        s.receive_unmask(resp)
+    })?;
     Ok(())
 }
