@@ -18,6 +18,8 @@ pub struct FlowDef {
     pub tolerate_dropouts: bool,
     /// `#[flow(addressed = [..])]`: fields of which each collaborator receives its own entry.
     pub addressed: Vec<Ident>,
+    /// `#[flow(resume_from = [..])]`: the aggregator steps a resumed run may restart after.
+    pub resume_from: Vec<Ident>,
     /// The steps, in source order.
     pub steps: Vec<Step>,
     /// Every `next!` call, in source order; a transition's index is its id.

@@ -27,6 +27,7 @@ pub struct FlowArgs {
     pub aggregator: Option<Type>,
     pub tolerate_dropouts: bool,
     pub addressed: Vec<Ident>,
+    pub resume_from: Vec<Ident>,
 }
 
 pub fn flow_args(cx: &Ctxt, args: TokenStream) -> FlowArgs {
@@ -40,24 +41,28 @@ pub fn flow_args(cx: &Ctxt, args: TokenStream) -> FlowArgs {
             out.tolerate_dropouts = true;
             return Ok(());
         }
-        if key.as_deref() == Some("addressed") {
-            if !out.addressed.is_empty() {
+        if let Some(what @ ("addressed" | "resume_from")) = key.as_deref() {
+            let (list, noun) = match what {
+                "addressed" => (&mut out.addressed, "field"),
+                _ => (&mut out.resume_from, "step"),
+            };
+            if !list.is_empty() {
                 return Err(meta.error("duplicate `#[flow]` argument; give each one once"));
             }
             let value = meta.value()?;
             let content;
             syn::bracketed!(content in value);
-            let fields: Punctuated<Ident, Token![,]> =
+            let items: Punctuated<Ident, Token![,]> =
                 content.parse_terminated(Ident::parse, Token![,])?;
-            for (i, f) in fields.iter().enumerate() {
-                if fields.iter().take(i).any(|p| p == f) {
+            for (i, f) in items.iter().enumerate() {
+                if items.iter().take(i).any(|p| p == f) {
                     return Err(syn::Error::new_spanned(
                         f,
-                        format_args!("field `{f}` is listed twice"),
+                        format_args!("{noun} `{f}` is listed twice"),
                     ));
                 }
             }
-            out.addressed = fields.into_iter().collect();
+            *list = items.into_iter().collect();
             return Ok(());
         }
         let slot = match key.as_deref() {
@@ -66,7 +71,7 @@ pub fn flow_args(cx: &Ctxt, args: TokenStream) -> FlowArgs {
             _ => {
                 let key = meta.path.to_token_stream().to_string().replace(' ', "");
                 return Err(meta.error(format_args!(
-                    "unknown `#[flow]` argument `{key}`; expected `collaborator = Type`, `aggregator = Type`, `addressed = [fields]` or `tolerate_dropouts`"
+                    "unknown `#[flow]` argument `{key}`; expected `collaborator = Type`, `aggregator = Type`, `addressed = [fields]`, `resume_from = [steps]` or `tolerate_dropouts`"
                 )));
             }
         };
@@ -119,6 +124,7 @@ pub fn flow_def(cx: &Ctxt, args: FlowArgs, item: &mut ItemImpl) -> Option<FlowDe
         aggregator_ty: args.aggregator,
         tolerate_dropouts: args.tolerate_dropouts,
         addressed: args.addressed,
+        resume_from: args.resume_from,
         steps: Vec::new(),
         transitions: Vec::new(),
         helpers: Vec::new(),

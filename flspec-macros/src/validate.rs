@@ -18,6 +18,7 @@ pub fn check(cx: &Ctxt, def: &FlowDef) {
     }
     check_steps_have_transitions(cx, def);
     check_reachable(cx, def, &index);
+    check_resume_points(cx, def, &index);
     // On a broken graph the dataflow would follow edges that are not there: only a graph
     // without mistakes gets its field reads checked.
     if !cx.has_errors() {
@@ -226,6 +227,38 @@ fn check_steps_have_transitions(cx: &Ctxt, def: &FlowDef) {
                     "step `{}` never calls `next!`; every step but `end` must say where the flow goes",
                     s.ident
                 ),
+            );
+        }
+    }
+}
+
+/// `resume_from` lists aggregator steps other than `end`: a run resumes on the aggregator, after
+/// a step that has a transition to take.
+fn check_resume_points(cx: &Ctxt, def: &FlowDef, index: &HashMap<String, usize>) {
+    for ident in &def.resume_from {
+        let Some(&i) = index.get(&ident.to_string()) else {
+            cx.error_spanned_by(
+                ident,
+                format_args!(
+                    "`{ident}` in `resume_from` is not a step of flow `{}`; list aggregator steps (steps: {})",
+                    def.name,
+                    step_list(def)
+                ),
+            );
+            continue;
+        };
+        let step = &def.steps[i];
+        if step.role != Role::Aggregator {
+            cx.error_spanned_by(
+                ident,
+                format_args!(
+                    "`{ident}` is a collaborator step; a run resumes on the aggregator, so `resume_from` lists aggregator steps only"
+                ),
+            );
+        } else if *ident == "end" {
+            cx.error_spanned_by(
+                ident,
+                "`end` finishes the run: nothing resumes after it; list the steps a resumed run may start over after",
             );
         }
     }

@@ -23,7 +23,9 @@ use crate::{
 /// A collaborator's state on its arrival at a join.
 #[derive(Debug)]
 pub struct Arrival<F: Flow> {
-    /// The collaborator.
+    /// The collaborator. A runtime may leave it empty (`String::new()`, which allocates
+    /// nothing): the driver then names the arrival from the fan-out list it owns, so that a
+    /// fan-out does not copy every name once more (see [`run_collaborator_unnamed`]).
     pub name: String,
     /// The join it reached.
     pub join: F::Step,
@@ -164,7 +166,9 @@ impl<F: Flow> Copies<F> {
 pub trait FanOut<F: Flow> {
     /// Runs every named collaborator from `request.step` until it reaches a join, and returns
     /// their arrivals in the order of `request.names`, with the collaborators that dropped out
-    /// (a [`Dropout`](crate::Dropout) from a step, or a participant the runtime lost).
+    /// (a [`Dropout`](crate::Dropout) from a step, or a participant the runtime lost). An
+    /// arrival with an empty name is the next collaborator of `request.names` that is neither
+    /// named by an earlier arrival nor among the dropouts.
     ///
     /// # Errors
     /// The first failure in fan-out order (a step error or panic) other than a dropout.
@@ -199,7 +203,10 @@ pub struct Resume<F: Flow> {
 }
 
 enum Position<F: Flow> {
-    Start,
+    /// From `start`; `recorded` if the checkpoints hold the initial state already.
+    Start {
+        recorded: bool,
+    },
     After {
         step: F::Step,
         next: Next<F>,
@@ -213,13 +220,15 @@ impl<F: Flow> Resume<F> {
     pub fn start(state: F) -> Self {
         Resume {
             state,
-            position: Position::Start,
+            position: Position::Start { recorded: false },
         }
     }
 
     /// Where a checkpointed run left off: after the aggregator's last recorded step, with the
     /// collaborators of an interrupted fan-out that had already reached the join recovered from
-    /// their checkpoints (the others run again).
+    /// their checkpoints (the others run again). A flow with resume points
+    /// ([`Flow::RESUME_FROM`]) restarts after the last recorded one of them instead, recovering
+    /// nothing after it.
     ///
     /// Private state is not checkpointed: the runtime builds it afresh, so a flow whose steps
     /// carry information between rounds in private state resumes with that information reset.
@@ -230,7 +239,15 @@ impl<F: Flow> Resume<F> {
     pub fn from_checkpoint(run: &RunCheckpoints) -> Result<Self> {
         run.check_flow::<F>()?;
         let records = run.records();
-        let Some(last_agg) = records.iter().rposition(|r| r.role == Role::Aggregator) else {
+        // With resume points (`#[flow(resume_from = [..])]`), the last recorded one among
+        // them (or the initial state); everything after it runs again.
+        let rewinds = !F::RESUME_FROM.is_empty();
+        let Some(last_agg) = records.iter().rposition(|r| {
+            r.role == Role::Aggregator
+                && (!rewinds
+                    || r.kind == RecordKind::Initial
+                    || F::RESUME_FROM.contains(&r.step.as_str()))
+        }) else {
             return Err(Error::CheckpointFormat {
                 path: run.folder().to_path_buf(),
                 reason: "the journal holds no aggregator record; start a new run".into(),
@@ -245,7 +262,7 @@ impl<F: Flow> Resume<F> {
         if record.kind == RecordKind::Initial {
             return Ok(Resume {
                 state,
-                position: Position::Start,
+                position: Position::Start { recorded: true },
             });
         }
         let step: F::Step = record.step.parse().map_err(|e| bad(format!("{e}")))?;
@@ -257,7 +274,7 @@ impl<F: Flow> Resume<F> {
         };
         let next = stored_next::<F>(run, stored)?;
         let mut recovered = Vec::new();
-        if let Some(names) = next.foreach() {
+        if let Some(names) = next.foreach().filter(|_| !rewinds) {
             for later in &records[last_agg + 1..] {
                 let Some(n) = &later.next else { continue };
                 let arrived = F::graph()
@@ -329,7 +346,8 @@ pub fn drive_with<'a, F: Flow>(
     private: &mut F::Aggregator,
     fan_out: &mut dyn FanOut<F>,
 ) -> Result<F> {
-    let started = Instant::now();
+    // The clock is read only for an observer (the run's `elapsed`).
+    let started = setup.observer.map(|_| Instant::now());
     setup.emit(Event::RunStarted {
         flow: F::NAME,
         run_id: setup.run_id,
@@ -345,16 +363,18 @@ pub fn drive_with<'a, F: Flow>(
         seen: Vec::new(),
     };
     let (mut step, mut inputs) = match position {
-        Position::Start => {
-            if let Some(store) = setup.checkpoints {
+        Position::Start { recorded } => {
+            if let Some(store) = setup.checkpoints.filter(|_| !recorded) {
                 store.record_initial(&state)?;
             }
             (F::Step::START, None)
         }
         Position::Finished => {
-            setup.emit(Event::RunFinished {
-                elapsed: started.elapsed(),
-            });
+            if let Some(started) = started {
+                setup.emit(Event::RunFinished {
+                    elapsed: started.elapsed(),
+                });
+            }
             return Ok(state);
         }
         Position::After {
@@ -372,9 +392,11 @@ pub fn drive_with<'a, F: Flow>(
     loop {
         let next = run_aggregator_step(&mut state, step, inputs, setup, roster, private)?;
         let Some(next) = next else {
-            setup.emit(Event::RunFinished {
-                elapsed: started.elapsed(),
-            });
+            if let Some(started) = started {
+                setup.emit(Event::RunFinished {
+                    elapsed: started.elapsed(),
+                });
+            }
             return Ok(state);
         };
         (step, inputs) = follow(&mut state, next, Vec::new(), setup, fan_out, &mut fan)?;
@@ -414,27 +436,30 @@ fn follow<'a, F: Flow>(
         step: next.step().as_str(),
         collaborators: names.len(),
     });
-    let remaining: (Vec<String>, Vec<usize>);
-    let (to_run, to_run_positions): (&[String], &[usize]) = if recovered.is_empty() {
-        (&names, &positions)
-    } else {
-        let done: HashSet<&str> = recovered.iter().map(|a| a.name.as_str()).collect();
-        remaining = names
-            .iter()
-            .zip(&positions)
-            .filter(|(n, _)| !done.contains(n.as_str()))
-            .map(|(n, &p)| (n.clone(), p))
-            .unzip();
-        (&remaining.0, &remaining.1)
-    };
+    // The collaborators to run, owned: the fan-out list itself, or (after a resume) the list
+    // without the recovered ones, which then keeps the whole list for the order of the inputs.
+    // Unnamed arrivals take their names out of it.
+    let (mut to_run, to_run_positions, names): (Vec<String>, Vec<usize>, Vec<String>) =
+        if recovered.is_empty() {
+            (names, positions, Vec::new())
+        } else {
+            let done: HashSet<&str> = recovered.iter().map(|a| a.name.as_str()).collect();
+            let (run, run_positions) = names
+                .iter()
+                .zip(&positions)
+                .filter(|(n, _)| !done.contains(n.as_str()))
+                .map(|(n, &p)| (n.clone(), p))
+                .unzip();
+            (run, run_positions, names)
+        };
     let result = if to_run.is_empty() {
         FanOutResult::default()
     } else {
         fan_out.run(FanOutRequest {
             step: next.step(),
             transition: next.transition(),
-            names: to_run,
-            positions: to_run_positions,
+            names: &to_run,
+            positions: &to_run_positions,
             state,
         })?
     };
@@ -459,6 +484,7 @@ fn follow<'a, F: Flow>(
         arrivals.len() + recovered.len(),
         setup,
     )?;
+    name_arrivals(&mut arrivals, &mut to_run, &dropped)?;
     if !recovered.is_empty() {
         arrivals.extend(recovered);
         let order: std::collections::HashMap<&str, usize> = names
@@ -480,6 +506,44 @@ fn follow<'a, F: Flow>(
             .collect(),
     );
     Ok((join, Some(inputs)))
+}
+
+/// Names the arrivals a runtime left unnamed (see [`Arrival::name`]), moving each name out of
+/// `names`, the fan-out's list: the arrivals are in its order, without the dropouts. A runtime
+/// names all its arrivals or none.
+fn name_arrivals<F: Flow>(
+    arrivals: &mut [Arrival<F>],
+    names: &mut [String],
+    dropped: &[Departure],
+) -> Result<()> {
+    if arrivals.first().is_none_or(|a| !a.name.is_empty()) {
+        return Ok(());
+    }
+    let gone: HashSet<&str> = dropped.iter().map(|d| d.name.as_str()).collect();
+    let mut left = names
+        .iter_mut()
+        .filter(|n| gone.is_empty() || !gone.contains(n.as_str()));
+    for arrival in arrivals {
+        if !arrival.name.is_empty() {
+            return Err(Error::Runtime(
+                format!(
+                    "the runtime named arrival `{}` but left others of the fan-out unnamed; a \
+                     runtime names all its arrivals or none",
+                    arrival.name
+                )
+                .into(),
+            ));
+        }
+        let Some(name) = left.next() else {
+            return Err(Error::Runtime(
+                "the runtime reported dropouts outside the fan-out's list, so its unnamed \
+                 arrivals cannot be named; this is a bug of the runtime"
+                    .into(),
+            ));
+        };
+        arrival.name = std::mem::take(name);
+    }
+    Ok(())
 }
 
 fn check_dropouts<F: Flow>(
@@ -781,6 +845,25 @@ pub fn run_collaborator<F: Flow>(
 /// As [`run_collaborator`].
 pub fn run_collaborator_with<F: Flow>(
     name: &str,
+    state: F,
+    first: F::Step,
+    private: &mut F::Collaborator,
+    setup: &RunSetup<'_>,
+    roster: Roster<'_>,
+) -> Result<Arrival<F>> {
+    let mut arrival = run_collaborator_unnamed(name, state, first, private, setup, roster)?;
+    arrival.name = name.to_string();
+    Ok(arrival)
+}
+
+/// [`run_collaborator_with`], with the arrival left unnamed (an empty [`Arrival::name`]) for
+/// the driver to name from the fan-out list it owns: one allocation less per collaborator. Only
+/// for arrivals a [`FanOut`] returns, all of them unnamed.
+///
+/// # Errors
+/// As [`run_collaborator`].
+pub fn run_collaborator_unnamed<F: Flow>(
+    name: &str,
     mut state: F,
     first: F::Step,
     private: &mut F::Collaborator,
@@ -798,12 +881,15 @@ pub fn run_collaborator_with<F: Flow>(
             participant = name
         );
         let _entered = span.enter();
-        setup.emit(Event::StepStarted {
-            step: step.as_str(),
-            role: Role::Collaborator,
-            participant: name,
+        // Events are built only for an observer: a run without one pays a branch per step.
+        let began = setup.observer.map(|o| {
+            o.on_event(&Event::StepStarted {
+                step: step.as_str(),
+                role: Role::Collaborator,
+                participant: name,
+            });
+            Instant::now()
         });
-        let began = setup.observer.map(|_| Instant::now());
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             state.run_collaborator_step(step, &ctx, private)
         }));
@@ -842,7 +928,7 @@ pub fn run_collaborator_with<F: Flow>(
             })?;
         if target == Role::Aggregator {
             return Ok(Arrival {
-                name: name.to_string(),
+                name: String::new(),
                 join: next.step(),
                 state,
             });

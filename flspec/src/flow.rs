@@ -45,6 +45,15 @@ pub trait Flow:
     /// A collaborator drops out when a step returns [`Dropout`](crate::Dropout) or when a runtime
     /// loses it (an envoy that misses its deadline). Without it, a dropout ends the run.
     const TOLERATES_DROPOUTS: bool = false;
+    /// The aggregator steps a resumed run may start over after (`#[flow(resume_from = [..])]`,
+    /// checked at compile time); empty for any aggregator step. A run resumed from a
+    /// checkpoint restarts after the last recorded step among these, and runs again everything
+    /// that came after it, recovering no collaborator's arrival: a flow whose aggregator keeps
+    /// per-round secrets in private state (a secure-aggregation round, lost with the process)
+    /// lists the steps between its rounds, so a resumed round starts over with fresh keys.
+    /// Without the list a run resumes after the aggregator's last recorded step, with the
+    /// arrivals of an interrupted fan-out recovered.
+    const RESUME_FROM: &'static [&'static str] = &[];
 
     /// The step graph, built at compile time.
     fn graph() -> &'static Graph;

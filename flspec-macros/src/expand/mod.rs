@@ -88,6 +88,7 @@ fn flow_impl(def: &FlowDef) -> TokenStream {
         .as_ref()
         .map_or_else(|| quote!(()), |t| quote!(#t));
     let tolerate_dropouts = def.tolerate_dropouts;
+    let resume_from = def.resume_from.iter().map(ToString::to_string);
     let graph = graph::generate(def);
     let dispatch = dispatch::generate(def);
     let filters = filter::generate(def);
@@ -104,6 +105,7 @@ fn flow_impl(def: &FlowDef) -> TokenStream {
             type Aggregator = #agg;
             const NAME: &'static str = #name;
             const TOLERATES_DROPOUTS: bool = #tolerate_dropouts;
+            const RESUME_FROM: &'static [&'static str] = &[#(#resume_from),*];
 
             fn graph() -> &'static ::flspec::__private::Graph {
                 #graph
