@@ -231,8 +231,18 @@ enum Serve {
         revoked: Option<PathBuf>,
         /// Write a checkpoint of the aggregator's state after every step of every run to this
         /// folder.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "state")]
         checkpoint: Option<PathBuf>,
+        /// The director's state folder: each run's record and checkpoints. A director restarted
+        /// after a crash (even SIGKILL) resumes every unfinished run from its last checkpoint
+        /// (a SecAgg round in progress starts over with fresh keys) and still answers for the
+        /// finished ones. One director at a time per folder.
+        #[arg(long, value_name = "DIR")]
+        state: Option<PathBuf>,
+        /// With --state: how long a resumed run waits for its envoys to register again before
+        /// going on without those still missing (dropouts), in seconds.
+        #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+        resume_wait_secs: u64,
         /// Serve Prometheus metrics (/metrics) and health probes (/healthz, /readyz) on this
         /// address, over plain HTTP without authentication: never a public address.
         #[arg(long, value_name = "ADDR")]
@@ -530,6 +540,8 @@ fn serve_federation(serve: Serve) -> anyhow::Result<()> {
             certs,
             revoked,
             checkpoint,
+            state,
+            resume_wait_secs,
             admin,
             log_format: _,
         } => {
@@ -540,6 +552,8 @@ fn serve_federation(serve: Serve) -> anyhow::Result<()> {
                 options = options.revocation_list(path);
             }
             options.checkpoint_dir = checkpoint;
+            options.state_dir = state;
+            options.resume_wait = std::time::Duration::from_secs(resume_wait_secs);
             options.admin_addr = admin;
             runtime.block_on(async {
                 Director::start(&listen, tls, registry, options)

@@ -220,6 +220,13 @@ impl FederatedRuntime {
         self
     }
 
+    /// How long a run's handle keeps reconnecting to a director it lost (a restart, a
+    /// partition) before [`RunHandle::wait`] gives up. Default: 5 minutes.
+    pub fn reconnect_for(mut self, limit: Duration) -> Self {
+        self.inner = self.inner.reconnect_for(limit);
+        self
+    }
+
     /// The envoys the director knows, with their status (OpenFL's `get_envoys()`). Blocks.
     ///
     /// # Errors
@@ -323,6 +330,7 @@ pub struct AsyncClient {
     collaborators: Option<Vec<String>>,
     observer: Option<Arc<dyn Observer>>,
     step_timeout: Option<Duration>,
+    reconnect_for: Duration,
     limits: Limits,
     probe: TlsProbe,
 }
@@ -367,6 +375,7 @@ impl AsyncClient {
             collaborators: None,
             observer: None,
             step_timeout: None,
+            reconnect_for: Duration::from_secs(300),
             limits,
             probe,
         };
@@ -396,6 +405,15 @@ impl AsyncClient {
     /// the director's (10 minutes unless configured).
     pub fn step_timeout(mut self, timeout: Duration) -> Self {
         self.step_timeout = Some(timeout);
+        self
+    }
+
+    /// How long a run's handle keeps reconnecting to a director it lost (a restart, a
+    /// partition) before [`AsyncRunHandle::wait`] gives up. A director restarted with its state
+    /// folder (`--state`) resumes the run, and the handle follows it again to its end.
+    /// Default: 5 minutes.
+    pub fn reconnect_for(mut self, limit: Duration) -> Self {
+        self.reconnect_for = limit;
         self
     }
 
@@ -540,9 +558,10 @@ impl AsyncClient {
         let (done_tx, done_rx) = watch::channel(None);
         let mut client = self.client.clone();
         let observer = self.observer.clone();
+        let reconnect_for = self.reconnect_for;
         let id = run_id.clone();
         self.handle.spawn(async move {
-            let end = follow::<F>(&mut client, &id, observer.as_deref()).await;
+            let end = follow::<F>(&mut client, &id, observer.as_deref(), reconnect_for).await;
             let _ = done_tx.send(Some(Arc::new(end)));
         });
         Ok(AsyncRunHandle {
@@ -567,12 +586,68 @@ enum RunEnd {
     Lost(String),
 }
 
-/// Follows a run's updates to its end.
+/// Follows a run's updates to its end, reconnecting for up to `reconnect_for` when the
+/// director is lost (a restarted director with a state folder has the run again).
 async fn follow<F: Flow>(
     client: &mut DirectorClient<Channel>,
     run_id: &str,
     observer: Option<&dyn Observer>,
+    reconnect_for: Duration,
 ) -> Ending {
+    let mut lost_since: Option<std::time::Instant> = None;
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let (reason, retry) =
+            match follow_once::<F>(client, run_id, observer, &mut lost_since).await {
+                Followed::Ended(end) => return end,
+                Followed::Broken { reason, retry } => (reason, retry),
+            };
+        let since = *lost_since.get_or_insert_with(std::time::Instant::now);
+        if !retry || since.elapsed() >= reconnect_for {
+            return Err(RunEnd::Lost(if retry {
+                format!("{reason} (gave up after reconnecting for {reconnect_for:?})")
+            } else {
+                reason
+            }));
+        }
+        tracing::warn!(run_id, %reason, retry_in = ?backoff, "lost the director while following the run; reconnecting");
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// How one watch of a run stopped.
+enum Followed {
+    /// The run ended.
+    Ended(Ending),
+    /// The watch broke; `retry` if the director may have the run again later.
+    Broken { reason: String, retry: bool },
+}
+
+/// Whether a failed call may succeed against the same director later (it restarts, the network
+/// heals); not for refusals.
+fn is_transient(status: &tonic::Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::Unavailable
+            | tonic::Code::Unknown
+            | tonic::Code::Aborted
+            | tonic::Code::Internal
+            | tonic::Code::DeadlineExceeded
+    )
+}
+
+/// Follows a run's updates until its end or a broken watch.
+async fn follow_once<F: Flow>(
+    client: &mut DirectorClient<Channel>,
+    run_id: &str,
+    observer: Option<&dyn Observer>,
+    lost_since: &mut Option<std::time::Instant>,
+) -> Followed {
+    let broken = |s: &tonic::Status| Followed::Broken {
+        reason: s.message().to_string(),
+        retry: is_transient(s),
+    };
     let mut stream = match client
         .watch(WatchRequest {
             run_id: run_id.to_string(),
@@ -580,8 +655,21 @@ async fn follow<F: Flow>(
         .await
     {
         Ok(r) => r.into_inner(),
-        Err(s) => return Err(RunEnd::Lost(s.message().to_string())),
+        Err(s) if s.code() == tonic::Code::NotFound && lost_since.is_some() => {
+            return Followed::Broken {
+                reason: format!(
+                    "the director came back without the run ({}); only a director with a state \
+                     folder (`--state`) resumes its runs after a restart",
+                    s.message()
+                ),
+                retry: false,
+            };
+        }
+        Err(s) => return broken(&s),
     };
+    if lost_since.take().is_some() {
+        tracing::info!(run_id, "following the run again");
+    }
     loop {
         match stream.message().await {
             Ok(Some(update)) => match update {
@@ -604,16 +692,19 @@ async fn follow<F: Flow>(
                         }
                     }
                 }
-                RunUpdate::Finished { state } => return Ok(state),
-                RunUpdate::Failed { error } => return Err(RunEnd::Failed(error)),
-                RunUpdate::Cancelled => return Err(RunEnd::Cancelled),
+                RunUpdate::Finished { state } => return Followed::Ended(Ok(state)),
+                RunUpdate::Failed { error } => {
+                    return Followed::Ended(Err(RunEnd::Failed(error)));
+                }
+                RunUpdate::Cancelled => return Followed::Ended(Err(RunEnd::Cancelled)),
             },
             Ok(None) => {
-                return Err(RunEnd::Lost(
-                    "the director ended the run's stream without a result".into(),
-                ));
+                return Followed::Broken {
+                    reason: "the director ended the run's stream without a result".into(),
+                    retry: true,
+                };
             }
-            Err(s) => return Err(RunEnd::Lost(s.message().to_string())),
+            Err(s) => return broken(&s),
         }
     }
 }

@@ -16,7 +16,11 @@
 //! step, to the director, which streams them to the program that submitted the run.
 //!
 //! An envoy whose session breaks reconnects (with backoff) and registers again; a TLS failure
-//! or a refused registration ends [`serve`] with an error that says why.
+//! or a refused registration ends [`serve`] with an error that says why. Its runs' private
+//! states outlive a broken session: the director's welcome names the runs it still has (after a
+//! partition, or after a restart from its state folder), and the envoy keeps those and drops the
+//! others. An envoy process that restarts starts with no private state: its collaborators are
+//! built afresh on their next task.
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -132,8 +136,11 @@ impl Envoy {
             warn!("this envoy has no flows registered; it can run nothing");
         }
         let mut backoff = Duration::from_millis(200);
+        // The runs this envoy takes part in, kept across sessions: after a partition or a
+        // restart of the director, the runs it still has keep their private states.
+        let mut runs: HashMap<String, Arc<RunCtx>> = HashMap::new();
         loop {
-            match self.session(&mut backoff).await {
+            match self.session(&mut backoff, &mut runs).await {
                 End::Fatal(e) => return Err(e),
                 End::Transient(e) if self.options.reconnect => {
                     warn!(error = %e, retry_in = ?backoff, "lost the director; reconnecting");
@@ -145,7 +152,11 @@ impl Envoy {
         }
     }
 
-    async fn session(&self, backoff: &mut Duration) -> End {
+    async fn session(
+        &self,
+        backoff: &mut Duration,
+        runs: &mut HashMap<String, Arc<RunCtx>>,
+    ) -> End {
         let (channel, probe) = match crate::net::connect_with_keepalive(
             &self.director,
             &self.tls,
@@ -198,6 +209,7 @@ impl Envoy {
             Some(DirectorMsg::Welcome {
                 protocol,
                 heartbeat_ms,
+                runs: going,
             }) => {
                 if protocol != PROTOCOL_VERSION {
                     return End::Fatal(Error::ProtocolVersion {
@@ -206,6 +218,17 @@ impl Envoy {
                         theirs: protocol,
                     });
                 }
+                let (kept, gone): (HashMap<_, _>, HashMap<_, _>) = std::mem::take(runs)
+                    .into_iter()
+                    .partition(|(id, _)| going.contains(id));
+                if !gone.is_empty() {
+                    info!(
+                        runs = gone.len(),
+                        "the director no longer has these runs; dropping their private states"
+                    );
+                }
+                drop_runs(gone.into_values());
+                *runs = kept;
                 Duration::from_millis(heartbeat_ms.clamp(100, 60_000))
             }
             _ => {
@@ -226,10 +249,9 @@ impl Envoy {
                 }
             }
         });
-        let mut runs: HashMap<String, Arc<RunCtx>> = HashMap::new();
         let end = loop {
             match inbound.message().await {
-                Ok(Some(msg)) => self.handle(msg, &mut runs, &out),
+                Ok(Some(msg)) => self.handle(msg, runs, &out),
                 Ok(None) => {
                     break End::Transient(Error::Disconnected(
                         "the director closed the session".into(),
@@ -241,7 +263,6 @@ impl Envoy {
             }
         };
         heartbeats.abort();
-        drop_runs(runs.into_values());
         end
     }
 

@@ -36,6 +36,23 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The director's state folder (`--state`) could not be created, read or written.
+    #[error("the director's state folder: {path}: {source}")]
+    State {
+        /// The file or folder.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Another director holds the state folder.
+    #[error(
+        "the state folder {path} is in use by another director (its `lock` file is locked); stop that director, or give this one another `--state` folder"
+    )]
+    StateInUse {
+        /// The folder.
+        path: PathBuf,
+    },
     /// A certificate, key or TLS setting is unusable.
     #[error("TLS configuration: {0}")]
     TlsConfig(String),

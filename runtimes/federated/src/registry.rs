@@ -28,11 +28,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use flspec::driver::{RunSetup, dropout_reason, panic_message, run_collaborator};
+use flspec::checkpoint::{CheckpointStore, RunCheckpoints};
+use flspec::driver::{Resume, RunSetup, dropout_reason, panic_message, run_collaborator};
 use flspec::{BoxError, Flow, Role, StepId};
 
 use crate::codec::Limits;
-use crate::director::fan_out::{Remote, drive_typed};
+use crate::director::fan_out::{Remote, drive_typed, resume_typed};
 use crate::wire::{FlowInfo, TaskOutcome};
 
 type CollaboratorFactory<C> = dyn Fn(&str) -> Result<C, BoxError> + Send + Sync;
@@ -64,6 +65,23 @@ pub(crate) trait DirectorFlow: Send + Sync {
         setup: &RunSetup<'_>,
         remote: &mut Remote<'_>,
         checkpoint_dir: Option<&Path>,
+    ) -> flspec::Result<Bytes>;
+    /// Creates run `run_id`'s checkpoint folder under `dir` with its initial `state`, so that
+    /// the run survives a crash of the director from the moment it is accepted.
+    fn begin(
+        &self,
+        dir: &Path,
+        run_id: &str,
+        collaborators: &[String],
+        state: &[u8],
+    ) -> flspec::Result<()>;
+    /// Runs run `run_id` from where its checkpoints under `dir` leave off (its start, for a run
+    /// only [`begin`](Self::begin)), appending to them.
+    fn resume(
+        &self,
+        dir: &Path,
+        setup: &RunSetup<'_>,
+        remote: &mut Remote<'_>,
     ) -> flspec::Result<Bytes>;
 }
 
@@ -266,17 +284,45 @@ impl<F: Flow> DirectorFlow for AggregatorEntry<F> {
         checkpoint_dir: Option<&Path>,
     ) -> flspec::Result<Bytes> {
         let state: F = flspec::codec::decode_state(state)?;
-        let mut private = match catch_unwind(AssertUnwindSafe(|| (self.factory)())) {
-            Ok(p) => p,
-            Err(payload) => {
-                return Err(flspec::Error::PrivateState {
-                    name: "aggregator".into(),
-                    source: format!("the factory panicked: {}", panic_message(payload.as_ref()))
-                        .into(),
-                });
-            }
-        };
+        let mut private = self.private()?;
         let final_state = drive_typed::<F>(state, setup, &mut private, remote, checkpoint_dir)?;
         Ok(Bytes::from(flspec::codec::encode_state(&final_state)?))
+    }
+
+    fn begin(
+        &self,
+        dir: &Path,
+        run_id: &str,
+        collaborators: &[String],
+        state: &[u8],
+    ) -> flspec::Result<()> {
+        let state: F = flspec::codec::decode_state(state)?;
+        CheckpointStore::create::<F>(dir, run_id, collaborators)?.record_initial(&state)
+    }
+
+    fn resume(
+        &self,
+        dir: &Path,
+        setup: &RunSetup<'_>,
+        remote: &mut Remote<'_>,
+    ) -> flspec::Result<Bytes> {
+        let run = RunCheckpoints::open(dir, setup.run_id)?;
+        let resume = Resume::<F>::from_checkpoint(&run)?;
+        let store = CheckpointStore::reopen::<F>(&run)?;
+        let mut private = self.private()?;
+        let final_state = resume_typed::<F>(resume, setup, &mut private, remote, &store)?;
+        Ok(Bytes::from(flspec::codec::encode_state(&final_state)?))
+    }
+}
+
+impl<F: Flow> AggregatorEntry<F> {
+    /// A run's aggregator private state, from the registered factory.
+    fn private(&self) -> flspec::Result<F::Aggregator> {
+        catch_unwind(AssertUnwindSafe(|| (self.factory)())).map_err(|payload| {
+            flspec::Error::PrivateState {
+                name: "aggregator".into(),
+                source: format!("the factory panicked: {}", panic_message(payload.as_ref())).into(),
+            }
+        })
     }
 }

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 /// The version of the messages below. Bump it on any change to them.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// A flow a participant can run: its name and the fingerprint of its graph.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,6 +69,10 @@ pub enum DirectorMsg {
         protocol: u32,
         /// How often the envoy must send [`EnvoyMsg::Heartbeat`], in milliseconds.
         heartbeat_ms: u64,
+        /// The runs still going that this envoy takes part in (each is announced again with
+        /// [`DirectorMsg::RunStarted`]): the envoy keeps their private states from its
+        /// previous session, and drops those of any other run.
+        runs: Vec<String>,
     },
     /// A run this envoy takes part in begins.
     RunStarted {

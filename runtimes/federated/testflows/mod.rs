@@ -610,6 +610,63 @@ impl RoundsDropFlow {
     fn end(&mut self) {}
 }
 
+/// Rounds of fan-out and join that take time on both sides (a collaborator's `train` sleeps
+/// `work_ms`, the aggregator's `join` sleeps `agg_ms`), so that a test can kill the director
+/// inside a step of either. The result depends on the shared state and the sites' fixed
+/// secrets only: a resumed run must end exactly as an uninterrupted one.
+#[derive(Clone, Default, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RecoveryFlow {
+    pub rounds: u32,
+    pub round: u32,
+    pub work_ms: u64,
+    pub agg_ms: u64,
+    pub model: f64,
+    pub local: f64,
+    pub history: Vec<f64>,
+    pub arrived: Vec<Vec<String>>,
+}
+
+#[flow(collaborator = Site, tolerate_dropouts)]
+impl RecoveryFlow {
+    #[aggregator]
+    fn start(&mut self, ctx: &Ctx) -> Next<Self> {
+        next!(
+            self.train,
+            foreach = ctx.collaborators(),
+            exclude = [history, arrived]
+        )
+    }
+
+    #[collaborator]
+    fn train(&mut self, site: &mut Site) -> Next<Self> {
+        std::thread::sleep(Duration::from_millis(self.work_ms));
+        self.local = self.model * 0.5 + site.secret as f64 / 100.0 + f64::from(self.round);
+        next!(self.join, include = [local])
+    }
+
+    #[aggregator]
+    fn join(&mut self, ctx: &Ctx, inputs: Inputs<Self>) -> Next<Self> {
+        std::thread::sleep(Duration::from_millis(self.agg_ms));
+        self.model = inputs.iter().map(|i| i.local).sum::<f64>() / inputs.len().max(1) as f64;
+        self.history.push(self.model);
+        self.arrived
+            .push(inputs.names().map(str::to_string).collect());
+        self.round += 1;
+        if self.round < self.rounds {
+            next!(
+                self.train,
+                foreach = ctx.collaborators(),
+                exclude = [history, arrived]
+            )
+        } else {
+            next!(self.end)
+        }
+    }
+
+    #[aggregator]
+    fn end(&mut self) {}
+}
+
 /// The test flows for envoys (`variant` `v2` swaps in the other version of `FanOutFlow`).
 pub fn envoy_registry(variant: Option<&str>) -> Registry {
     let r = Registry::new()
@@ -622,7 +679,8 @@ pub fn envoy_registry(variant: Option<&str>) -> Registry {
         .flow::<PayloadFlow>(|_| ())
         .flow::<MailFlow>(|_| ())
         .flow::<TrustFlow>(|_| ())
-        .flow::<BranchFlow>(|_| ());
+        .flow::<BranchFlow>(|_| ())
+        .flow::<RecoveryFlow>(Site::new);
     match variant {
         Some("v2") => r.flow::<v2::FanOutFlow>(Site::new),
         _ => r.flow::<FanOutFlow>(Site::new),
@@ -643,4 +701,5 @@ pub fn director_registry() -> Registry {
         .aggregator::<MailFlow>(|| ())
         .aggregator::<TrustFlow>(|| ())
         .aggregator::<BranchFlow>(|| ())
+        .aggregator::<RecoveryFlow>(|| ())
 }

@@ -55,6 +55,12 @@ enum Command {
         /// Where runs write their checkpoints.
         #[arg(long)]
         checkpoint_dir: Option<PathBuf>,
+        /// The state folder: a restarted director resumes its unfinished runs.
+        #[arg(long)]
+        state: Option<PathBuf>,
+        /// Milliseconds a resumed run waits for its envoys.
+        #[arg(long, default_value_t = 60_000)]
+        resume_wait_ms: u64,
         /// The admin address (plain HTTP: /metrics, /healthz, /readyz); never a public one.
         #[arg(long)]
         admin: Option<String>,
@@ -180,12 +186,16 @@ async fn run(cli: Cli) -> anyhow_lite::Result<()> {
             heartbeat_timeout_ms,
             max_message_bytes,
             checkpoint_dir,
+            state,
+            resume_wait_ms,
             admin,
         } => {
             let mut options = DirectorOptions {
                 heartbeat: Duration::from_millis((heartbeat_timeout_ms / 5).max(50)),
                 heartbeat_timeout: Duration::from_millis(heartbeat_timeout_ms),
                 checkpoint_dir,
+                state_dir: state,
+                resume_wait: Duration::from_millis(resume_wait_ms),
                 admin_addr: admin,
                 ..DirectorOptions::default()
             };

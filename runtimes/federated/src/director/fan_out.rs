@@ -393,3 +393,24 @@ pub(crate) fn drive_typed<F: Flow>(
     };
     drive(Resume::start(state), &setup, private, &mut fan_out)
 }
+
+/// Runs the aggregator side of a run of `F` from `resume`, appending to its checkpoints.
+pub(crate) fn resume_typed<F: Flow>(
+    resume: Resume<F>,
+    setup: &RunSetup<'_>,
+    private: &mut F::Aggregator,
+    remote: &mut Remote<'_>,
+    store: &CheckpointStore,
+) -> flspec::Result<F> {
+    let setup = RunSetup {
+        run_id: setup.run_id,
+        collaborators: setup.collaborators,
+        observer: setup.observer,
+        checkpoints: Some(store),
+    };
+    let mut fan_out = Typed::<F> {
+        remote,
+        _flow: PhantomData,
+    };
+    drive(resume, &setup, private, &mut fan_out)
+}

@@ -45,6 +45,7 @@ pub(crate) mod envoys;
 pub(crate) mod fan_out;
 mod revocation;
 mod runs;
+mod state;
 
 use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -89,8 +90,23 @@ pub struct DirectorOptions {
     pub step_timeout: Duration,
     /// Message size limits.
     pub limits: Limits,
-    /// Where runs write their checkpoints (the aggregator's states), if anywhere.
+    /// Where runs write their checkpoints (the aggregator's states), if anywhere. Superseded by
+    /// [`state_dir`](Self::state_dir), which keeps the checkpoints in `DIR/checkpoints`.
     pub checkpoint_dir: Option<PathBuf>,
+    /// The state folder (`--state DIR`): each run's record, checkpoints and final state, so that
+    /// a director restarted after a crash (even a SIGKILL) resumes every unfinished run from
+    /// its last checkpoint, and still answers for the finished ones. A run is accepted only
+    /// once it is on disk. A run of a flow with resume points
+    /// ([`flspec::Flow::RESUME_FROM`]) restarts after the last one recorded (a secure
+    /// aggregation round starts over with fresh keys). Runs that a shutdown interrupts are
+    /// resumed too; only a client's cancel ends a run for good. One director at a time may use
+    /// a folder (it holds `DIR/lock`). Default: none (runs die with the director).
+    pub state_dir: Option<PathBuf>,
+    /// How long a resumed run waits for its collaborators' envoys to register again before it
+    /// goes on without those still missing (they are then lost, as any offline envoy: a
+    /// dropout where the flow tolerates them). It goes on as soon as all are back. Default:
+    /// 60 s.
+    pub resume_wait: Duration,
     /// The most runs going at once (each has a thread of its own); one more submission is
     /// refused with `ResourceExhausted`. Default: 16.
     pub max_runs: usize,
@@ -129,6 +145,8 @@ impl Default for DirectorOptions {
             step_timeout: Duration::from_secs(600),
             limits: Limits::default(),
             checkpoint_dir: None,
+            state_dir: None,
+            resume_wait: Duration::from_secs(60),
             max_runs: 16,
             max_envoys: 1024,
             max_connections: 1024,
@@ -172,6 +190,8 @@ struct Shared {
     server_stopped: std::sync::atomic::AtomicBool,
     /// Set when the director shuts down: watchers end their streams.
     stopping: watch::Sender<bool>,
+    /// The state folder, if [`DirectorOptions::state_dir`] is set.
+    state: Option<state::StateDir>,
 }
 
 impl Shared {
@@ -180,6 +200,12 @@ impl Shared {
         self.revocations
             .as_ref()
             .is_some_and(|r| r.is_revoked(&id.fingerprint))
+    }
+
+    /// Takes a run slot whatever the limit (for runs accepted before a restart).
+    fn force_run_slot(&self) -> RunSlot {
+        self.active_runs.fetch_add(1, Ordering::AcqRel);
+        RunSlot(self.active_runs.clone())
     }
 
     /// Takes one of the `max_runs` run slots, or says why not.
@@ -285,6 +311,10 @@ impl Director {
                 as crate::tls::RevocationCheck
         });
         let server_tls = tls.server_config(check)?;
+        let state = match &options.state_dir {
+            Some(dir) => Some(state::StateDir::open(dir)?),
+            None => None,
+        };
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| Error::Bind {
@@ -326,7 +356,9 @@ impl Director {
             metrics: Arc::new(admin::Metrics::default()),
             server_stopped: std::sync::atomic::AtomicBool::new(false),
             stopping: watch::channel(false).0,
+            state,
         });
+        recover_runs(&shared);
         if let (Some(listener), Some(addr)) = (admin_listener, admin) {
             tokio::spawn(admin::serve(
                 listener,
@@ -702,10 +734,18 @@ impl DirectorService for Service {
             }
         }
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let going: Vec<Arc<Run>> = self
+            .shared
+            .runs
+            .list()
+            .into_iter()
+            .filter(|run| !run.is_over() && run.has_participant(&name))
+            .collect();
         let _ = tx.send(Ok(DirectorMsg::Welcome {
             protocol: PROTOCOL_VERSION,
             heartbeat_ms: u64::try_from(self.shared.options.heartbeat.as_millis())
                 .unwrap_or(u64::MAX),
+            runs: going.iter().map(|run| run.id.clone()).collect(),
         }));
         let fingerprint = peer
             .as_ref()
@@ -726,14 +766,11 @@ impl DirectorService for Service {
                 warn!(envoy = %name, peer = %address, reason = %status.message(), "refused an envoy");
             })?;
         info!(envoy = %name, peer = %address, "envoy registered");
-        // An envoy that registers again mid-run (after a partition or a restart) forgot its
-        // runs with its old session: announce them again, so that the next fan-out invites it
-        // rather than failing on a run it does not know.
-        for run in self.shared.runs.list() {
-            if !run.is_over()
-                && run.has_participant(&name)
-                && let Some(entry) = self.shared.registry.aggregators.get(run.flow.as_str())
-            {
+        // An envoy that registers again mid-run (after a partition, its own restart or the
+        // director's) may not know its runs: announce them again, so that the next fan-out
+        // finds the run rather than failing on one the envoy does not know.
+        for run in going {
+            if let Some(entry) = self.shared.registry.aggregators.get(run.flow.as_str()) {
                 let _ = self.shared.envoys.send(
                     &name,
                     DirectorMsg::RunStarted {
@@ -794,15 +831,41 @@ impl DirectorService for Service {
         } else {
             Duration::from_millis(req.step_timeout_ms)
         };
-        let shared = self.shared.clone();
-        let runtime = tokio::runtime::Handle::current();
-        let state = req.state;
-        std::thread::Builder::new()
-            .name(format!("flspec-{run_id}"))
-            .spawn(move || {
-                run_thread(&shared, &entry, &run, &state, step_timeout, runtime);
-                drop(slot);
-            })
+        let start = match &self.shared.state {
+            Some(state) => {
+                let record = state::RunRecord {
+                    run_id: run_id.clone(),
+                    flow: req.flow.name.clone(),
+                    fingerprint: req.flow.fingerprint.clone(),
+                    owner: run.owner.clone(),
+                    participants: collaborators.clone(),
+                    step_timeout_ms: u64::try_from(step_timeout.as_millis()).unwrap_or(u64::MAX),
+                    submitted_unix_ms: state::unix_ms(),
+                    outcome: None,
+                };
+                let stored = entry
+                    .begin(&state.checkpoints(), &run_id, &collaborators, &req.state)
+                    .map_err(|e| e.to_string())
+                    .and_then(|()| state.save(&record).map_err(|e| e.to_string()));
+                if let Err(reason) = stored {
+                    warn!(run_id = %run_id, %reason, "refused a run: the state folder cannot hold it");
+                    run.end(RunUpdate::Failed {
+                        error: WireError::Other {
+                            message: reason.clone(),
+                        },
+                    });
+                    return Err(Status::unavailable(format!(
+                        "the director cannot record the run in its state folder: {reason}"
+                    )));
+                }
+                RunStart::Stored {
+                    record,
+                    resumed: false,
+                }
+            }
+            None => RunStart::Fresh(req.state),
+        };
+        spawn_run(self.shared.clone(), entry, run, start, step_timeout, slot)
             .map_err(|e| Status::internal(format!("could not start the run's thread: {e}")))?;
         info!(run_id = %run_id, flow = %req.flow.name, collaborators = collaborators.len(), "run submitted");
         Ok(Response::new(SubmitReply {
@@ -917,11 +980,17 @@ fn stream_updates(
                 return;
             }
             if *stopping.borrow_and_update() {
-                let _ = tx
-                    .send(Err(Status::unavailable(
-                        "the director shut down; the run was cancelled",
-                    )))
-                    .await;
+                // With a state folder the run resumes when the director is back (a client
+                // reconnects on `Unavailable`); without one it is over.
+                let status = if shared.state.is_some() {
+                    Status::unavailable(
+                        "the director is shutting down; the run resumes from its state folder \
+                         when the director is back",
+                    )
+                } else {
+                    Status::cancelled("the director shut down; the run was cancelled")
+                };
+                let _ = tx.send(Err(status)).await;
                 return;
             }
             version.borrow_and_update();
@@ -1013,12 +1082,150 @@ fn truncate(s: &mut String, max: usize) {
     }
 }
 
+/// How a run's thread begins.
+enum RunStart {
+    /// From this initial state, without a state folder.
+    Fresh(Bytes),
+    /// From the run's checkpoints in the state folder: its initial state for a new run, or
+    /// where it left off for one `resumed` after a restart.
+    Stored {
+        record: state::RunRecord,
+        resumed: bool,
+    },
+}
+
+/// Starts a run's thread.
+fn spawn_run(
+    shared: Arc<Shared>,
+    entry: Arc<dyn DirectorFlow>,
+    run: Arc<Run>,
+    start: RunStart,
+    step_timeout: Duration,
+    slot: RunSlot,
+) -> std::io::Result<()> {
+    let runtime = tokio::runtime::Handle::current();
+    std::thread::Builder::new()
+        .name(format!("flspec-{}", run.id))
+        .spawn(move || {
+            run_thread(&shared, &entry, &run, start, step_timeout, runtime);
+            drop(slot);
+        })
+        .map(drop)
+}
+
+/// After a restart: the runs of the state folder, the finished ones as they ended and the
+/// others resumed on threads of their own.
+fn recover_runs(shared: &Arc<Shared>) {
+    let Some(state) = &shared.state else {
+        return;
+    };
+    for (record, final_state) in state.load() {
+        let run = Arc::new(
+            Run::new(
+                record.run_id.clone(),
+                record.flow.clone(),
+                record.participants.clone(),
+                record.owner.clone(),
+            )
+            .with_metrics(shared.metrics.clone()),
+        );
+        shared.runs.insert(run.clone());
+        let ended = match (&record.outcome, final_state) {
+            (None, _) => None,
+            (Some(state::Outcome::Finished), Some(state)) => Some(RunUpdate::Finished { state }),
+            (Some(state::Outcome::Finished), None) => Some(RunUpdate::Failed {
+                error: WireError::Other {
+                    message: "the run finished, but its final state is missing from the director's state folder".into(),
+                },
+            }),
+            (Some(state::Outcome::Failed { error }), _) => Some(RunUpdate::Failed {
+                error: error.clone(),
+            }),
+            (Some(state::Outcome::Cancelled), _) => Some(RunUpdate::Cancelled),
+        };
+        if let Some(update) = ended {
+            run.end(update);
+            continue;
+        }
+        let entry = shared
+            .registry
+            .aggregators
+            .get(record.flow.as_str())
+            .cloned()
+            .filter(|e| e.info().fingerprint == record.fingerprint);
+        let Some(entry) = entry else {
+            let message = format!(
+                "the director restarted without flow `{}` in the version the run began with ({}); it cannot resume the run",
+                record.flow, record.fingerprint
+            );
+            warn!(run_id = %record.run_id, %message, "run failed");
+            let mut record = record;
+            let error = WireError::Other { message };
+            if let Err(e) = state.save_end(
+                &mut record,
+                state::Outcome::Failed {
+                    error: error.clone(),
+                },
+                None,
+            ) {
+                warn!(run_id = %run.id, error = %e, "could not record the run's end");
+            }
+            run.end(RunUpdate::Failed { error });
+            continue;
+        };
+        info!(run_id = %record.run_id, flow = %record.flow, "resuming a run after a restart");
+        let step_timeout = Duration::from_millis(record.step_timeout_ms.max(1));
+        let slot = shared.force_run_slot();
+        let start = RunStart::Stored {
+            record,
+            resumed: true,
+        };
+        if let Err(e) = spawn_run(
+            shared.clone(),
+            entry,
+            run.clone(),
+            start,
+            step_timeout,
+            slot,
+        ) {
+            warn!(run_id = %run.id, error = %e, "could not start a resumed run's thread");
+        }
+    }
+}
+
+/// A resumed run's wait for its collaborators' envoys to register again: until all are
+/// online, [`DirectorOptions::resume_wait`] passes, or the run is cancelled.
+fn await_participants(shared: &Shared, run: &Run) {
+    let deadline = std::time::Instant::now() + shared.options.resume_wait;
+    loop {
+        let online = shared.envoys.online_with(&run.flow);
+        let missing: Vec<&String> = run
+            .participants
+            .iter()
+            .filter(|p| !online.contains(p))
+            .collect();
+        if missing.is_empty() {
+            info!("every collaborator's envoy is back");
+            return;
+        }
+        if std::time::Instant::now() >= deadline || *run.cancel.borrow() {
+            warn!(
+                missing = missing.len(),
+                first = %missing[0],
+                "going on without the envoys still missing after `resume_wait`"
+            );
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// The life of one run, on its own thread.
 fn run_thread(
     shared: &Shared,
     entry: &Arc<dyn DirectorFlow>,
     run: &Arc<Run>,
-    state: &Bytes,
+    start: RunStart,
     step_timeout: Duration,
     runtime: tokio::runtime::Handle,
 ) {
@@ -1059,13 +1266,22 @@ fn run_thread(
         step_timeout,
         limits: shared.options.limits,
     };
-    let result = catch_unwind(AssertUnwindSafe(|| {
-        entry.run(
-            state,
+    let result = catch_unwind(AssertUnwindSafe(|| match (&start, &shared.state) {
+        (RunStart::Stored { resumed, .. }, Some(state)) => {
+            if *resumed {
+                await_participants(shared, run);
+            }
+            entry.resume(&state.checkpoints(), &setup, &mut remote)
+        }
+        (RunStart::Fresh(initial), _) => entry.run(
+            initial,
             &setup,
             &mut remote,
             shared.options.checkpoint_dir.as_deref(),
-        )
+        ),
+        (RunStart::Stored { .. }, None) => Err(flspec::Error::Runtime(
+            "a stored run without a state folder".into(),
+        )),
     }));
     for name in &run.participants {
         let _ = shared.envoys.send(
@@ -1102,6 +1318,26 @@ fn run_thread(
             }
         }
     };
+    if let (RunStart::Stored { mut record, .. }, Some(state)) = (start, &shared.state) {
+        // A shutdown cancels the runs still going: they resume on the next start.
+        let interrupted = *shared.stopping.borrow() && update == RunUpdate::Cancelled;
+        let outcome = match &update {
+            RunUpdate::Finished { state } => Some((state::Outcome::Finished, Some(&state[..]))),
+            RunUpdate::Failed { error } => Some((
+                state::Outcome::Failed {
+                    error: error.clone(),
+                },
+                None,
+            )),
+            RunUpdate::Cancelled if !interrupted => Some((state::Outcome::Cancelled, None)),
+            _ => None,
+        };
+        if let Some((outcome, final_state)) = outcome
+            && let Err(e) = state.save_end(&mut record, outcome, final_state)
+        {
+            warn!(error = %e, "could not record the run's end in the state folder");
+        }
+    }
     run.end(update);
     tracing::debug!(running = shared.runs.running(), "runs still running");
 }

@@ -115,7 +115,7 @@ pub enum Tls {
 }
 
 impl Tls {
-    fn args(&self) -> Vec<String> {
+    pub fn args(&self) -> Vec<String> {
         match self {
             Tls::Certs(d) => vec!["--certs".into(), d.display().to_string()],
             Tls::Plain => vec!["--plaintext".into()],
@@ -137,11 +137,13 @@ impl Tls {
 
 /// Starts a director; returns it and the address it listens on.
 pub fn director(dir: &Path, tls: &Tls, extra: &[&str]) -> (Proc, String) {
-    let mut args = vec![
-        "director".to_string(),
-        "--listen".into(),
-        "127.0.0.1:0".into(),
-    ];
+    director_at(dir, "127.0.0.1:0", tls, extra)
+}
+
+/// Starts a director listening on `listen` (e.g. the address of one that was killed);
+/// returns it and the address it listens on.
+pub fn director_at(dir: &Path, listen: &str, tls: &Tls, extra: &[&str]) -> (Proc, String) {
+    let mut args = vec!["director".to_string(), "--listen".into(), listen.into()];
     args.extend(tls.args());
     args.extend(extra.iter().map(|s| s.to_string()));
     let (proc, stdout) = spawn("director", dir, &args);
