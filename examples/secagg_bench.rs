@@ -293,6 +293,7 @@ fn raw_loop(
             local_accuracy: local_correct as f64 / total_test as f64,
             contributors: Vec::new(),
             dropped: Vec::new(),
+            returned: Vec::new(),
             train_samples: total_train as u64,
             epsilon: None,
         });

@@ -193,8 +193,10 @@ struct Args {
     /// Seed of the initial model.
     #[arg(long, default_value_t = 42)]
     seed: i64,
-    /// Make a collaborator vanish at a step, e.g. Portland@decrypt_ciphertext (repeatable).
-    #[arg(long = "drop", value_name = "NAME@STEP")]
+    /// Make a collaborator vanish at a step, e.g. Portland@decrypt_ciphertext (repeatable);
+    /// NAME@STEP:restart makes it restart there instead: it drops out of that round, having lost
+    /// its keys as a restarted envoy does, and is invited again from the next round.
+    #[arg(long = "drop", value_name = "NAME@STEP[:restart]")]
     drops: Vec<Drop>,
     #[command(flatten)]
     mnist: MnistArgs,
@@ -437,6 +439,13 @@ fn print_results(flow: &SecAggMnist, progress: &Progress, started: Instant) {
         report::results_table(&flow.results, &progress.round_times())
     );
     for row in &flow.results {
+        if !row.returned.is_empty() {
+            println!(
+                "round {}: came back after dropping out: {}",
+                row.round,
+                row.returned.join(", ")
+            );
+        }
         if !row.dropped.is_empty() {
             println!(
                 "round {}: dropped out: {}; the sum holds {} contributions ({})",
@@ -491,7 +500,7 @@ fn run_federated(args: &Args, options: &RunOptions) -> anyhow::Result<()> {
     };
     if args.checkpoint.is_some() || args.parallel.is_some() || !args.drops.is_empty() {
         bail!(
-            "with `--runtime federated`, checkpoints are the director's (`director --checkpoint`), envoys run in parallel anyway, and a dropout is an envoy's `--drop-at`: drop `--checkpoint`, `--parallel` and `--drop` here"
+            "with `--runtime federated`, checkpoints are the director's (`director --state` or `--checkpoint`), envoys run in parallel anyway, and a dropout is an envoy's `--drop-at`: drop `--checkpoint`, `--parallel` and `--drop` here"
         );
     }
     let tls = match &args.certs {

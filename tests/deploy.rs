@@ -11,7 +11,7 @@
 //!   (loaded with the runtime's own `TlsConfig::from_dir` and signing loaders from certificates
 //!   made by `flspec-fed certs`), and no Secret holds the CA key;
 //! - every absolute path passed to a binary is on a volume of the pod or in the image (the
-//!   checkpoint folder on a writable one), and every process that loads MNIST passes `--data`;
+//!   state folder on a writable one), and every process that loads MNIST passes `--data`;
 //! - `kubectl kustomize` (where kubectl is installed; skipped with a printed reason otherwise)
 //!   builds the kustomization, with one Secret per process holding what the pods mount;
 //! - the Containerfile copies paths that exist in the repository or the build output, and exactly
@@ -1052,7 +1052,7 @@ fn every_path_passed_to_a_binary_is_in_the_image_or_a_volume_and_data_is_passed_
                 "{what}: {flag_name} {value} is neither in the image nor on a volume"
             );
             // The root file system is read-only: what the process writes needs a writable volume.
-            if flag_name == "--checkpoint" {
+            if flag_name == "--state" {
                 assert_eq!(
                     in_mount.map(|(_, read_only)| *read_only),
                     Some(false),

@@ -324,3 +324,312 @@ fn envoys_split_the_data_by_their_partition_and_refuse_a_run_asking_for_another(
         logs()
     );
 }
+
+/// A federation's certificates (`flspec-fed certs`) for `envoys` in `dir/certs`, and a free
+/// loopback address for its director.
+fn certs_and_address(fed: &std::path::Path, dir: &std::path::Path, envoys: &[&str]) -> String {
+    let mut certs = Command::new(fed);
+    certs.args(["certs", "--director-host", "127.0.0.1"]);
+    for name in envoys {
+        certs.args(["--envoy", name]);
+    }
+    let status = certs
+        .arg("--out")
+        .arg(dir.join("certs"))
+        .stdout(Stdio::null())
+        .status()
+        .expect("flspec-fed runs");
+    assert!(status.success());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    format!("127.0.0.1:{port}")
+}
+
+/// Starts envoy `name` of the example, logging to `dir/envoy-NAME.log`.
+fn spawn_envoy(
+    bin: &std::path::Path,
+    dir: &std::path::Path,
+    addr: &str,
+    name: &str,
+    extra: &[&str],
+) -> std::process::Child {
+    Command::new(bin)
+        .args(["envoy", "--director", addr, "--name", name])
+        .args(["--threads", "1"])
+        .args(extra)
+        .arg("--certs")
+        .arg(dir.join("certs"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join(format!("envoy-{name}.log"))).expect("log file"))
+        .spawn()
+        .expect("the envoy starts")
+}
+
+/// Waits (at most 2 minutes) until `count` envoys are online; `logs` says why not.
+fn wait_envoys(
+    fed: &std::path::Path,
+    dir: &std::path::Path,
+    addr: &str,
+    count: usize,
+    logs: impl Fn() -> String,
+) {
+    let started = Instant::now();
+    loop {
+        let out = Command::new(fed)
+            .args(["envoys", "--director", addr, "--certs"])
+            .arg(dir.join("certs"))
+            .output()
+            .expect("flspec-fed envoys");
+        let listing = String::from_utf8_lossy(&out.stdout).to_lowercase();
+        if listing.matches("online").count() + listing.matches("idle").count() >= count {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "after 2 minutes: {listing}\n{}",
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// The steps of the run folders under `state/checkpoints`, in journal order, with the folder.
+fn journal_steps(state: &std::path::Path) -> Vec<(String, std::path::PathBuf)> {
+    let Ok(runs) = std::fs::read_dir(state.join("checkpoints")) else {
+        return Vec::new();
+    };
+    runs.flatten()
+        .flat_map(|run| {
+            std::fs::read_to_string(run.path().join("journal.jsonl"))
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| {
+                    let v: serde_json::Value = serde_json::from_str(l).ok()?;
+                    Some((v["step"].as_str()?.to_string(), run.path()))
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The rows of rounds 0 and 1 of a results table, without the time column.
+fn table_rows(s: &str) -> Vec<String> {
+    s.lines()
+        .filter(|l| {
+            let t = l.trim_start();
+            t.starts_with("|      0 |") || t.starts_with("|      1 |")
+        })
+        .map(|row| row.rsplitn(3, '|').nth(2).unwrap_or(row).to_string())
+        .collect()
+}
+
+/// The director is killed with SIGKILL in the middle of round 1 (after its keys were
+/// exchanged) and started again on its state folder: the envoys register again, round 1
+/// starts over with fresh keys (the run resumes after round 0's `join`, a resume point), the
+/// client's run handle reconnects, and the table is the uninterrupted run's.
+#[test]
+fn a_director_killed_mid_round_starts_the_round_over_with_fresh_keys() {
+    use flspec::checkpoint::RunCheckpoints;
+    use flspec_examples::secagg_mnist::SecAggMnist;
+
+    let root = env!("CARGO_MANIFEST_DIR");
+    let (bin, fed) = binaries(root);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certs = dir.path().join("certs");
+    let state = dir.path().join("state");
+    let addr = certs_and_address(&fed, dir.path(), &["Bengaluru", "Portland"]);
+    let log = |name: &str| std::fs::File::create(dir.path().join(name)).expect("log file");
+    let logs = || {
+        [
+            "director.log",
+            "director-2.log",
+            "envoy-Bengaluru.log",
+            "envoy-Portland.log",
+        ]
+        .map(|f| std::fs::read_to_string(dir.path().join(f)).unwrap_or_default())
+        .join("\n")
+    };
+    let director = |log_file: &str| {
+        Command::new(&bin)
+            .args(["director", "--listen", &addr, "--certs"])
+            .arg(&certs)
+            .arg("--state")
+            .arg(&state)
+            .stdout(Stdio::null())
+            .stderr(log(log_file))
+            .spawn()
+            .expect("the director starts")
+    };
+    let mut children = Children(vec![director("director.log")]);
+    for name in ["Bengaluru", "Portland"] {
+        children
+            .0
+            .push(spawn_envoy(&bin, dir.path(), &addr, name, &[]));
+    }
+    wait_envoys(&fed, dir.path(), &addr, 2, logs);
+    let client = Command::new(&bin)
+        .args(["--runtime", "federated", "--director", &addr, "--certs"])
+        .arg(&certs)
+        .args(["--rounds", "2", "--quiet"])
+        .stdout(Stdio::piped())
+        .stderr(log("client.log"))
+        .spawn()
+        .expect("the client runs");
+    // Round 1's keys are exchanged: its `generate_collaborator_index` is recorded after round
+    // 0's `join`.
+    let journal = || journal_steps(&state);
+    let mid_round_1 = |steps: &[(String, std::path::PathBuf)]| {
+        steps
+            .iter()
+            .skip_while(|(s, _)| s != "join")
+            .any(|(s, _)| s == "generate_collaborator_index")
+    };
+    let started = Instant::now();
+    while !mid_round_1(&journal()) {
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "round 1 did not exchange keys within 10 minutes\n{}",
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let run_dir = journal()[0].1.clone();
+    let _ = children.0[0].kill();
+    let _ = children.0[0].wait();
+    let restarted = Instant::now();
+    let recorded = journal().len();
+    children.0[0] = director("director-2.log");
+    while journal().len() == recorded {
+        assert!(
+            restarted.elapsed() < Duration::from_secs(120),
+            "the resumed run recorded nothing within 2 minutes\n{}",
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!(
+        "the resumed SecAgg MNIST run moved again {:?} after the director's restart",
+        restarted.elapsed()
+    );
+    let out = client.wait_with_output().expect("the client's output");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{stdout}\n{}", logs());
+
+    // Round 1 ran twice, each time with its own keys.
+    let run = RunCheckpoints::open(
+        run_dir.parent().expect("the checkpoints folder"),
+        &run_dir.file_name().expect("a run id").to_string_lossy(),
+    )
+    .expect("the run's checkpoints");
+    let exchanges: Vec<SecAggMnist> = run
+        .records()
+        .iter()
+        .filter(|r| r.step == "generate_collaborator_index")
+        .map(|r| run.load::<SecAggMnist>(r).expect("a checkpoint"))
+        .filter(|s| s.round == 1)
+        .collect();
+    assert_eq!(exchanges.len(), 2, "round 1 started over once");
+    assert_ne!(
+        exchanges[0].signed_keys.get("Bengaluru"),
+        exchanges[1].signed_keys.get("Bengaluru"),
+        "the restarted round has fresh keys"
+    );
+
+    let local = Command::new(&bin)
+        .args(["--rounds", "2", "--quiet", "--threads", "1"])
+        .output()
+        .expect("the local run");
+    let local = String::from_utf8_lossy(&local.stdout).to_string();
+    let rounds = table_rows;
+    assert_eq!(rounds(&stdout).len(), 2, "{stdout}");
+    assert_eq!(rounds(&stdout), rounds(&local), "{stdout}\n{local}");
+}
+
+/// An envoy killed with SIGKILL in round 0 and started again at once (malicious-secure, four
+/// envoys: threshold 3) is a dropout of round 0; round 1 invites it again with every peer's
+/// signing certificate (its new process lost them), sums its update, and the table says it
+/// came back.
+#[test]
+fn a_restarted_envoy_is_a_dropout_then_comes_back_in_the_next_round() {
+    const SITES: [&str; 4] = [
+        "Bengaluru",
+        "Portland",
+        "collaborator-003",
+        "collaborator-004",
+    ];
+    let root = env!("CARGO_MANIFEST_DIR");
+    let (bin, fed) = binaries(root);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    let addr = certs_and_address(&fed, dir.path(), &SITES);
+    let logs = || {
+        std::iter::once("director.log".to_string())
+            .chain(SITES.iter().map(|s| format!("envoy-{s}.log")))
+            .map(|f| std::fs::read_to_string(dir.path().join(f)).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let mut children = Children(vec![
+        Command::new(&bin)
+            .args(["director", "--listen", &addr, "--certs"])
+            .arg(dir.path().join("certs"))
+            .arg("--state")
+            .arg(&state)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("director.log")).expect("log file"))
+            .spawn()
+            .expect("the director starts"),
+    ]);
+    let four = ["--collaborators", "4"];
+    for name in SITES {
+        children
+            .0
+            .push(spawn_envoy(&bin, dir.path(), &addr, name, &four));
+    }
+    wait_envoys(&fed, dir.path(), &addr, 4, logs);
+    let client = Command::new(&bin)
+        .args(["--runtime", "federated", "--director", &addr, "--certs"])
+        .arg(dir.path().join("certs"))
+        .args(["--collaborators", "4", "--rounds", "2", "--quiet"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the client runs");
+    // Round 0 begins once the identities are exchanged.
+    let started = Instant::now();
+    while !journal_steps(&state)
+        .iter()
+        .any(|(s, _)| s == "collect_identities")
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "no identities exchanged within 10 minutes\n{}",
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = children.0[2].kill();
+    let _ = children.0[2].wait();
+    children.0[2] = spawn_envoy(&bin, dir.path(), &addr, "Portland", &four);
+    let out = client.wait_with_output().expect("the client's output");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        logs()
+    );
+    assert!(
+        stdout.contains("round 0: dropped out: Portland"),
+        "{stdout}\n{}",
+        logs()
+    );
+    assert!(
+        stdout.contains("round 1: came back after dropping out: Portland"),
+        "{stdout}\n{}",
+        logs()
+    );
+    assert!(!stdout.contains("round 1: dropped out"), "{stdout}");
+}

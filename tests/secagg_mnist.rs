@@ -475,6 +475,51 @@ fn a_malicious_secure_round_survives_a_dropout_at_the_consistency_check() {
     assert_eq!(row.train_samples, 800);
 }
 
+/// A collaborator whose envoy restarts mid-round (`--drop NAME@STEP:restart`: it loses its
+/// SecAgg keys and its peers' signing certificates) drops out of that round only: the next
+/// round invites it again, sends it the certificates again, sums its update, and the table
+/// says it came back. One that vanishes for good drops out of every round.
+#[test]
+fn a_restarted_collaborator_is_a_dropout_once_then_comes_back_with_its_certificates() {
+    let mut options = RunOptions::new(4, tiny(800, 200));
+    options.settings.rounds = 2;
+    malicious(&mut options);
+    options.drops = vec!["Portland@generate_keys:restart".parse().expect("valid")];
+    let flow = run(&options);
+    let [first, second] = &flow.results[..] else {
+        panic!("two rounds: {:?}", flow.results);
+    };
+    assert_eq!(first.dropped, ["Portland"]);
+    assert!(first.returned.is_empty());
+    assert_eq!(first.contributors.len(), 3, "{first:?}");
+    assert!(second.dropped.is_empty(), "{second:?}");
+    assert_eq!(second.returned, ["Portland"]);
+    assert_eq!(second.contributors.len(), 4, "{second:?}");
+    assert_eq!(second.train_samples, 800);
+
+    // One that vanishes for good is invited again, and drops out again.
+    let mut options = RunOptions::new(3, tiny(600, 150));
+    options.settings.rounds = 2;
+    options.settings.threshold = 2;
+    options.drops = vec!["Portland@train".parse().expect("valid")];
+    let flow = run(&options);
+    for row in &flow.results {
+        assert_eq!(row.dropped, ["Portland"], "{row:?}");
+        assert!(row.returned.is_empty(), "{row:?}");
+    }
+}
+
+#[test]
+fn a_drop_mode_other_than_restart_is_refused_naming_both() {
+    let err = "Portland@train:later"
+        .parse::<Drop>()
+        .expect_err("not a mode")
+        .to_string();
+    assert!(err.contains(":later") && err.contains(":restart"), "{err}");
+    let restart: Drop = "Portland@train:restart".parse().expect("valid");
+    assert!(restart.restart && restart.step == "train");
+}
+
 /// SecAgg+ under the malicious-secure protocol: each collaborator gets only its
 /// neighbourhood's signed keys and the signatures it must count, and the sum is the same.
 #[test]

@@ -127,6 +127,10 @@ pub struct RoundRow {
     pub contributors: Vec<String>,
     /// Collaborators invited to the round that did not finish it.
     pub dropped: Vec<String>,
+    /// Contributors that had dropped out of the round before (a restarted envoy, a healed
+    /// link): back in the sum.
+    #[serde(default)]
+    pub returned: Vec<String>,
     /// Training samples in the sum.
     pub train_samples: u64,
     /// Under distributed DP: ε spent after this round (all rounds so far, at the run's δ).
@@ -154,6 +158,15 @@ pub struct SecAggMnist {
     /// Aggregator → collaborators, once per run (malicious-secure): every collaborator's
     /// signing certificate, which each checks against the CA it trusts.
     pub signing_certificates: Vec<(String, Vec<u8>)>,
+    /// Aggregator → each collaborator back from a dropout (malicious-secure): every
+    /// collaborator's signing certificate again, since a restarted envoy lost them.
+    pub rejoin_certificates: PerCollaborator<Vec<(String, Vec<u8>)>>,
+    /// The signing certificates the collaborators presented (aggregator only; public).
+    pub identities: Vec<(String, Vec<u8>)>,
+    /// The collaborators invited to every round (aggregator only): all of the run's, or in a
+    /// malicious-secure run those that presented a certificate. A dropout of one round is
+    /// invited to the next.
+    pub members: Vec<String>,
     /// Collaborator → aggregator (malicious-secure): signed public keys.
     pub signed_advertise: Option<secagg::SignedAdvertiseKeys>,
     /// Aggregator → each collaborator (malicious-secure): its neighbourhood's signed keys.
@@ -317,7 +330,11 @@ fn missing(what: &str) -> BoxError {
 #[flow(
     collaborator = Site,
     aggregator = Coordinator,
-    addressed = [inbox, signed_keys, checked_unmask],
+    addressed = [inbox, signed_keys, checked_unmask, rejoin_certificates],
+    // A round's SecAgg server lives in the aggregator's private state: a resumed run (after a
+    // crash of the director) starts the interrupted round over, every collaborator with fresh
+    // keys.
+    resume_from = [start, collect_identities, join],
     tolerate_dropouts
 )]
 impl SecAggMnist {
@@ -335,6 +352,7 @@ impl SecAggMnist {
         }
         coordinator.optimizer = None;
         self.invited = ctx.collaborators().to_vec();
+        self.members = self.invited.clone();
         self.begin_round(ctx, coordinator)?;
         self.plan_noise(coordinator)?;
         if self.malicious() {
@@ -385,12 +403,14 @@ impl SecAggMnist {
             round_id(ctx, &self.invited, self.round, &name)?;
             certificates.push((name, state.signing_certificate));
         }
+        self.identities = certificates.clone();
         self.signing_certificates = certificates;
         self.invited = self
             .signing_certificates
             .iter()
             .map(|(n, _)| n.clone())
             .collect();
+        self.members = self.invited.clone();
         self.begin_round(ctx, coordinator)?;
         Ok(next!(
             self.aggregated_model_validation,
@@ -423,11 +443,15 @@ impl SecAggMnist {
             )
             .into());
         }
-        if !self.signing_certificates.is_empty() {
+        let certificates = match self.rejoin_certificates.remove(ctx.name()) {
+            Some(again) => again,
+            None => std::mem::take(&mut self.signing_certificates),
+        };
+        if !certificates.is_empty() {
             // Kept unverified: `generate_keys` checks each one the first time a round needs
             // its key (on SecAgg+ only the neighbourhood's, not the whole population's).
             site.peers = PeerKeys::new(
-                std::mem::take(&mut self.signing_certificates)
+                certificates
                     .into_iter()
                     .map(|(name, der)| Ok((client_id(ctx, &name)?, (name, der))))
                     .collect::<Result<_, BoxError>>()?,
@@ -523,10 +547,12 @@ impl SecAggMnist {
         let id = client_id(ctx, ctx.name())?;
         if config.security == secagg::Security::Malicious {
             if site.peers.is_empty() {
-                return Err(format!(
-                    "`{}` holds no signing certificates of its peers: they are exchanged once, at the start of a malicious-secure run, so such a run cannot go on with a collaborator whose state was built afresh (a resumed run, a restarted envoy); start the run again",
+                // Built afresh mid-run (a restarted envoy): it sits this round out, and the
+                // aggregator sends it the certificates again with its next invitation.
+                return Err(Dropout::new(format!(
+                    "`{}` lost its peers' signing certificates (restarted); it rejoins next round",
                     site.name()
-                )
+                ))
                 .into());
             }
             let keys = site
@@ -888,31 +914,53 @@ impl SecAggMnist {
             }
         };
         let epsilon = self.spend_privacy(coordinator, contributors.len())?;
-        let dropped = self
+        let dropped: Vec<String> = self
             .invited
             .iter()
             .filter(|n| !survivors.contains(n))
             .cloned()
             .collect();
+        let returned = match self.results.last() {
+            Some(last) => contributors
+                .iter()
+                .filter(|c| last.dropped.contains(c))
+                .cloned()
+                .collect(),
+            None => Vec::new(),
+        };
         self.results.push(RoundRow {
             round: self.round,
             agg_accuracy: decoded.agg_accuracy,
             train_loss: decoded.train_loss,
             local_accuracy: decoded.local_accuracy,
             contributors,
-            dropped,
+            dropped: dropped.clone(),
+            returned,
             train_samples: decoded.train_samples,
             epsilon,
         });
         self.clear_messages();
         self.round += 1;
         if self.round < self.settings.rounds {
-            self.invited = survivors;
+            // Every member again, this round's dropouts too (a restarted envoy comes back);
+            // in a malicious-secure run each returning one gets the certificates again.
+            self.invited = self.members.clone();
+            for name in dropped.iter().filter(|_| !self.identities.is_empty()) {
+                self.rejoin_certificates
+                    .insert(name.clone(), self.identities.clone());
+            }
             self.begin_round(ctx, coordinator)?;
             Ok(next!(
                 self.aggregated_model_validation,
                 foreach = self.invited.clone(),
-                include = [settings, round, model, secagg, noise_plan]
+                include = [
+                    settings,
+                    round,
+                    model,
+                    secagg,
+                    noise_plan,
+                    rejoin_certificates
+                ]
             ))
         } else {
             Ok(next!(self.end))
@@ -959,10 +1007,19 @@ impl SecAggMnist {
     fn end(&mut self) {}
 
     /// The public parameters of the round about to start.
-    fn begin_round(&mut self, ctx: &Ctx, coordinator: &Coordinator) -> Result<(), BoxError> {
+    fn begin_round(&mut self, ctx: &Ctx, coordinator: &mut Coordinator) -> Result<(), BoxError> {
         if !self.settings.secure {
             self.secagg = None;
             return Ok(());
+        }
+        if coordinator.session == [0; 32] {
+            // A director restarted from its checkpoints lost its private state: the run's
+            // session is public, in the last round's configuration.
+            coordinator.session = self
+                .secagg
+                .as_ref()
+                .map(|c| c.session)
+                .ok_or_else(|| missing("SecAgg session"))?;
         }
         let n = self.invited.len();
         if n < 2 {
@@ -1095,6 +1152,7 @@ impl SecAggMnist {
         self.checked_unmask = PerCollaborator::new();
         self.signing_certificate.clear();
         self.signing_certificates.clear();
+        self.rejoin_certificates = PerCollaborator::new();
         self.public_keys = None;
         self.outbox.clear();
         self.inbox = PerCollaborator::new();
@@ -1140,7 +1198,8 @@ mod tests {
             let _next = agg.start(&ctx, &mut coordinator).expect("start");
             if let Some(invited) = invited {
                 agg.invited = invited.iter().map(|n| (*n).to_string()).collect();
-                agg.begin_round(&ctx, &coordinator).expect("begin_round");
+                agg.begin_round(&ctx, &mut coordinator)
+                    .expect("begin_round");
             }
             let config = agg.secagg.clone().expect("a SecAgg config");
             let clients = agg

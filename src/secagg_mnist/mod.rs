@@ -38,13 +38,18 @@ pub fn collaborator_names(count: usize) -> Vec<String> {
         .collect()
 }
 
-/// A collaborator that vanishes at a step (`--drop NAME@STEP`).
+/// A collaborator that vanishes at a step (`--drop NAME@STEP`), or restarts there
+/// (`--drop NAME@STEP:restart`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Drop {
     /// The collaborator.
     pub name: String,
     /// The collaborator step at which it vanishes.
     pub step: String,
+    /// Whether it comes back: it drops out of that round only, having lost what a restarted
+    /// envoy loses (its SecAgg keys and its peers' signing certificates), and is invited again
+    /// from the next round.
+    pub restart: bool,
 }
 
 impl std::str::FromStr for Drop {
@@ -52,11 +57,21 @@ impl std::str::FromStr for Drop {
 
     fn from_str(s: &str) -> anyhow::Result<Self> {
         let Some((name, step)) = s.split_once('@') else {
-            bail!("`--drop {s}`: expected NAME@STEP, e.g. Portland@decrypt_ciphertext");
+            bail!(
+                "`--drop {s}`: expected NAME@STEP or NAME@STEP:restart, e.g. Portland@decrypt_ciphertext"
+            );
+        };
+        let (step, restart) = match step.split_once(':') {
+            None => (step, false),
+            Some((step, "restart")) => (step, true),
+            Some((_, other)) => bail!(
+                "`--drop {s}`: `:{other}` is not a drop mode; NAME@STEP vanishes for good, NAME@STEP:restart comes back in the next round"
+            ),
         };
         Ok(Drop {
             name: name.to_string(),
             step: step.to_string(),
+            restart,
         })
     }
 }
@@ -311,13 +326,13 @@ impl RunOptions {
                 .iter()
                 .position(|n| n == name)
                 .with_context(|| format!("unknown collaborator `{name}`"))?;
-            let drop_at = drops
-                .iter()
-                .find(|d| d.name == name)
-                .map(|d| d.step.clone());
+            let drop = drops.iter().find(|d| d.name == name);
             let share = shares.site_data(&data, index)?;
-            let site =
-                Site::from_share(name, &share, &partition, seed, drop_at)?.on_device(device)?;
+            let mut site = Site::from_share(name, &share, &partition, seed, None)?;
+            if let Some(drop) = drop {
+                site = site.drop_at(&drop.step, drop.restart);
+            }
+            let site = site.on_device(device)?;
             Ok(match &signing {
                 Some(identities) => site.with_signing(identities.keys_of(name)?),
                 None => site,

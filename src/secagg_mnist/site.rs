@@ -37,6 +37,8 @@ pub struct Site {
     pub(crate) peers: PeerKeys,
     drop_at: Option<String>,
     dropped: bool,
+    /// `drop_at` is a restart: the site drops out once, then comes back.
+    restart: bool,
     /// The partition its data came from ([`super::shares::label`]).
     pub(crate) partition: String,
 }
@@ -109,6 +111,7 @@ impl Site {
             peers: PeerKeys::default(),
             drop_at,
             dropped: false,
+            restart: false,
             partition: partition.to_string(),
         })
     }
@@ -168,11 +171,30 @@ impl Site {
 
     /// Vanishes at the step named by `--drop`, and stays gone.
     pub(crate) fn check_presence(&mut self, step: &str) -> Result<(), Dropout> {
+        if self.restart && self.drop_at.as_deref() == Some(step) {
+            // What a restarted envoy loses: everything built during the run.
+            self.drop_at = None;
+            self.client = None;
+            self.noise = None;
+            self.peers = PeerKeys::default();
+            return Err(Dropout::new(format!(
+                "`--drop {}@{step}:restart`: restarted",
+                self.name
+            )));
+        }
         if self.dropped || self.drop_at.as_deref() == Some(step) {
             self.dropped = true;
             return Err(Dropout::new(format!("`--drop {}@{step}`", self.name)));
         }
         Ok(())
+    }
+
+    /// The same site, vanishing at collaborator step `step` (for good, or once with `restart`).
+    #[must_use]
+    pub fn drop_at(mut self, step: &str, restart: bool) -> Self {
+        self.drop_at = Some(step.to_string());
+        self.restart = restart;
+        self
     }
 }
 
