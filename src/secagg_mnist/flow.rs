@@ -545,6 +545,19 @@ impl SecAggMnist {
             .clone()
             .ok_or_else(|| missing("SecAgg config"))?;
         let id = client_id(ctx, ctx.name())?;
+        let round = (config.session, config.round);
+        if site.revealed == Some(round) {
+            // The round started over (the director restarted after this collaborator revealed
+            // its shares): the aggregator may hold this round's sum already, and a second sum
+            // over other survivors would expose differences of updates. Sit it out.
+            return Err(Dropout::new(format!(
+                "`{}` revealed its shares for round {} already; it sits out the round's restart",
+                site.name(),
+                config.round
+            ))
+            .into());
+        }
+        site.round_in_progress = Some(round);
         if config.security == secagg::Security::Malicious {
             if site.peers.is_empty() {
                 // Built afresh mid-run (a restarted envoy): it sits this round out, and the
@@ -834,6 +847,7 @@ impl SecAggMnist {
     fn reveal_shares(&mut self, ctx: &Ctx, site: &mut Site) -> Result<Next<Self>, BoxError> {
         site.check_presence("reveal_shares")?;
         let mut client = site.client.take().ok_or_else(|| missing("SecAgg client"))?;
+        site.revealed = site.round_in_progress;
         self.unmask_response = Some(match self.checked_unmask.remove(ctx.name()) {
             Some(checked) => client.unmask_checked(&checked)?,
             None => {
@@ -1566,5 +1580,40 @@ mod tests {
         );
         assert!(err.contains("`Portland`"), "{err}");
         assert!(err.contains("signed public keys"), "{err}");
+    }
+
+    /// A collaborator that revealed its shares for a round sits out that round's restart
+    /// (after a crash of the director) instead of masking a second sum over other survivors;
+    /// the next round it takes part again.
+    #[test]
+    fn a_collaborator_sits_out_the_restart_of_a_round_it_revealed_shares_for() {
+        let data = flspec_tch::datasets::mnist::Mnist::load_bundled().expect("bundled MNIST");
+        let share = data.shard(1, 3).expect("a share");
+        let mut site = Site::from_share("Portland", &share, "strided", 42, None).expect("a site");
+        let round = Round::start(None);
+        let names = round.names.clone();
+        let ctx = Ctx::collaborator("SecAggMnist", "test", &names, "Portland");
+        let mut copy = round.agg.clone();
+        let _keys = copy
+            .generate_keys(&ctx, &mut site)
+            .expect("the round's keys");
+        // `reveal_shares` records the round it revealed shares for.
+        site.revealed = site.round_in_progress;
+        let mut again = round.agg.clone();
+        let err = again
+            .generate_keys(&ctx, &mut site)
+            .expect_err("a restart of the revealed round");
+        let dropout = err
+            .downcast_ref::<flspec::Dropout>()
+            .unwrap_or_else(|| panic!("not a dropout: {err}"));
+        assert!(
+            dropout.to_string().contains("revealed its shares"),
+            "{dropout}"
+        );
+        let mut next = round.agg.clone();
+        next.secagg.as_mut().expect("a config").round += 1;
+        let _keys = next
+            .generate_keys(&ctx, &mut site)
+            .expect("the next round goes on");
     }
 }

@@ -35,6 +35,11 @@ pub struct Site {
     pub(crate) signing: Option<SigningKeys>,
     /// The peers' signing certificates, as relayed at the run's start (malicious-secure).
     pub(crate) peers: PeerKeys,
+    /// The SecAgg round (session, round) this collaborator is in, and the last one it revealed
+    /// its shares for: a round started over after a crash of the director is one it must not
+    /// take part in again if it revealed its shares in it already.
+    pub(crate) round_in_progress: Option<([u8; 32], u64)>,
+    pub(crate) revealed: Option<([u8; 32], u64)>,
     drop_at: Option<String>,
     dropped: bool,
     /// `drop_at` is a restart: the site drops out once, then comes back.
@@ -109,6 +114,8 @@ impl Site {
             measured: Measurements::default(),
             signing: None,
             peers: PeerKeys::default(),
+            round_in_progress: None,
+            revealed: None,
             drop_at,
             dropped: false,
             restart: false,
