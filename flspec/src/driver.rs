@@ -23,9 +23,7 @@ use crate::{
 /// A collaborator's state on its arrival at a join.
 #[derive(Debug)]
 pub struct Arrival<F: Flow> {
-    /// The collaborator. A runtime may leave it empty (`String::new()`, which allocates
-    /// nothing): the driver then names the arrival from the fan-out list it owns, so that a
-    /// fan-out does not copy every name once more (see [`run_collaborator_unnamed`]).
+    /// The collaborator.
     pub name: String,
     /// The join it reached.
     pub join: F::Step,
@@ -58,6 +56,7 @@ impl<F: Flow> FanOutResult<F> {
     ///
     /// # Errors
     /// `outcome`'s error, unless it is a dropout.
+    #[inline]
     pub fn push(&mut self, name: &str, outcome: Result<Arrival<F>>) -> Result<()> {
         match outcome {
             Ok(arrival) => self.arrivals.push(arrival),
@@ -160,15 +159,24 @@ impl<F: Flow> Copies<F> {
     pub fn has_addressed(&self) -> bool {
         self.addressed.is_some()
     }
+
+    /// `collaborator`'s own entries of the addressed fields, moved into an otherwise default
+    /// state (`None` for a flow without addressed fields): with [`shared`](Self::shared), what
+    /// [`copy_for`](Self::copy_for) would give it, for a runtime that sends the shared part once
+    /// to a process hosting many collaborators.
+    pub fn parts_for(&mut self, collaborator: &str) -> Option<F> {
+        let parts = self.addressed.as_mut()?;
+        let mut mine = F::default();
+        F::give_addressed(&mut mine, parts, collaborator);
+        Some(mine)
+    }
 }
 
 /// How a runtime runs the collaborator side of a fan-out.
 pub trait FanOut<F: Flow> {
     /// Runs every named collaborator from `request.step` until it reaches a join, and returns
     /// their arrivals in the order of `request.names`, with the collaborators that dropped out
-    /// (a [`Dropout`](crate::Dropout) from a step, or a participant the runtime lost). An
-    /// arrival with an empty name is the next collaborator of `request.names` that is neither
-    /// named by an earlier arrival nor among the dropouts.
+    /// (a [`Dropout`](crate::Dropout) from a step, or a participant the runtime lost).
     ///
     /// # Errors
     /// The first failure in fan-out order (a step error or panic) other than a dropout.
@@ -422,44 +430,51 @@ fn follow<'a, F: Flow>(
     fan_out: &mut dyn FanOut<F>,
     fan: &mut FanOutContext<'a>,
 ) -> Result<(F::Step, Option<Inputs<F>>)> {
-    let Some(names) = next.take_foreach() else {
+    let Some(mut names) = next.take_foreach() else {
         state.filter_in_place(next.transition());
         return Ok((next.step(), None));
     };
     let positions = match fan.roster {
-        Roster::Population(population) => {
-            check_population_fan_out::<F>(next.step(), &names, population)?
-        }
+        Roster::Population(population) => Positions::Listed(check_population_fan_out::<F>(
+            next.step(),
+            &names,
+            population,
+        )?),
         _ => check_fan_out::<F>(next.step(), &names, fan.roster.as_names(), fan)?,
     };
     setup.emit(Event::FanOut {
         step: next.step().as_str(),
         collaborators: names.len(),
     });
-    // The collaborators to run, owned: the fan-out list itself, or (after a resume) the list
-    // without the recovered ones, which then keeps the whole list for the order of the inputs.
-    // Unnamed arrivals take their names out of it.
-    let (mut to_run, to_run_positions, names): (Vec<String>, Vec<usize>, Vec<String>) =
-        if recovered.is_empty() {
-            (names, positions, Vec::new())
-        } else {
-            let done: HashSet<&str> = recovered.iter().map(|a| a.name.as_str()).collect();
-            let (run, run_positions) = names
-                .iter()
-                .zip(&positions)
-                .filter(|(n, _)| !done.contains(n.as_str()))
-                .map(|(n, &p)| (n.clone(), p))
-                .unzip();
-            (run, run_positions, names)
-        };
+    // A fan-out to every collaborator in the roster's order (`foreach = ctx.collaborators()`)
+    // runs over the runtime's own list: the step's copy of it is freed before the
+    // collaborators run, as a hand-written loop over the names would have no such copy.
+    let whole = matches!(positions, Positions::Whole(_));
+    let positions = positions.into_vec();
+    let remaining: (Vec<String>, Vec<usize>);
+    let (to_run, to_run_positions): (&[String], &[usize]) = if !recovered.is_empty() {
+        let done: HashSet<&str> = recovered.iter().map(|a| a.name.as_str()).collect();
+        remaining = names
+            .iter()
+            .zip(&positions)
+            .filter(|(n, _)| !done.contains(n.as_str()))
+            .map(|(n, &p)| (n.clone(), p))
+            .unzip();
+        (&remaining.0, &remaining.1)
+    } else if whole {
+        drop(std::mem::take(&mut names));
+        (fan.roster.as_names(), &positions)
+    } else {
+        (&names, &positions)
+    };
     let result = if to_run.is_empty() {
         FanOutResult::default()
     } else {
         fan_out.run(FanOutRequest {
             step: next.step(),
             transition: next.transition(),
-            names: &to_run,
-            positions: &to_run_positions,
+            names: to_run,
+            positions: to_run_positions,
             state,
         })?
     };
@@ -484,7 +499,6 @@ fn follow<'a, F: Flow>(
         arrivals.len() + recovered.len(),
         setup,
     )?;
-    name_arrivals(&mut arrivals, &mut to_run, &dropped)?;
     if !recovered.is_empty() {
         arrivals.extend(recovered);
         let order: std::collections::HashMap<&str, usize> = names
@@ -506,44 +520,6 @@ fn follow<'a, F: Flow>(
             .collect(),
     );
     Ok((join, Some(inputs)))
-}
-
-/// Names the arrivals a runtime left unnamed (see [`Arrival::name`]), moving each name out of
-/// `names`, the fan-out's list: the arrivals are in its order, without the dropouts. A runtime
-/// names all its arrivals or none.
-fn name_arrivals<F: Flow>(
-    arrivals: &mut [Arrival<F>],
-    names: &mut [String],
-    dropped: &[Departure],
-) -> Result<()> {
-    if arrivals.first().is_none_or(|a| !a.name.is_empty()) {
-        return Ok(());
-    }
-    let gone: HashSet<&str> = dropped.iter().map(|d| d.name.as_str()).collect();
-    let mut left = names
-        .iter_mut()
-        .filter(|n| gone.is_empty() || !gone.contains(n.as_str()));
-    for arrival in arrivals {
-        if !arrival.name.is_empty() {
-            return Err(Error::Runtime(
-                format!(
-                    "the runtime named arrival `{}` but left others of the fan-out unnamed; a \
-                     runtime names all its arrivals or none",
-                    arrival.name
-                )
-                .into(),
-            ));
-        }
-        let Some(name) = left.next() else {
-            return Err(Error::Runtime(
-                "the runtime reported dropouts outside the fan-out's list, so its unnamed \
-                 arrivals cannot be named; this is a bug of the runtime"
-                    .into(),
-            ));
-        };
-        arrival.name = std::mem::take(name);
-    }
-    Ok(())
 }
 
 fn check_dropouts<F: Flow>(
@@ -584,13 +560,30 @@ fn check_dropouts<F: Flow>(
     })
 }
 
+/// Where the names of a checked fan-out list stand among the run's collaborators.
+enum Positions {
+    /// The list is every collaborator, in the runtime's order.
+    Whole(usize),
+    /// Each name's position, in the list's order.
+    Listed(Vec<usize>),
+}
+
+impl Positions {
+    fn into_vec(self) -> Vec<usize> {
+        match self {
+            Positions::Whole(n) => (0..n).collect(),
+            Positions::Listed(positions) => positions,
+        }
+    }
+}
+
 /// Checks a fan-out list and returns each name's position among the run's collaborators.
 fn check_fan_out<'a, F: Flow>(
     step: F::Step,
     names: &[String],
     known: &'a [String],
     fan: &mut FanOutContext<'a>,
-) -> Result<Vec<usize>> {
+) -> Result<Positions> {
     if names.is_empty() {
         return Err(Error::EmptyFanOut {
             step: step.as_str(),
@@ -598,7 +591,7 @@ fn check_fan_out<'a, F: Flow>(
     }
     // The common case: every collaborator, in the runtime's order (whose names are unique).
     if names == known {
-        return Ok((0..names.len()).collect());
+        return Ok(Positions::Whole(names.len()));
     }
     let index = fan.index.get_or_insert_with(|| {
         known
@@ -631,7 +624,7 @@ fn check_fan_out<'a, F: Flow>(
     for &p in &positions {
         fan.seen[p] = false;
     }
-    result.map(|()| positions)
+    result.map(|()| Positions::Listed(positions))
 }
 
 /// Checks a fan-out list over a population: each name's number, read from the name, is its
@@ -845,25 +838,6 @@ pub fn run_collaborator<F: Flow>(
 /// As [`run_collaborator`].
 pub fn run_collaborator_with<F: Flow>(
     name: &str,
-    state: F,
-    first: F::Step,
-    private: &mut F::Collaborator,
-    setup: &RunSetup<'_>,
-    roster: Roster<'_>,
-) -> Result<Arrival<F>> {
-    let mut arrival = run_collaborator_unnamed(name, state, first, private, setup, roster)?;
-    arrival.name = name.to_string();
-    Ok(arrival)
-}
-
-/// [`run_collaborator_with`], with the arrival left unnamed (an empty [`Arrival::name`]) for
-/// the driver to name from the fan-out list it owns: one allocation less per collaborator. Only
-/// for arrivals a [`FanOut`] returns, all of them unnamed.
-///
-/// # Errors
-/// As [`run_collaborator`].
-pub fn run_collaborator_unnamed<F: Flow>(
-    name: &str,
     mut state: F,
     first: F::Step,
     private: &mut F::Collaborator,
@@ -928,7 +902,7 @@ pub fn run_collaborator_unnamed<F: Flow>(
             })?;
         if target == Role::Aggregator {
             return Ok(Arrival {
-                name: String::new(),
+                name: name.to_string(),
                 join: next.step(),
                 state,
             });

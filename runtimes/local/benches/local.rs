@@ -9,10 +9,24 @@
 //! `FLSPEC_BENCH_MEMORY_ONLY=1` prints the memory table and skips the timings;
 //! `FLSPEC_BENCH_NO_MEMORY=1` skips the memory table (e.g. to profile one timing with
 //! `-- --profile-time 5 'local/sequential/framework/1000$'`).
+//!
+//! Before criterion's groups, the bench times the framework and the hand loop **in
+//! alternation** (one run of each, in turn, after warm-up pairs) and prints both medians and
+//! their ratio: on a machine shared with other work, criterion's groups (measured one after
+//! the other) drift with the load, while alternating runs see the same load.
+//! `FLSPEC_BENCH_INTERLEAVED_ONLY=1` prints only that table.
+//!
+//! `FLSPEC_BENCH_PROFILE=<framework|hand_loop|hand_loop_listed>:<n>:<runs>` runs only that side, `runs` times
+//! sequentially for `n` collaborators, and exits: under `perf record`, the sample counts of two
+//! such runs with the same `n` and `runs` compare the two sides' work function by function.
+//!
+//! The allocator counts bytes only while the memory table is measured, so the timings see the
+//! system allocator's own cost (`FLSPEC_BENCH_COUNT_ALWAYS=1` counts during the timings too, as
+//! this bench did before).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
-use std::sync::atomic::{AtomicIsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
 
 use criterion::{BenchmarkId, Criterion, Throughput};
 use flspec::prelude::*;
@@ -23,8 +37,14 @@ struct Counting;
 
 static LIVE: AtomicIsize = AtomicIsize::new(0);
 static PEAK: AtomicIsize = AtomicIsize::new(0);
+/// Whether allocations are counted: only while [`memory`] measures (two atomic adds per
+/// allocation would otherwise weigh on the timings, more on the side that allocates more).
+static COUNTING: AtomicBool = AtomicBool::new(false);
 
 fn grew(bytes: usize) {
+    if !COUNTING.load(Ordering::Relaxed) {
+        return;
+    }
     let now = LIVE.fetch_add(bytes as isize, Ordering::Relaxed) + bytes as isize;
     if now > PEAK.load(Ordering::Relaxed) {
         PEAK.fetch_max(now, Ordering::Relaxed);
@@ -32,6 +52,9 @@ fn grew(bytes: usize) {
 }
 
 fn shrank(bytes: usize) {
+    if !COUNTING.load(Ordering::Relaxed) {
+        return;
+    }
     LIVE.fetch_sub(bytes as isize, Ordering::Relaxed);
 }
 
@@ -159,6 +182,16 @@ fn hand_loop(mut state: Bench, names: &[String]) -> Bench {
     state
 }
 
+/// The hand loop, after making and freeing an owned copy of the name list, as the flow's
+/// `foreach = ctx.collaborators()` does (a `next!` fan-out list is a `Vec<String>`): the share
+/// of the framework's overhead that is that copy.
+fn hand_loop_listed(state: Bench, names: &[String]) -> Bench {
+    let list: Vec<String> = black_box(names.to_vec());
+    let out = hand_loop(state, names);
+    drop(list);
+    out
+}
+
 /// The hand loop on two threads: each takes half of the collaborators, in order. Like the
 /// runtime, it runs a single collaborator on the calling thread.
 fn hand_loop_parallel(mut state: Bench, names: &[String]) -> Bench {
@@ -241,6 +274,7 @@ fn timings(c: &mut Criterion) {
 
 /// Peak heap bytes of one run of each, printed as a table.
 fn memory() {
+    COUNTING.store(true, Ordering::SeqCst);
     let state_size = STATE_BYTES + std::mem::size_of::<Bench>();
     println!("peak heap during one run (bytes; a state copy is {state_size} bytes)");
     println!(
@@ -274,13 +308,114 @@ fn memory() {
             );
         }
     }
+    COUNTING.store(false, Ordering::SeqCst);
+}
+
+/// Times the framework, the hand loop and the hand loop with a copy of the name list in
+/// rotation (one run of each in turn, the first of the three rotating), `pairs` rounds after
+/// `pairs / 10` warm-up rounds, and prints the medians per collaborator-step and the ratios.
+fn interleaved() {
+    use std::time::Instant;
+    println!(
+        "interleaved medians per collaborator-step: framework, hand loop, hand loop + list copy; \
+         framework / hand loop, framework / (hand loop + list copy)"
+    );
+    for (mode, workers) in [("sequential", 1), ("parallel2", 2)] {
+        for n in SIZES {
+            let list = names(n);
+            let runtime = LocalRuntime::new(list.clone(), |_| ()).parallel(workers);
+            let fw = || framework(&runtime);
+            let hand = || {
+                if workers == 1 {
+                    hand_loop(Bench::initial(), &list)
+                } else {
+                    hand_loop_parallel(Bench::initial(), &list)
+                }
+            };
+            let listed = || {
+                let copy: Vec<String> = black_box(list.to_vec());
+                let out = hand();
+                drop(copy);
+                out
+            };
+            let sides: [&dyn Fn() -> Bench; 3] = [&fw, &hand, &listed];
+            // About 2 s of each at the pre-change speeds (1 us per collaborator-step), at
+            // least 200 rounds.
+            let rounds = (2_000_000 / n).clamp(200, 20_000);
+            let warm_up = rounds / 10;
+            let mut times: [Vec<f64>; 3] = Default::default();
+            for i in 0..warm_up + rounds {
+                for k in 0..3 {
+                    let side = (i + k) % 3;
+                    let began = Instant::now();
+                    black_box(sides[side]());
+                    let took = began.elapsed().as_secs_f64();
+                    if i >= warm_up {
+                        times[side].push(took);
+                    }
+                }
+            }
+            let [m_fw, m_hand, m_listed] = times.map(|mut v| {
+                v.sort_by(f64::total_cmp);
+                v[v.len() / 2] * 1e9 / n as f64
+            });
+            println!(
+                "{mode:>10} n = {n:>6} ({rounds:>5} rounds): {m_fw:>8.1} ns, {m_hand:>8.1} ns, {m_listed:>8.1} ns; ratios {:.2}, {:.2}",
+                m_fw / m_hand,
+                m_fw / m_listed
+            );
+        }
+    }
+}
+
+/// `FLSPEC_BENCH_PROFILE=<side>:<n>:<runs>`: runs one side alone (for a profiler).
+fn profile(spec: &str) {
+    let parts: Vec<&str> = spec.split(':').collect();
+    let [side, n, runs] = parts[..] else {
+        panic!(
+            "FLSPEC_BENCH_PROFILE is `<framework|hand_loop|hand_loop_listed>:<n>:<runs>`, not `{spec}`"
+        );
+    };
+    let n: usize = n.parse().expect("FLSPEC_BENCH_PROFILE: n is a number");
+    let runs: usize = runs
+        .parse()
+        .expect("FLSPEC_BENCH_PROFILE: runs is a number");
+    let list = names(n);
+    let runtime = LocalRuntime::new(list.clone(), |_| ());
+    let began = std::time::Instant::now();
+    for _ in 0..runs {
+        match side {
+            "framework" => black_box(framework(&runtime)),
+            "hand_loop" => black_box(hand_loop(Bench::initial(), &list)),
+            "hand_loop_listed" => black_box(hand_loop_listed(Bench::initial(), &list)),
+            other => panic!(
+                "FLSPEC_BENCH_PROFILE: unknown side `{other}`; use framework, hand_loop or hand_loop_listed"
+            ),
+        };
+    }
+    let per = began.elapsed().as_secs_f64() * 1e9 / (runs * n) as f64;
+    println!("{side}, n = {n}, {runs} runs: {per:.1} ns per collaborator-step (mean)");
 }
 
 fn main() {
-    if std::env::var_os("FLSPEC_BENCH_NO_MEMORY").is_none() {
+    if let Some(spec) = std::env::var_os("FLSPEC_BENCH_PROFILE") {
+        profile(&spec.to_string_lossy());
+        return;
+    }
+    let count_always = std::env::var_os("FLSPEC_BENCH_COUNT_ALWAYS").is_some();
+    if std::env::var_os("FLSPEC_BENCH_NO_MEMORY").is_none()
+        && std::env::var_os("FLSPEC_BENCH_INTERLEAVED_ONLY").is_none()
+    {
         memory();
     }
     if std::env::var_os("FLSPEC_BENCH_MEMORY_ONLY").is_some() {
+        return;
+    }
+    COUNTING.store(count_always, Ordering::SeqCst);
+    if std::env::var_os("FLSPEC_BENCH_NO_INTERLEAVED").is_none() {
+        interleaved();
+    }
+    if std::env::var_os("FLSPEC_BENCH_INTERLEAVED_ONLY").is_some() {
         return;
     }
     let mut c = Criterion::default().configure_from_args();
