@@ -231,6 +231,10 @@ enum Serve {
         /// the director reads the file again when it changes.
         #[arg(long, value_name = "FILE")]
         revoked: Option<PathBuf>,
+        /// The hosting list: one line per envoy, its name then the collaborators it may host
+        /// (`envoy --host`), separated by spaces; `#` comments.
+        #[arg(long, value_name = "FILE")]
+        hosts: Option<PathBuf>,
         /// Write a checkpoint of the aggregator's state after every step of every run to this
         /// folder.
         #[arg(long, conflicts_with = "state")]
@@ -259,9 +263,18 @@ enum Serve {
         /// The director's address.
         #[arg(long, default_value = "127.0.0.1:50050")]
         director: String,
-        /// The collaborator this envoy serves (its certificate's name).
+        /// The envoy's name (its certificate's name); the collaborator it serves unless --host
+        /// or --hosts-file say otherwise.
         #[arg(long)]
         name: String,
+        /// A collaborator this envoy hosts (repeatable), each with its own share of the data,
+        /// private state and SecAgg signing key (envoys/NAME.secagg.*). The director must give
+        /// them to this envoy in its --hosts list.
+        #[arg(long = "host", value_name = "NAME")]
+        hosts: Vec<String>,
+        /// As --host, one collaborator name per line (`#` comments).
+        #[arg(long, value_name = "FILE")]
+        hosts_file: Option<PathBuf>,
         /// The federation's certificate folder (uses envoys/NAME.pem).
         #[arg(long)]
         certs: PathBuf,
@@ -548,6 +561,7 @@ fn serve_federation(serve: Serve) -> anyhow::Result<()> {
             listen,
             certs,
             revoked,
+            hosts,
             checkpoint,
             state,
             resume_wait_secs,
@@ -561,6 +575,7 @@ fn serve_federation(serve: Serve) -> anyhow::Result<()> {
                 options = options.revocation_list(path);
             }
             options.checkpoint_dir = checkpoint;
+            options.hosts_file = hosts;
             options.state_dir = state;
             options.resume_wait = std::time::Duration::from_secs(resume_wait_secs);
             options.admin_addr = admin;
@@ -574,6 +589,8 @@ fn serve_federation(serve: Serve) -> anyhow::Result<()> {
         Serve::Envoy {
             director,
             name,
+            hosts,
+            hosts_file,
             certs,
             collaborators,
             data,
@@ -589,50 +606,77 @@ fn serve_federation(serve: Serve) -> anyhow::Result<()> {
                 .with_context(|| format!("`--device {device}`"))?;
             threads::set_num_threads(threads.unwrap_or_else(threads::available_cores));
             let names = collaborator_names(collaborators);
-            let Some(index) = names.iter().position(|n| *n == name) else {
-                bail!(
-                    "`--name {name}` is not one of the {collaborators} collaborators: {}",
-                    names.join(", ")
+            let mut hosted = hosts;
+            if let Some(file) = &hosts_file {
+                let text = std::fs::read_to_string(file)
+                    .with_context(|| format!("reading `--hosts-file {}`", file.display()))?;
+                hosted.extend(
+                    text.lines()
+                        .map(|l| l.split('#').next().unwrap_or_default().trim())
+                        .filter(|l| !l.is_empty())
+                        .map(str::to_string),
                 );
-            };
-            let data = support::load_mnist(data.as_deref(), false)?;
-            let shares = Shares::new(&data, partition, collaborators, partition_seed)?;
-            let share = shares.site_data(&data, index)?;
+            }
+            if hosted.is_empty() {
+                hosted.push(name.clone());
+            }
+            for site in &hosted {
+                if !names.contains(site) {
+                    bail!(
+                        "collaborator `{site}` is not one of the {collaborators} collaborators: {}{}",
+                        names.iter().take(5).cloned().collect::<Vec<_>>().join(", "),
+                        if collaborators > 5 { ", ..." } else { "" }
+                    );
+                }
+            }
+            let data = Arc::new(support::load_mnist(data.as_deref(), false)?);
+            let shares = Arc::new(Shares::new(
+                &data,
+                partition,
+                collaborators,
+                partition_seed,
+            )?);
             let label = shares.label();
             let tls = TlsConfig::from_dir(&certs, &format!("envoys/{name}"))?;
-            // The SecAgg signing identity, for malicious-secure runs; semi-honest runs work
-            // without it (a federation made before signing certificates existed).
+            // The SecAgg signing identities, for malicious-secure runs; semi-honest runs work
+            // without them (a federation made before signing certificates existed).
             let envoys = certs.join("envoys");
-            let signing = if envoys.join(format!("{name}.secagg.crt")).exists() {
-                Some((
-                    SigningCredentials::load(&envoys, &name)?,
-                    Arc::new(SigningTrust::load(&certs)?),
-                ))
+            let missing: Vec<&String> = hosted
+                .iter()
+                .filter(|site| !envoys.join(format!("{site}.secagg.crt")).exists())
+                .collect();
+            let trust = if missing.len() < hosted.len() {
+                Some(Arc::new(SigningTrust::load(&certs)?))
             } else {
-                tracing::warn!(
-                    "no SecAgg signing certificate {}: this envoy can join only semi-honest runs; make one with `flspec-fed certs`",
-                    envoys.join(format!("{name}.secagg.crt")).display()
-                );
                 None
             };
+            if let Some(first) = missing.first() {
+                tracing::warn!(
+                    "no SecAgg signing certificate {} ({} of the {} hosted collaborators lack one): they can join only semi-honest runs; make them with `flspec-fed certs`",
+                    envoys.join(format!("{first}.secagg.crt")).display(),
+                    missing.len(),
+                    hosted.len()
+                );
+            }
             let registry = Registry::new().try_flow::<SecAggMnist, anyhow::Error>(
                 move |site: &str| -> anyhow::Result<Site> {
+                    let index = names
+                        .iter()
+                        .position(|n| n == site)
+                        .with_context(|| format!("`{site}` is not a collaborator"))?;
+                    let share = shares.site_data(&data, index)?;
                     let mut built = Site::from_share(site, &share, &label, 42, drop_at.clone())?
                         .on_device(device)?;
-                    if let Some((credentials, trust)) = &signing {
-                        let identity = SigningCredentials {
-                            name: credentials.name.clone(),
-                            identity: credentials.identity.duplicate(),
-                            certificate_der: credentials.certificate_der.clone(),
-                        };
+                    let credentials = envoys.join(format!("{site}.secagg.crt"));
+                    if let (true, Some(trust)) = (credentials.exists(), &trust) {
+                        let identity = SigningCredentials::load(&envoys, site)?;
                         built = built.with_signing(SigningKeys::new(identity, Arc::clone(trust)));
                     }
                     Ok(built)
                 },
             );
-            runtime.block_on(flspec_federated::envoy::serve(
-                &director, tls, &name, registry,
-            ))?;
+            let envoy = flspec_federated::Envoy::new(director, tls, name, registry).hosting(hosted);
+            runtime.block_on(envoy.run())?;
         }
     }
     Ok(())

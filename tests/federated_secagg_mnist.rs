@@ -633,3 +633,72 @@ fn a_restarted_envoy_is_a_dropout_then_comes_back_in_the_next_round() {
     );
     assert!(!stdout.contains("round 1: dropped out"), "{stdout}");
 }
+
+/// One envoy process hosts three collaborators (`--host`, authorised by the director's
+/// `--hosts` list), each with its own share, private state and signing key: a malicious-secure
+/// round through it gives the local runtime's table for three collaborators.
+#[test]
+fn one_envoy_hosting_three_collaborators_matches_the_local_runtime() {
+    const SITES: [&str; 3] = ["Bengaluru", "Portland", "collaborator-003"];
+    let root = env!("CARGO_MANIFEST_DIR");
+    let (bin, fed) = binaries(root);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut names = vec!["site-a"];
+    names.extend(SITES);
+    let addr = certs_and_address(&fed, dir.path(), &names);
+    let hosts = dir.path().join("hosts.txt");
+    std::fs::write(&hosts, format!("site-a {}\n", SITES.join(" "))).expect("the hosting list");
+    let logs = || {
+        ["director.log", "envoy-site-a.log"]
+            .map(|f| std::fs::read_to_string(dir.path().join(f)).unwrap_or_default())
+            .join("\n")
+    };
+    let mut children = Children(vec![
+        Command::new(&bin)
+            .args(["director", "--listen", &addr, "--certs"])
+            .arg(dir.path().join("certs"))
+            .arg("--hosts")
+            .arg(&hosts)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("director.log")).expect("log file"))
+            .spawn()
+            .expect("the director starts"),
+    ]);
+    let mut hosting = vec!["--collaborators", "3"];
+    for site in SITES {
+        hosting.extend(["--host", site]);
+    }
+    children
+        .0
+        .push(spawn_envoy(&bin, dir.path(), &addr, "site-a", &hosting));
+    wait_envoys(&fed, dir.path(), &addr, 1, logs);
+    let out = Command::new(&bin)
+        .args(["--runtime", "federated", "--director", &addr, "--certs"])
+        .arg(dir.path().join("certs"))
+        .args(["--collaborators", "3", "--rounds", "1", "--quiet"])
+        .output()
+        .expect("the client runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        logs()
+    );
+    assert!(stdout.contains("malicious-secure"), "{stdout}");
+    let local = Command::new(&bin)
+        .args([
+            "--collaborators",
+            "3",
+            "--rounds",
+            "1",
+            "--quiet",
+            "--threads",
+            "1",
+        ])
+        .output()
+        .expect("the local run");
+    let local = String::from_utf8_lossy(&local.stdout).to_string();
+    assert_eq!(table_rows(&stdout).len(), 1, "{stdout}");
+    assert_eq!(table_rows(&stdout), table_rows(&local), "{stdout}\n{local}");
+}

@@ -37,7 +37,8 @@ use crate::registry::{EnvoyFlow, Registry};
 use crate::rpc::director_client::DirectorClient;
 use crate::tls::TlsConfig;
 use crate::wire::{
-    DirectorMsg, EnvoyMsg, FlowInfo, LogLine, PROTOCOL_VERSION, Task, TaskOutcome, WireEvent,
+    DirectorMsg, EnvoyMsg, FlowInfo, LogLine, PROTOCOL_VERSION, Task, TaskBatch, TaskOutcome,
+    WireEvent,
 };
 use crate::{Error, Result};
 
@@ -56,6 +57,9 @@ pub struct EnvoyOptions {
     /// how an envoy notices a half-open connection (the director's host or a middlebox
     /// vanished without closing it): within three times this. Default: 10 s.
     pub keepalive: Duration,
+    /// The most collaborator tasks this envoy runs at once (an envoy that hosts many
+    /// collaborators queues the others). Default: the cores this process may use.
+    pub max_parallel_tasks: usize,
 }
 
 impl Default for EnvoyOptions {
@@ -65,6 +69,7 @@ impl Default for EnvoyOptions {
             reconnect: true,
             max_backoff: Duration::from_secs(5),
             keepalive: crate::net::KEEPALIVE,
+            max_parallel_tasks: std::thread::available_parallelism().map_or(1, usize::from),
         }
     }
 }
@@ -85,15 +90,23 @@ pub struct Envoy {
     director: String,
     tls: TlsConfig,
     name: String,
+    /// The collaborators it hosts (its own name by default).
+    hosts: Arc<[String]>,
     registry: Registry,
     options: EnvoyOptions,
+    /// Bounds the tasks running at once ([`EnvoyOptions::max_parallel_tasks`]).
+    permits: Arc<tokio::sync::Semaphore>,
 }
+
+/// One collaborator's private state in a run, built on its first task.
+type PrivateSlot = Arc<Mutex<Option<Box<dyn Any + Send>>>>;
 
 /// A run this envoy takes part in.
 struct RunCtx {
     entry: std::result::Result<Arc<dyn EnvoyFlow>, String>,
     collaborators: Arc<[String]>,
-    private: Arc<Mutex<Option<Box<dyn Any + Send>>>>,
+    /// Each hosted collaborator's private state.
+    private: Mutex<HashMap<String, PrivateSlot>>,
 }
 
 enum End {
@@ -111,18 +124,40 @@ impl Envoy {
         name: impl Into<String>,
         registry: Registry,
     ) -> Self {
+        let name: String = name.into();
+        let options = EnvoyOptions::default();
         Envoy {
             director: director.into(),
             tls,
-            name: name.into(),
+            hosts: Arc::from(vec![name.clone()]),
+            name,
             registry,
-            options: EnvoyOptions::default(),
+            permits: Arc::new(tokio::sync::Semaphore::new(
+                options.max_parallel_tasks.max(1),
+            )),
+            options,
         }
     }
 
     /// Replaces the settings.
     pub fn options(mut self, options: EnvoyOptions) -> Self {
+        self.permits = Arc::new(tokio::sync::Semaphore::new(
+            options.max_parallel_tasks.max(1),
+        ));
         self.options = options;
+        self
+    }
+
+    /// Hosts these collaborators instead of the envoy's own name alone, each with its own
+    /// private state (built by the registry's factory from its name), all behind the envoy's one
+    /// mTLS identity. The director accepts them only if its hosting list
+    /// ([`crate::DirectorOptions::hosts_file`]) gives them to this envoy.
+    pub fn hosting<I, S>(mut self, collaborators: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.hosts = collaborators.into_iter().map(Into::into).collect();
         self
     }
 
@@ -179,6 +214,7 @@ impl Envoy {
             protocol: PROTOCOL_VERSION,
             name: self.name.clone(),
             flows: self.registry.collaborator_flows(),
+            collaborators: self.hosts.to_vec(),
         });
         let call = tokio::time::timeout(
             Duration::from_secs(15),
@@ -308,20 +344,32 @@ impl Envoy {
                     Arc::new(RunCtx {
                         entry,
                         collaborators: collaborators.into(),
-                        private: Arc::new(Mutex::new(None)),
+                        private: Mutex::new(HashMap::new()),
                     })
                 });
             }
             DirectorMsg::Task(task) => {
                 let ctx = runs.get(&task.run_id).cloned();
-                let out = out.clone();
-                let name = self.name.clone();
-                let limits = self.options.limits;
-                tokio::spawn(async move {
-                    let id = task.task;
-                    let outcome = run_task(ctx, task, name, out.clone(), limits).await;
-                    let _ = out.send(EnvoyMsg::TaskDone { task: id, outcome });
-                });
+                self.spawn_task(ctx, task, None, out);
+            }
+            DirectorMsg::Tasks(TaskBatch {
+                run_id,
+                step,
+                shared,
+                tasks,
+            }) => {
+                let ctx = runs.get(&run_id).cloned();
+                for t in tasks {
+                    let task = Task {
+                        task: t.task,
+                        run_id: run_id.clone(),
+                        collaborator: t.collaborator,
+                        step: step.clone(),
+                        state: shared.clone(),
+                    };
+                    let parts = (!t.parts.is_empty()).then_some(t.parts);
+                    self.spawn_task(ctx.clone(), task, parts, out);
+                }
             }
             DirectorMsg::RunEnded { run_id } => {
                 if let Some(ctx) = runs.remove(&run_id) {
@@ -331,6 +379,26 @@ impl Envoy {
             }
             DirectorMsg::Welcome { .. } => {}
         }
+    }
+
+    /// Runs a task once a permit is free, and answers it.
+    fn spawn_task(
+        &self,
+        ctx: Option<Arc<RunCtx>>,
+        task: Task,
+        parts: Option<bytes::Bytes>,
+        out: &UnboundedSender<EnvoyMsg>,
+    ) {
+        let out = out.clone();
+        let hosts = self.hosts.clone();
+        let limits = self.options.limits;
+        let permits = self.permits.clone();
+        tokio::spawn(async move {
+            let id = task.task;
+            let _permit = permits.acquire_owned().await;
+            let outcome = run_task(ctx, task, parts, &hosts, out.clone(), limits).await;
+            let _ = out.send(EnvoyMsg::TaskDone { task: id, outcome });
+        });
     }
 
     fn entry_for(&self, flow: &FlowInfo) -> std::result::Result<Arc<dyn EnvoyFlow>, String> {
@@ -377,7 +445,8 @@ fn drop_runs(runs: impl Iterator<Item = Arc<RunCtx>>) {
 async fn run_task(
     ctx: Option<Arc<RunCtx>>,
     task: Task,
-    name: String,
+    parts: Option<bytes::Bytes>,
+    hosts: &[String],
     out: UnboundedSender<EnvoyMsg>,
     limits: Limits,
 ) -> TaskOutcome {
@@ -385,12 +454,18 @@ async fn run_task(
     let Some(ctx) = ctx else {
         return refused(format!("this envoy knows no run `{}`", task.run_id));
     };
-    if task.collaborator != name {
+    if !hosts.contains(&task.collaborator) {
         return refused(format!(
-            "this envoy serves `{name}`, not `{}`",
-            task.collaborator
+            "this envoy does not host `{}` (it hosts {})",
+            task.collaborator,
+            if hosts.len() == 1 {
+                format!("`{}`", hosts[0])
+            } else {
+                format!("{} collaborators", hosts.len())
+            }
         ));
     }
+    let name = task.collaborator.clone();
     let entry = match &ctx.entry {
         Ok(e) => e.clone(),
         Err(m) => return refused(m.clone()),
@@ -406,8 +481,14 @@ async fn run_task(
             participant = %name
         );
         let _entered = span.enter();
-        let mut slot = ctx
+        let slot = ctx
             .private
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(name.clone())
+            .or_default()
+            .clone();
+        let mut slot = slot
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if slot.is_none() {
@@ -435,8 +516,11 @@ async fn run_task(
         entry.run(
             &name,
             private.as_mut(),
-            &task.step,
-            &task.state,
+            crate::registry::TaskInput {
+                step: &task.step,
+                state: &task.state,
+                parts: parts.as_deref(),
+            },
             &setup,
             &limits,
         )

@@ -39,6 +39,14 @@ use crate::wire::{FlowInfo, TaskOutcome};
 type CollaboratorFactory<C> = dyn Fn(&str) -> Result<C, BoxError> + Send + Sync;
 type AggregatorFactory<A> = dyn Fn() -> A + Send + Sync;
 
+/// What an envoy runs for one collaborator: the first step, the encoded state, and (for a task
+/// of a batch) the collaborator's own entries of the addressed fields.
+pub(crate) struct TaskInput<'a> {
+    pub(crate) step: &'a str,
+    pub(crate) state: &'a [u8],
+    pub(crate) parts: Option<&'a [u8]>,
+}
+
 /// The collaborator side of a registered flow, with its type erased.
 pub(crate) trait EnvoyFlow: Send + Sync {
     fn info(&self) -> &FlowInfo;
@@ -47,8 +55,7 @@ pub(crate) trait EnvoyFlow: Send + Sync {
         &self,
         name: &str,
         private: &mut (dyn Any + Send),
-        step: &str,
-        state: &[u8],
+        input: TaskInput<'_>,
         setup: &RunSetup<'_>,
         limits: &Limits,
     ) -> TaskOutcome;
@@ -202,11 +209,11 @@ where
         &self,
         name: &str,
         private: &mut (dyn Any + Send),
-        step: &str,
-        state: &[u8],
+        input: TaskInput<'_>,
         setup: &RunSetup<'_>,
         limits: &Limits,
     ) -> TaskOutcome {
+        let TaskInput { step, state, parts } = input;
         let refused = |message: String| TaskOutcome::Refused { message };
         let step: F::Step = match step.parse() {
             Ok(s) => s,
@@ -218,10 +225,18 @@ where
                 F::NAME
             ));
         }
-        let state: F = match flspec::codec::decode_state(state) {
+        let mut state: F = match flspec::codec::decode_state(state) {
             Ok(s) => s,
             Err(e) => return refused(e.to_string()),
         };
+        if let Some(parts) = parts {
+            // A batch's task: the shared state, plus this collaborator's own entries.
+            let mut parts: F = match flspec::codec::decode_state(parts) {
+                Ok(p) => p,
+                Err(e) => return refused(e.to_string()),
+            };
+            F::give_addressed(&mut state, &mut parts, name);
+        }
         let Some(private) = private.downcast_mut::<F::Collaborator>() else {
             return refused("the envoy's private state is of another flow".into());
         };

@@ -30,10 +30,13 @@ pub enum EnvoyMsg {
     Hello {
         /// [`PROTOCOL_VERSION`] of the envoy.
         protocol: u32,
-        /// The collaborator name the envoy serves (must match its certificate).
+        /// The envoy's name (must match its certificate).
         name: String,
         /// The flows it has registered.
         flows: Vec<FlowInfo>,
+        /// The collaborators it hosts, each with its own private state: its own name alone,
+        /// or the names the director's hosting list authorises for it.
+        collaborators: Vec<String>,
     },
     /// The envoy is alive.
     Heartbeat,
@@ -85,6 +88,9 @@ pub enum DirectorMsg {
     },
     /// Run one collaborator from `step` until it reaches a join.
     Task(Task),
+    /// Run several collaborators of an envoy that hosts many from `step`: one message per
+    /// envoy and fan-out, the shared part of the state once.
+    Tasks(TaskBatch),
     /// A run ended: the envoy drops the private state it built for it.
     RunEnded {
         /// The run.
@@ -105,6 +111,32 @@ pub struct Task {
     pub step: String,
     /// The encoded state, filtered by the fan-out's transition.
     pub state: Bytes,
+}
+
+/// The collaborators of one envoy in a fan-out: the state they share, once, and each one's
+/// own entries of the addressed fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskBatch {
+    /// The run.
+    pub run_id: String,
+    /// The first collaborator step.
+    pub step: String,
+    /// The encoded state, filtered by the fan-out's transition, without addressed entries.
+    pub shared: Bytes,
+    /// One task per collaborator.
+    pub tasks: Vec<BatchTask>,
+}
+
+/// One collaborator's task in a [`TaskBatch`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchTask {
+    /// The task's id, unique on the director.
+    pub task: u64,
+    /// The collaborator (one the envoy hosts).
+    pub collaborator: String,
+    /// An encoded state holding only this collaborator's entries of the addressed fields
+    /// (empty for a flow without addressed fields).
+    pub parts: Bytes,
 }
 
 /// How a task ended on an envoy.

@@ -17,15 +17,17 @@ fn envoy_msg() -> impl Strategy<Value = EnvoyMsg> {
         (
             any::<u32>(),
             text(),
-            proptest::collection::vec((text(), text()), 0..4)
+            proptest::collection::vec((text(), text()), 0..4),
+            proptest::collection::vec(text(), 0..4)
         )
-            .prop_map(|(protocol, name, flows)| EnvoyMsg::Hello {
+            .prop_map(|(protocol, name, flows, collaborators)| EnvoyMsg::Hello {
                 protocol,
                 name,
                 flows: flows
                     .into_iter()
                     .map(|(name, fingerprint)| FlowInfo { name, fingerprint })
                     .collect(),
+                collaborators,
             }),
         Just(EnvoyMsg::Heartbeat),
         (

@@ -58,6 +58,9 @@ enum Command {
         /// The state folder: a restarted director resumes its unfinished runs.
         #[arg(long)]
         state: Option<PathBuf>,
+        /// The hosting list: per line an envoy and the collaborators it may host.
+        #[arg(long)]
+        hosts: Option<PathBuf>,
         /// Milliseconds a resumed run waits for its envoys.
         #[arg(long, default_value_t = 60_000)]
         resume_wait_ms: u64,
@@ -78,6 +81,9 @@ enum Command {
         /// `v2`: another version of `FanOutFlow`.
         #[arg(long)]
         variant: Option<String>,
+        /// A collaborator this envoy hosts (repeatable; default: its own name).
+        #[arg(long = "host")]
+        hosts: Vec<String>,
         /// Exit when the session with the director ends, instead of reconnecting.
         #[arg(long)]
         no_reconnect: bool,
@@ -187,6 +193,7 @@ async fn run(cli: Cli) -> anyhow_lite::Result<()> {
             max_message_bytes,
             checkpoint_dir,
             state,
+            hosts,
             resume_wait_ms,
             admin,
         } => {
@@ -195,6 +202,7 @@ async fn run(cli: Cli) -> anyhow_lite::Result<()> {
                 heartbeat_timeout: Duration::from_millis(heartbeat_timeout_ms),
                 checkpoint_dir,
                 state_dir: state,
+                hosts_file: hosts,
                 resume_wait: Duration::from_millis(resume_wait_ms),
                 admin_addr: admin,
                 ..DirectorOptions::default()
@@ -224,6 +232,7 @@ async fn run(cli: Cli) -> anyhow_lite::Result<()> {
             name,
             tls,
             variant,
+            hosts,
             no_reconnect,
             keepalive_ms,
         } => {
@@ -233,15 +242,17 @@ async fn run(cli: Cli) -> anyhow_lite::Result<()> {
                 keepalive: Duration::from_millis(keepalive_ms.max(1)),
                 ..EnvoyOptions::default()
             };
-            Envoy::new(
+            let mut envoy = Envoy::new(
                 director,
                 config,
                 name,
                 testflows::envoy_registry(variant.as_deref()),
             )
-            .options(options)
-            .run()
-            .await?;
+            .options(options);
+            if !hosts.is_empty() {
+                envoy = envoy.hosting(hosts);
+            }
+            envoy.run().await?;
             Ok(())
         }
     }

@@ -1,4 +1,5 @@
-//! The director's table of envoys: their sessions, the tasks they run, their heartbeats.
+//! The director's table of envoys: their sessions, the tasks they run, their heartbeats, and
+//! the collaborators each hosts (its own name, or the names the hosting list authorises).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -8,7 +9,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedSender;
 use tonic::Status;
 
-use crate::wire::{DirectorMsg, EnvoyInfo, EnvoyState, FlowInfo, Task, TaskOutcome};
+use crate::wire::{
+    BatchTask, DirectorMsg, EnvoyInfo, EnvoyState, FlowInfo, Task, TaskBatch, TaskOutcome,
+};
 
 /// What became of a task sent to an envoy.
 #[derive(Debug)]
@@ -37,6 +40,8 @@ struct Entry {
     offline_reason: Option<String>,
     run_id: Option<String>,
     tasks: usize,
+    /// The collaborators it hosts (its own name for an envoy of one).
+    collaborators: Vec<String>,
 }
 
 struct Pending {
@@ -50,6 +55,18 @@ struct Pending {
 struct Inner {
     envoys: BTreeMap<String, Entry>,
     pending: HashMap<u64, Pending>,
+    /// Collaborator → the envoy that hosts it, for envoys hosting others than their own name.
+    hosts: HashMap<String, String>,
+}
+
+impl Inner {
+    /// The envoy that hosts `collaborator`: the one the hosting list maps it to, or the envoy
+    /// of that name.
+    fn envoy_of<'a>(&'a self, collaborator: &'a str) -> &'a str {
+        self.hosts
+            .get(collaborator)
+            .map_or(collaborator, String::as_str)
+    }
 }
 
 /// The envoys a director knows. All methods are quick and never block on the network.
@@ -72,16 +89,31 @@ impl Envoys {
     ///
     /// # Errors
     /// `ResourceExhausted` if `max_envoys` other envoys are online already.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn register(
         &self,
         name: &str,
         fingerprint: Option<String>,
         flows: Vec<FlowInfo>,
+        collaborators: Vec<String>,
         address: String,
         tx: SessionTx,
         max_envoys: usize,
     ) -> Result<u64, Status> {
         let mut inner = self.lock();
+        for c in &collaborators {
+            let other = inner.envoy_of(c).to_string();
+            if other != name
+                && inner
+                    .envoys
+                    .get(&other)
+                    .is_some_and(|e| e.tx.is_some() && e.collaborators.contains(c))
+            {
+                return Err(Status::already_exists(format!(
+                    "collaborator `{c}` is hosted by envoy `{other}`, which is online; stop it                      first, or host `{c}` on one envoy only"
+                )));
+            }
+        }
         let replaces = inner.envoys.get(name).is_some_and(|e| e.tx.is_some());
         let online = inner.envoys.values().filter(|e| e.tx.is_some()).count();
         if !replaces && online >= max_envoys {
@@ -111,6 +143,10 @@ impl Envoys {
                 "the envoy registered again (it restarted)",
             );
         }
+        inner.hosts.retain(|_, envoy| envoy != name);
+        for c in collaborators.iter().filter(|c| *c != name) {
+            inner.hosts.insert(c.clone(), name.to_string());
+        }
         inner.envoys.insert(
             name.to_string(),
             Entry {
@@ -124,6 +160,7 @@ impl Envoys {
                 offline_reason: None,
                 run_id: None,
                 tasks: 0,
+                collaborators,
             },
         );
         Ok(session)
@@ -222,9 +259,16 @@ impl Envoys {
         fail_pending(&mut inner, name, session, reason);
     }
 
+    /// The envoy that hosts `collaborator` (the envoy of that name unless the hosting list
+    /// maps it to another).
+    pub(crate) fn envoy_of(&self, collaborator: &str) -> String {
+        self.lock().envoy_of(collaborator).to_string()
+    }
+
     /// Sends a message to an envoy's session.
     pub(crate) fn send(&self, name: &str, msg: DirectorMsg) -> Result<(), String> {
         let inner = self.lock();
+        let name = inner.envoy_of(name);
         let e = inner
             .envoys
             .get(name)
@@ -245,6 +289,8 @@ impl Envoys {
         let id = self.next_task.fetch_add(1, Ordering::Relaxed) + 1;
         task.task = id;
         let mut inner = self.lock();
+        let name = inner.envoy_of(name).to_string();
+        let name = name.as_str();
         let e = inner
             .envoys
             .get_mut(name)
@@ -266,6 +312,64 @@ impl Envoys {
             },
         );
         Ok(id)
+    }
+
+    /// Sends one message to envoy `name` with the tasks of several of its collaborators
+    /// (`(position, collaborator, parts)`), sharing `shared`; their outcomes arrive on `reply`
+    /// at their positions. Returns the task ids.
+    ///
+    /// # Errors
+    /// Why the envoy cannot be reached (every task of the batch is then lost).
+    pub(crate) fn send_batch(
+        &self,
+        name: &str,
+        run_id: &str,
+        step: &str,
+        shared: bytes::Bytes,
+        tasks: Vec<(usize, String, bytes::Bytes)>,
+        reply: &Reply,
+    ) -> Result<Vec<u64>, String> {
+        let mut inner = self.lock();
+        let e = inner
+            .envoys
+            .get_mut(name)
+            .ok_or_else(|| format!("envoy `{name}` never registered"))?;
+        let session = e.session;
+        let tx = e.tx.as_ref().ok_or_else(|| offline(name, e))?;
+        let mut batch = TaskBatch {
+            run_id: run_id.to_string(),
+            step: step.to_string(),
+            shared,
+            tasks: Vec::with_capacity(tasks.len()),
+        };
+        let mut ids = Vec::with_capacity(tasks.len());
+        let mut positions = Vec::with_capacity(tasks.len());
+        for (position, collaborator, parts) in tasks {
+            let id = self.next_task.fetch_add(1, Ordering::Relaxed) + 1;
+            batch.tasks.push(BatchTask {
+                task: id,
+                collaborator,
+                parts,
+            });
+            ids.push(id);
+            positions.push(position);
+        }
+        tx.send(Ok(DirectorMsg::Tasks(batch)))
+            .map_err(|_| format!("envoy `{name}`'s session is closing"))?;
+        e.tasks += ids.len();
+        e.run_id = Some(run_id.to_string());
+        for (&id, position) in ids.iter().zip(positions) {
+            inner.pending.insert(
+                id,
+                Pending {
+                    envoy: name.to_string(),
+                    session,
+                    position,
+                    reply: reply.clone(),
+                },
+            );
+        }
+        Ok(ids)
     }
 
     /// Forgets tasks whose fan-out gave up on them (deadline, cancellation).
@@ -301,7 +405,9 @@ impl Envoys {
 
     /// Clears the run an envoy works for, once the run ended.
     pub(crate) fn run_ended(&self, name: &str, run_id: &str) {
-        if let Some(e) = self.lock().envoys.get_mut(name)
+        let mut inner = self.lock();
+        let name = inner.envoy_of(name).to_string();
+        if let Some(e) = inner.envoys.get_mut(&name)
             && e.run_id.as_deref() == Some(run_id)
         {
             e.run_id = None;
@@ -331,30 +437,40 @@ impl Envoys {
             .collect()
     }
 
-    /// The online envoys that have flow `flow` (any version), by name.
+    /// The collaborators of the online envoys that have flow `flow` (any version), sorted.
     pub(crate) fn online_with(&self, flow: &str) -> Vec<String> {
-        self.lock()
+        let mut names: Vec<String> = self
+            .lock()
             .envoys
-            .iter()
-            .filter(|(_, e)| e.tx.is_some() && e.flows.iter().any(|f| f.name == flow))
-            .map(|(n, _)| n.clone())
-            .collect()
+            .values()
+            .filter(|e| e.tx.is_some() && e.flows.iter().any(|f| f.name == flow))
+            .flat_map(|e| e.collaborators.iter().cloned())
+            .collect();
+        names.sort();
+        names
     }
 
-    /// Checks that envoy `name` is online and has `flow` in the same version.
+    /// Checks that the envoy of collaborator `name` is online and has `flow` in the same
+    /// version.
     pub(crate) fn check(&self, name: &str, flow: &FlowInfo) -> Result<(), crate::Error> {
         let inner = self.lock();
         let refuse = |reason: String| crate::Error::Refused {
             name: name.to_string(),
             reason,
         };
-        let Some(e) = inner.envoys.get(name) else {
+        let envoy = inner.envoy_of(name);
+        let Some(e) = inner.envoys.get(envoy) else {
             return Err(refuse(format!(
                 "no envoy named `{name}` has registered; start it, or check `flspec-fed envoys`"
             )));
         };
         if e.tx.is_none() {
-            return Err(refuse(offline(name, e)));
+            return Err(refuse(offline(envoy, e)));
+        }
+        if !e.collaborators.iter().any(|c| c == name) {
+            return Err(refuse(format!(
+                "envoy `{envoy}` does not host collaborator `{name}`"
+            )));
         }
         match e.flows.iter().find(|f| f.name == flow.name) {
             None => Err(crate::Error::UnknownFlow {

@@ -3,7 +3,9 @@
 //!
 //! The filtered template is encoded once; every envoy of the fan-out is sent the same bytes
 //! (a reference-counted buffer). A flow with addressed fields (`#[flow(addressed = [..])]`)
-//! instead gets one encoding per collaborator, holding only that collaborator's entries. The
+//! instead gets one encoding per collaborator, holding only that collaborator's entries. An
+//! envoy that hosts several of the fan-out's collaborators gets one message for them all: the
+//! shared state once, and each collaborator's own entries of the addressed fields. The
 //! fan-out waits for all answers until the step deadline; an envoy that is lost or misses the
 //! deadline drops out (in a flow that tolerates dropouts) or ends the run with
 //! [`crate::Error::EnvoyLost`].
@@ -43,49 +45,94 @@ pub(crate) struct Remote<'a> {
     pub(crate) limits: Limits,
 }
 
+/// What a fan-out sends: one collaborator's copy to its envoy, or the copies of several
+/// collaborators of one envoy in one message (the shared state once, each one's own entries).
+pub(crate) enum Planned {
+    One {
+        position: usize,
+        name: String,
+        state: Bytes,
+    },
+    Batch {
+        envoy: String,
+        shared: Bytes,
+        /// `(position, collaborator, parts)`.
+        tasks: Vec<(usize, String, Bytes)>,
+    },
+}
+
 impl Remote<'_> {
-    /// Sends each of `names` its state (`states` holds one shared buffer, or one per name) to
-    /// run from `step`; returns their outcomes in order. Runs on the run's own thread, never on
-    /// an async worker.
+    /// Sends what `plan` says to run from `step` for `count` collaborators; returns their
+    /// outcomes in fan-out order. Runs on the run's own thread, never on an async worker.
     fn dispatch(
         &mut self,
         step: &str,
-        states: Vec<Bytes>,
-        names: &[String],
+        plan: Vec<Planned>,
+        count: usize,
     ) -> flspec::Result<Vec<RemoteOutcome>> {
-        for state in &states {
+        for planned in &plan {
+            let state = match planned {
+                Planned::One { state, .. } => state,
+                Planned::Batch { shared, .. } => shared,
+            };
             self.limits
                 .check_state(|| format!("the state sent to step `{step}`"), state.len())?;
         }
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let mut outcomes: Vec<Option<RemoteOutcome>> = names.iter().map(|_| None).collect();
-        let mut sent = Vec::with_capacity(names.len());
-        for (position, name) in names.iter().enumerate() {
-            let state = if states.len() == 1 {
-                states[0].clone()
-            } else {
-                states[position].clone()
-            };
-            let task = Task {
-                task: 0,
-                run_id: self.run.id.clone(),
-                collaborator: name.clone(),
-                step: step.to_string(),
-                state,
-            };
-            let bytes = task.state.len();
-            match self.envoys.send_task(name, position, task, tx.clone()) {
-                Ok(id) => {
-                    sent.push(id);
-                    if let Some(metrics) = &self.run.metrics {
-                        metrics.sent(name, bytes);
+        let mut outcomes: Vec<Option<RemoteOutcome>> = (0..count).map(|_| None).collect();
+        let mut sent = Vec::with_capacity(count);
+        for planned in plan {
+            match planned {
+                Planned::One {
+                    position,
+                    name,
+                    state,
+                } => {
+                    let bytes = state.len();
+                    let task = Task {
+                        task: 0,
+                        run_id: self.run.id.clone(),
+                        collaborator: name.clone(),
+                        step: step.to_string(),
+                        state,
+                    };
+                    match self.envoys.send_task(&name, position, task, tx.clone()) {
+                        Ok(id) => {
+                            sent.push(id);
+                            if let Some(metrics) = &self.run.metrics {
+                                metrics.sent(&name, bytes);
+                            }
+                        }
+                        Err(reason) => outcomes[position] = Some(RemoteOutcome::Lost(reason)),
                     }
                 }
-                Err(reason) => outcomes[position] = Some(RemoteOutcome::Lost(reason)),
+                Planned::Batch {
+                    envoy,
+                    shared,
+                    tasks,
+                } => {
+                    let bytes = shared.len() + tasks.iter().map(|t| t.2.len()).sum::<usize>();
+                    let positions: Vec<usize> = tasks.iter().map(|t| t.0).collect();
+                    match self
+                        .envoys
+                        .send_batch(&envoy, &self.run.id, step, shared, tasks, &tx)
+                    {
+                        Ok(ids) => {
+                            sent.extend(ids);
+                            if let Some(metrics) = &self.run.metrics {
+                                metrics.sent(&envoy, bytes);
+                            }
+                        }
+                        Err(reason) => {
+                            for position in positions {
+                                outcomes[position] = Some(RemoteOutcome::Lost(reason.clone()));
+                            }
+                        }
+                    }
+                }
             }
         }
         drop(tx);
-        drop(states);
         let mut waiting = outcomes.iter().filter(|o| o.is_none()).count();
         let deadline = tokio::time::Instant::now() + self.step_timeout;
         let mut cancel = self.run.cancel.subscribe();
@@ -127,6 +174,68 @@ impl Remote<'_> {
             })
             .collect())
     }
+}
+
+/// What to send for a fan-out to `names`: each collaborator alone on its envoy gets its own
+/// copy (one buffer shared by all when no field is addressed); the collaborators of an envoy
+/// that hosts several of them go in one batch, the shared state encoded once.
+fn plan<F: Flow>(
+    envoys: &Envoys,
+    copies: &mut Copies<F>,
+    names: &[String],
+) -> flspec::Result<Vec<Planned>> {
+    let envoys: Vec<String> = names.iter().map(|n| envoys.envoy_of(n)).collect();
+    let mut per_envoy: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for e in &envoys {
+        *per_envoy.entry(e.as_str()).or_default() += 1;
+    }
+    let batched = |i: usize| per_envoy[envoys[i].as_str()] > 1;
+    let shared = if (0..names.len()).any(batched) || !copies.has_addressed() {
+        let template = copies
+            .shared()
+            .ok_or_else(|| protocol::<F>("the fan-out's template is gone".into()))?;
+        Some(Bytes::from(flspec::codec::encode_state(template)?))
+    } else {
+        None
+    };
+    let mut plan = Vec::new();
+    let mut batches: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let singles = (0..names.len()).filter(|&i| !batched(i)).count();
+    let mut single = 0;
+    for (i, name) in names.iter().enumerate() {
+        if batched(i) {
+            let parts = match copies.parts_for(name) {
+                Some(mine) => Bytes::from(flspec::codec::encode_state(&mine)?),
+                None => Bytes::new(),
+            };
+            let at = *batches.entry(envoys[i].as_str()).or_insert_with(|| {
+                plan.push(Planned::Batch {
+                    envoy: envoys[i].clone(),
+                    shared: shared.clone().unwrap_or_default(),
+                    tasks: Vec::new(),
+                });
+                plan.len() - 1
+            });
+            if let Planned::Batch { tasks, .. } = &mut plan[at] {
+                tasks.push((i, name.clone(), parts));
+            }
+            continue;
+        }
+        single += 1;
+        let state = match (&shared, copies.has_addressed()) {
+            (Some(bytes), false) => bytes.clone(),
+            _ => {
+                let copy = copies.copy_for(name, single == singles);
+                Bytes::from(flspec::codec::encode_state(&copy)?)
+            }
+        };
+        plan.push(Planned::One {
+            position: i,
+            name: name.clone(),
+            state,
+        });
+    }
+    Ok(plan)
 }
 
 /// The typed half: filters and encodes the template, decodes the arrivals.
@@ -252,26 +361,13 @@ fn fan_out_step<F: Flow>(reach: &Reach, envoy: &str, name: &str) -> flspec::Resu
 impl<F: Flow> FanOut<F> for Typed<'_, '_, F> {
     fn run(&mut self, request: FanOutRequest<'_, F>) -> flspec::Result<FanOutResult<F>> {
         let reach = Reach::of::<F>(request.step.index());
-        // One buffer for all, unless addressed fields give each collaborator its own entries.
+        // One buffer for all, unless addressed fields give each collaborator its own entries;
+        // one message per envoy that hosts several of the collaborators.
         let mut copies = Copies::new(request.state, request.transition);
-        let states = if copies.has_addressed() {
-            let count = request.names.len();
-            request
-                .names
-                .iter()
-                .enumerate()
-                .map(|(i, name)| {
-                    let copy = copies.copy_for(name, i + 1 == count);
-                    flspec::codec::encode_state(&copy).map(Bytes::from)
-                })
-                .collect::<flspec::Result<Vec<_>>>()?
-        } else {
-            let shared = copies.copy_for("", true);
-            vec![Bytes::from(flspec::codec::encode_state(&shared)?)]
-        };
+        let plan = plan(self.remote.envoys, &mut copies, request.names)?;
         drop(copies);
         let step = request.step.as_str();
-        let outcomes = self.remote.dispatch(step, states, request.names)?;
+        let outcomes = self.remote.dispatch(step, plan, request.names.len())?;
         let mut result = FanOutResult::default();
         for (name, outcome) in request.names.iter().zip(outcomes) {
             let who = || ParticipantName::Collaborator(name.clone());
@@ -413,4 +509,118 @@ pub(crate) fn resume_typed<F: Flow>(
         _flow: PhantomData,
     };
     drive(resume, &setup, private, &mut fan_out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flspec::PerCollaborator;
+    use flspec::prelude::*;
+
+    #[derive(Clone, Default, Debug, PartialEq, Serialize, Deserialize)]
+    struct Mail {
+        model: Vec<u8>,
+        inbox: PerCollaborator<String>,
+    }
+
+    #[flow(addressed = [inbox])]
+    impl Mail {
+        #[aggregator]
+        fn start(&mut self, ctx: &Ctx) -> Next<Self> {
+            next!(self.read, foreach = ctx.collaborators())
+        }
+
+        #[collaborator]
+        fn read(&mut self) -> Next<Self> {
+            next!(self.join)
+        }
+
+        #[aggregator]
+        fn join(&mut self, _inputs: Inputs<Self>) -> Next<Self> {
+            next!(self.end)
+        }
+
+        #[aggregator]
+        fn end(&mut self) {}
+    }
+
+    fn envoys() -> Envoys {
+        let envoys = Envoys::default();
+        for (envoy, hosted) in [
+            ("site-a", vec!["alpha", "bravo"]),
+            ("Portland", vec!["Portland"]),
+        ] {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            std::mem::forget(rx);
+            envoys
+                .register(
+                    envoy,
+                    None,
+                    Vec::new(),
+                    hosted.into_iter().map(String::from).collect(),
+                    "test".into(),
+                    tx,
+                    16,
+                )
+                .expect("registered");
+        }
+        envoys
+    }
+
+    /// The collaborators of an envoy that hosts several go in one message with the shared state
+    /// once and each one's own entries; a collaborator alone on its envoy gets its full copy.
+    #[test]
+    fn one_message_per_envoy_each_collaborator_with_its_own_entries_only() {
+        let envoys = envoys();
+        let names: Vec<String> = ["alpha", "Portland", "bravo"].map(String::from).to_vec();
+        let mut state = Mail {
+            model: vec![7; 1000],
+            inbox: PerCollaborator::new(),
+        };
+        for name in &names {
+            state.inbox.insert(name.clone(), format!("for {name}"));
+        }
+        let transition = TransitionId::new(0);
+        let mut copies = Copies::new(&mut state, transition);
+        let plan = plan(&envoys, &mut copies, &names).expect("a plan");
+        assert_eq!(plan.len(), 2, "one message for site-a, one for Portland");
+        let decode = |b: &Bytes| flspec::codec::decode_state::<Mail>(b).expect("decodes");
+        for planned in &plan {
+            match planned {
+                Planned::Batch {
+                    envoy,
+                    shared,
+                    tasks,
+                } => {
+                    assert_eq!(envoy, "site-a");
+                    let shared = decode(shared);
+                    assert_eq!(shared.model.len(), 1000);
+                    assert!(
+                        shared.inbox.is_empty(),
+                        "no one's entries in the shared part"
+                    );
+                    let got: Vec<(usize, &str)> =
+                        tasks.iter().map(|(p, n, _)| (*p, n.as_str())).collect();
+                    assert_eq!(got, [(0, "alpha"), (2, "bravo")]);
+                    for (_, name, parts) in tasks {
+                        let parts = decode(parts);
+                        assert!(parts.model.is_empty(), "the model goes once, shared");
+                        let entries: Vec<(&str, &String)> = parts.inbox.iter().collect();
+                        assert_eq!(entries, [(name.as_str(), &format!("for {name}"))]);
+                    }
+                }
+                Planned::One {
+                    position,
+                    name,
+                    state,
+                } => {
+                    assert_eq!((*position, name.as_str()), (1, "Portland"));
+                    let copy = decode(state);
+                    assert_eq!(copy.model.len(), 1000);
+                    let entries: Vec<&str> = copy.inbox.iter().map(|(k, _)| k).collect();
+                    assert_eq!(entries, ["Portland"]);
+                }
+            }
+        }
+    }
 }

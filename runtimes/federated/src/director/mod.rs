@@ -47,6 +47,7 @@ mod revocation;
 mod runs;
 mod state;
 
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
@@ -102,6 +103,13 @@ pub struct DirectorOptions {
     /// resumed too; only a client's cancel ends a run for good. One director at a time may use
     /// a folder (it holds `DIR/lock`). Default: none (runs die with the director).
     pub state_dir: Option<PathBuf>,
+    /// The hosting list: a file that authorises envoys to host collaborators other than their
+    /// own name (`envoy --host NAME`, each with its own private state behind the envoy's one
+    /// mTLS identity). One line per envoy: its name, then the collaborators it may host,
+    /// separated by spaces; `#` starts a comment. An envoy that asks to host a name the list
+    /// does not give it is refused, naming it. Read once at [`Director::start`].
+    /// Default: none (each envoy hosts its own name only).
+    pub hosts_file: Option<PathBuf>,
     /// How long a resumed run waits for its collaborators' envoys to register again before it
     /// goes on without those still missing (they are then lost, as any offline envoy: a
     /// dropout where the flow tolerates them). It goes on as soon as all are back. Default:
@@ -146,6 +154,7 @@ impl Default for DirectorOptions {
             limits: Limits::default(),
             checkpoint_dir: None,
             state_dir: None,
+            hosts_file: None,
             resume_wait: Duration::from_secs(60),
             max_runs: 16,
             max_envoys: 1024,
@@ -192,6 +201,9 @@ struct Shared {
     stopping: watch::Sender<bool>,
     /// The state folder, if [`DirectorOptions::state_dir`] is set.
     state: Option<state::StateDir>,
+    /// Envoy → the collaborators other than its own name it may host
+    /// ([`DirectorOptions::hosts_file`]).
+    hosting: HashMap<String, HashSet<String>>,
 }
 
 impl Shared {
@@ -315,6 +327,10 @@ impl Director {
             Some(dir) => Some(state::StateDir::open(dir)?),
             None => None,
         };
+        let hosting = match &options.hosts_file {
+            Some(path) => read_hosting(path)?,
+            None => HashMap::new(),
+        };
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| Error::Bind {
@@ -357,6 +373,7 @@ impl Director {
             server_stopped: std::sync::atomic::AtomicBool::new(false),
             stopping: watch::channel(false).0,
             state,
+            hosting,
         });
         recover_runs(&shared);
         if let (Some(listener), Some(addr)) = (admin_listener, admin) {
@@ -485,6 +502,47 @@ fn peer_of<T>(request: &Request<T>) -> Option<PeerInfo> {
 const MAX_HELLO_FLOWS: usize = 1024;
 const MAX_FLOW_TEXT: usize = 256;
 
+/// The most collaborators one envoy may host.
+const MAX_HOSTED: usize = 100_000;
+
+/// Reads a hosting list ([`DirectorOptions::hosts_file`]): per line an envoy's name and the
+/// collaborators it may host.
+fn read_hosting(path: &std::path::Path) -> Result<HashMap<String, HashSet<String>>> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::ReadFile {
+        what: "hosting list",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut hosting: HashMap<String, HashSet<String>> = HashMap::new();
+    let mut owner: HashMap<String, String> = HashMap::new();
+    for (number, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or_default();
+        let mut words = line.split_whitespace();
+        let Some(envoy) = words.next() else { continue };
+        let bad = |reason: String| {
+            Error::TlsConfig(format!(
+                "hosting list {}, line {}: {reason}",
+                path.display(),
+                number + 1
+            ))
+        };
+        crate::certs::check_name(envoy).map_err(|e| bad(e.to_string()))?;
+        let hosted = hosting.entry(envoy.to_string()).or_default();
+        for c in words {
+            crate::certs::check_name(c).map_err(|e| bad(e.to_string()))?;
+            if let Some(other) = owner.insert(c.to_string(), envoy.to_string())
+                && other != envoy
+            {
+                return Err(bad(format!(
+                    "collaborator `{c}` is given to envoys `{other}` and `{envoy}`; give it to one"
+                )));
+            }
+            hosted.insert(c.to_string());
+        }
+    }
+    Ok(hosting)
+}
+
 /// The refusal of a revoked certificate.
 fn revoked_status(id: &PeerIdentity) -> Status {
     Status::permission_denied(format!(
@@ -560,6 +618,46 @@ impl Service {
             )));
         }
         Ok(run)
+    }
+
+    /// The collaborators envoy `name` may host: its own name alone when it asks for none or
+    /// only that; otherwise each one it asks for must be on the hosting list for it (checked
+    /// when `verified`, i.e. the envoy's name comes from its certificate).
+    fn hosted_collaborators(
+        &self,
+        name: &str,
+        asked: Vec<String>,
+        verified: bool,
+    ) -> Result<Vec<String>, Status> {
+        if asked.is_empty() || asked == [name] {
+            return Ok(vec![name.to_string()]);
+        }
+        if asked.len() > MAX_HOSTED {
+            return Err(Status::invalid_argument(format!(
+                "envoy `{name}` asks to host {} collaborators; an envoy may host at most                  {MAX_HOSTED}",
+                asked.len()
+            )));
+        }
+        let mut seen = HashSet::new();
+        let allowed = self.shared.hosting.get(name);
+        for c in &asked {
+            crate::certs::check_name(c).map_err(|e| Status::invalid_argument(e.to_string()))?;
+            if !seen.insert(c.as_str()) {
+                return Err(Status::invalid_argument(format!(
+                    "envoy `{name}` lists collaborator `{c}` twice"
+                )));
+            }
+            if c != name && verified && !allowed.is_some_and(|a| a.contains(c)) {
+                return Err(Status::permission_denied(format!(
+                    "envoy `{name}` may not host collaborator `{c}`: the director's hosting list \
+                     (`--hosts`) does not give it to `{name}`"
+                )));
+            }
+        }
+        if !verified {
+            warn!(envoy = %name, collaborators = asked.len(), "INSECURE: an envoy without TLS hosts collaborators the director cannot verify");
+        }
+        Ok(asked)
     }
 
     /// Validates a submission and picks the collaborators.
@@ -663,6 +761,7 @@ impl DirectorService for Service {
             protocol,
             name,
             flows,
+            collaborators,
         }) = first
         else {
             return Err(Status::invalid_argument(
@@ -733,13 +832,18 @@ impl DirectorService for Service {
                 );
             }
         }
+        let collaborators = self
+            .hosted_collaborators(&name, collaborators, self.shared.mutual)
+            .inspect_err(|status| {
+                warn!(envoy = %name, peer = %address, reason = %status.message(), "refused an envoy");
+            })?;
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let going: Vec<Arc<Run>> = self
             .shared
             .runs
             .list()
             .into_iter()
-            .filter(|run| !run.is_over() && run.has_participant(&name))
+            .filter(|run| !run.is_over() && collaborators.iter().any(|c| run.has_participant(c)))
             .collect();
         let _ = tx.send(Ok(DirectorMsg::Welcome {
             protocol: PROTOCOL_VERSION,
@@ -758,6 +862,7 @@ impl DirectorService for Service {
                 &name,
                 fingerprint,
                 flows,
+                collaborators.clone(),
                 address.clone(),
                 tx,
                 self.shared.options.max_envoys,
@@ -765,7 +870,7 @@ impl DirectorService for Service {
             .inspect_err(|status| {
                 warn!(envoy = %name, peer = %address, reason = %status.message(), "refused an envoy");
             })?;
-        info!(envoy = %name, peer = %address, "envoy registered");
+        info!(envoy = %name, peer = %address, collaborators = collaborators.len(), "envoy registered");
         // An envoy that registers again mid-run (after a partition, its own restart or the
         // director's) may not know its runs: announce them again, so that the next fan-out
         // finds the run rather than failing on one the envoy does not know.
@@ -787,7 +892,9 @@ impl DirectorService for Service {
             async move {
                 let reason = loop {
                     match inbound.message().await {
-                        Ok(Some(msg)) => handle_envoy_msg(&shared, &name, session, msg),
+                        Ok(Some(msg)) => {
+                            handle_envoy_msg(&shared, &name, &collaborators, session, msg)
+                        }
                         Ok(None) => break "the envoy closed its session".to_string(),
                         Err(status) => {
                             break format!("its connection broke ({})", status.message());
@@ -1032,7 +1139,13 @@ fn stream_updates(
 }
 
 /// Handles one message of an envoy's session.
-fn handle_envoy_msg(shared: &Shared, name: &str, session: u64, msg: EnvoyMsg) {
+fn handle_envoy_msg(
+    shared: &Shared,
+    name: &str,
+    collaborators: &[String],
+    session: u64,
+    msg: EnvoyMsg,
+) {
     shared.envoys.seen(name, session);
     match msg {
         EnvoyMsg::Heartbeat => {}
@@ -1050,15 +1163,17 @@ fn handle_envoy_msg(shared: &Shared, name: &str, session: u64, msg: EnvoyMsg) {
         }
         EnvoyMsg::Event { run_id, event } => {
             if let Some(run) = shared.runs.get(&run_id)
-                && run.has_participant(name)
-                && is_collaborator_event(&event, name)
+                && let Some(participant) = collaborators
+                    .iter()
+                    .find(|c| is_collaborator_event(&event, c))
+                && run.has_participant(participant)
             {
                 run.event(name, event);
             }
         }
         EnvoyMsg::Log { run_id, mut line } => {
             if let Some(run) = shared.runs.get(&run_id)
-                && run.has_participant(name)
+                && collaborators.iter().any(|c| run.has_participant(c))
             {
                 truncate(&mut line.message, 8192);
                 truncate(&mut line.target, 256);
@@ -1239,7 +1354,14 @@ fn run_thread(
         participant = "aggregator"
     );
     let _entered = span.enter();
-    for name in &run.participants {
+    let mut envoys: Vec<String> = run
+        .participants
+        .iter()
+        .map(|p| shared.envoys.envoy_of(p))
+        .collect();
+    envoys.sort();
+    envoys.dedup();
+    for name in &envoys {
         let _ = shared.envoys.send(
             name,
             DirectorMsg::RunStarted {
@@ -1283,7 +1405,7 @@ fn run_thread(
             "a stored run without a state folder".into(),
         )),
     }));
-    for name in &run.participants {
+    for name in &envoys {
         let _ = shared.envoys.send(
             name,
             DirectorMsg::RunEnded {

@@ -258,6 +258,7 @@ impl FakeSession {
             protocol: PROTOCOL_VERSION,
             name: name.to_string(),
             flows,
+            collaborators: vec![name.to_string()],
         })
         .expect("the receiver is alive");
         let mut grpc = tonic::client::Grpc::new(channel);
