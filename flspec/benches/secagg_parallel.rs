@@ -262,16 +262,21 @@ fn interleaved<T>(
     times
 }
 
+/// One table row: each count's median and fastest run, with the ratios to the first count
+/// (the fastest run is the least disturbed by other processes on a shared machine).
 fn report(what: &str, counts: &[usize], mut times: Vec<Vec<Duration>>) {
     let medians: Vec<Duration> = times.iter_mut().map(|t| median(t)).collect();
+    let fastest: Vec<Duration> = times.iter().map(|t| t[0]).collect();
     let cells: Vec<String> = counts
         .iter()
-        .zip(&medians)
-        .map(|(c, m)| {
+        .enumerate()
+        .map(|(i, c)| {
             format!(
-                "{c} thread(s) {} ({:.2}x)",
-                fmt(*m),
-                medians[0].as_secs_f64() / m.as_secs_f64()
+                "{c} thread(s): median {} ({:.2}x), fastest {} ({:.2}x)",
+                fmt(medians[i]),
+                medians[0].as_secs_f64() / medians[i].as_secs_f64(),
+                fmt(fastest[i]),
+                fastest[0].as_secs_f64() / fastest[i].as_secs_f64(),
             )
         })
         .collect();
