@@ -76,8 +76,17 @@ pub struct FieldUses {
 }
 
 impl Step {
+    /// A join: it takes the inputs of a fan-out, all at once (`Inputs<Self>`) or one at a time
+    /// (a folding join, `Input<Self>`).
     pub fn is_join(&self) -> bool {
-        self.params.iter().any(|p| p.kind == ParamKind::Inputs)
+        self.params
+            .iter()
+            .any(|p| matches!(p.kind, ParamKind::Inputs | ParamKind::Input))
+    }
+
+    /// A folding join (`input: Input<Self>`): it runs once per arrival.
+    pub fn is_fold(&self) -> bool {
+        self.params.iter().any(|p| p.kind == ParamKind::Input)
     }
 }
 
@@ -88,6 +97,8 @@ pub enum ParamKind {
     Ctx,
     /// `inputs: Inputs<Self>`: the step is a join.
     Inputs,
+    /// `input: Input<Self>`: the step is a folding join, run once per arrival.
+    Input,
     /// `&mut C` with `C` the collaborator's private state.
     CollaboratorPrivate,
     /// `&mut A` with `A` the aggregator's private state.

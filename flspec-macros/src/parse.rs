@@ -136,6 +136,7 @@ pub fn flow_def(cx: &Ctxt, args: FlowArgs, item: &mut ItemImpl) -> Option<FlowDe
         let role = take_role(cx, &mut method.attrs);
         let results = tail::result_nexts(&method.block);
         let inputs = fields::inputs_name(&method.sig);
+        let input = fields::input_name(&method.sig);
         let mut rewriter = NextRewriter {
             cx: Some(cx),
             from: method.sig.ident.clone(),
@@ -157,7 +158,7 @@ pub fn flow_def(cx: &Ctxt, args: FlowArgs, item: &mut ItemImpl) -> Option<FlowDe
             Some((role, role_attr)) => {
                 let params = step_params(cx, &def, method, role);
                 // After the rewrite: `foreach = self.x` is a plain read of `self.x` by then.
-                let uses = fields::field_uses(&method.block, inputs.as_ref());
+                let uses = fields::field_uses(&method.block, inputs.as_ref(), input.as_ref());
                 def.steps.push(Step {
                     ident: method.sig.ident.clone(),
                     role,
@@ -334,6 +335,17 @@ fn step_params(cx: &Ctxt, def: &FlowDef, method: &ImplItemFn, role: Role) -> Vec
         let Some(kind) = param_kind(cx, def, ty, role) else {
             continue;
         };
+        let both = |a, b| kind == a && params.iter().any(|p| p.kind == b);
+        if both(ParamKind::Input, ParamKind::Inputs) || both(ParamKind::Inputs, ParamKind::Input) {
+            cx.error_spanned_by(
+                ty,
+                format_args!(
+                    "step `{}` cannot take both `Inputs<Self>` and `Input<Self>`: a join takes all its inputs at once (`inputs: Inputs<Self>`) or, folding, one at a time (`input: Input<Self>`); keep one",
+                    sig.ident
+                ),
+            );
+            continue;
+        }
         if params.iter().any(|p| p.kind == kind) {
             cx.error_spanned_by(
                 ty,
@@ -374,6 +386,16 @@ fn param_kind(cx: &Ctxt, def: &FlowDef, ty: &Type, role: Role) -> Option<ParamKi
                 return None;
             }
             Some(ParamKind::Inputs)
+        }
+        Type::Path(_) if last_ident_is(ty, "Input") => {
+            if role == Role::Collaborator {
+                cx.error_spanned_by(
+                    ty,
+                    "a collaborator step cannot take `Input`; only aggregator steps can be joins",
+                );
+                return None;
+            }
+            Some(ParamKind::Input)
         }
         Type::Reference(r) if r.mutability.is_some() => {
             let elem = &*r.elem;
@@ -435,7 +457,11 @@ fn param_kind(cx: &Ctxt, def: &FlowDef, ty: &Type, role: Role) -> Option<ParamKi
 fn param_options(def: &FlowDef, role: Role) -> String {
     let (mut options, private) = match role {
         Role::Aggregator => (
-            vec!["`&Ctx`".to_owned(), "`Inputs<Self>` (joins)".to_owned()],
+            vec![
+                "`&Ctx`".to_owned(),
+                "`Inputs<Self>` (joins)".to_owned(),
+                "`Input<Self>` (folding joins)".to_owned(),
+            ],
             &def.aggregator_ty,
         ),
         Role::Collaborator => (vec!["`&Ctx`".to_owned()], &def.collaborator_ty),

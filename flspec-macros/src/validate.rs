@@ -106,6 +106,10 @@ fn check_start_and_end(cx: &Ctxt, def: &FlowDef) {
                     "`{name}` is the {what} step of the flow and runs on the aggregator; mark it `#[aggregator]`"
                 ),
             ),
+            Some(s) if s.is_fold() => cx.error_spanned_by(
+                &s.ident,
+                format_args!("`{name}` cannot be a folding join; remove its `Input` parameter"),
+            ),
             Some(s) if s.is_join() => cx.error_spanned_by(
                 &s.ident,
                 format_args!("`{name}` cannot be a join; remove its `Inputs` parameter"),
@@ -149,6 +153,17 @@ fn check_transition(cx: &Ctxt, def: &FlowDef, index: &HashMap<String, usize>, t:
             "`end` is the last step and cannot call `next!`; remove the call",
         );
     }
+    if from.is_fold()
+        && let Some(foreach) = &t.foreach
+    {
+        cx.error_spanned_by(
+            foreach,
+            format_args!(
+                "folding join `{}` runs once per input and cannot fan out; go on to an aggregator step (`next!(self.<step>)`) that fans out to `{}`",
+                from.ident, to.ident
+            ),
+        );
+    }
     match (from.role, to.role, t.foreach.is_some()) {
         (Role::Collaborator, _, true) => cx.error_spanned_by(
             t.foreach.as_ref().expect("checked"),
@@ -181,7 +196,7 @@ fn check_transition(cx: &Ctxt, def: &FlowDef, index: &HashMap<String, usize>, t:
         (Role::Collaborator, Role::Aggregator, _) if !to.is_join() => cx.error_spanned_by(
             &t.target,
             format_args!(
-                "collaborator step `{}` returns to aggregator step `{}`, which is not a join; give `{}` an `inputs: Inputs<Self>` parameter or return through a join",
+                "collaborator step `{}` returns to aggregator step `{}`, which is not a join; give `{}` an `inputs: Inputs<Self>` parameter (or `input: Input<Self>` to fold the inputs one at a time) or return through a join",
                 from.ident, to.ident, to.ident
             ),
         ),

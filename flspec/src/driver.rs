@@ -101,9 +101,40 @@ pub struct FanOutRequest<'a, F: Flow> {
     pub names: &'a [String],
     /// Each name's position in [`RunSetup::collaborators`] (in the run's [`Roster`] for
     /// [`drive_with`]), in the same order.
-    pub positions: &'a [usize],
+    pub positions: FanOutPositions<'a>,
     /// The aggregator's state. Give each collaborator its copy with [`Copies`].
     pub state: &'a mut F,
+}
+
+/// Where the collaborators of a fan-out stand among the run's collaborators
+/// ([`FanOutRequest::positions`]).
+#[derive(Debug, Clone, Copy)]
+pub enum FanOutPositions<'a> {
+    /// Every collaborator, in the roster's order: the fan-out's `i`-th collaborator is the
+    /// roster's `i`-th (no list is built, whatever the fan-out's size).
+    Whole,
+    /// Each collaborator's position, in the fan-out's order.
+    Listed(&'a [usize]),
+}
+
+impl FanOutPositions<'_> {
+    /// The position of the fan-out's `i`-th collaborator.
+    ///
+    /// ```
+    /// use flspec::driver::FanOutPositions;
+    ///
+    /// assert_eq!(FanOutPositions::Whole.at(7), 7);
+    /// assert_eq!(FanOutPositions::Listed(&[4, 2]).at(1), 2);
+    /// ```
+    ///
+    /// # Panics
+    /// If `i` is past the end of a listed fan-out.
+    pub fn at(&self, i: usize) -> usize {
+        match self {
+            FanOutPositions::Whole => i,
+            FanOutPositions::Listed(positions) => positions[i],
+        }
+    }
 }
 
 /// The collaborators' copies of the state in a fan-out, made one at a time.
@@ -181,6 +212,30 @@ pub trait FanOut<F: Flow> {
     /// # Errors
     /// The first failure in fan-out order (a step error or panic) other than a dropout.
     fn run(&mut self, request: FanOutRequest<'_, F>) -> Result<FanOutResult<F>>;
+
+    /// Runs the fan-out as [`run`](Self::run) does, but hands each arrival to `sink` in
+    /// fan-out order, as soon as it and every collaborator before it are done, instead of
+    /// returning them; returns the collaborators that dropped out. The driver uses it for a
+    /// fan-out into a folding join (`input: Input<Self>`), which then holds one collaborator's
+    /// state at a time rather than all of them.
+    ///
+    /// The provided implementation calls [`run`](Self::run) and hands its arrivals over
+    /// afterwards (correct, but holding every arrival at once); a runtime streams by
+    /// overriding it.
+    ///
+    /// # Errors
+    /// As [`run`](Self::run), and the first error `sink` returns (the fan-out then stops).
+    fn run_streaming(
+        &mut self,
+        request: FanOutRequest<'_, F>,
+        sink: &mut dyn FnMut(Arrival<F>) -> Result<()>,
+    ) -> Result<Vec<Departure>> {
+        let FanOutResult { arrivals, dropped } = self.run(request)?;
+        for arrival in arrivals {
+            sink(arrival)?;
+        }
+        Ok(dropped)
+    }
 }
 
 /// What the driver needs to know about a run.
@@ -370,12 +425,12 @@ pub fn drive_with<'a, F: Flow>(
         index: None,
         seen: Vec::new(),
     };
-    let (mut step, mut inputs) = match position {
+    let mut reached = match position {
         Position::Start { recorded } => {
             if let Some(store) = setup.checkpoints.filter(|_| !recorded) {
                 store.record_initial(&state)?;
             }
-            (F::Step::START, None)
+            Reached::Step(F::Step::START, None)
         }
         Position::Finished => {
             if let Some(started) = started {
@@ -394,11 +449,18 @@ pub fn drive_with<'a, F: Flow>(
                 after_step: step.as_str(),
                 recovered: recovered.len(),
             });
-            follow(&mut state, next, recovered, setup, fan_out, &mut fan)?
+            follow(
+                &mut state, next, recovered, setup, private, fan_out, &mut fan,
+            )?
         }
     };
     loop {
-        let next = run_aggregator_step(&mut state, step, inputs, setup, roster, private)?;
+        let next = match reached {
+            Reached::Step(step, inputs) => {
+                run_aggregator_step(&mut state, step, inputs, setup, roster, private)?
+            }
+            Reached::Folded(next) => Some(next),
+        };
         let Some(next) = next else {
             if let Some(started) = started {
                 setup.emit(Event::RunFinished {
@@ -407,8 +469,25 @@ pub fn drive_with<'a, F: Flow>(
             }
             return Ok(state);
         };
-        (step, inputs) = follow(&mut state, next, Vec::new(), setup, fan_out, &mut fan)?;
+        reached = follow(
+            &mut state,
+            next,
+            Vec::new(),
+            setup,
+            private,
+            fan_out,
+            &mut fan,
+        )?;
     }
+}
+
+/// Where a transition took the aggregator.
+enum Reached<F: Flow> {
+    /// An aggregator step to run, with the inputs of a fan-out if it is a join.
+    Step(F::Step, Option<Inputs<F>>),
+    /// Through a fan-out into a folding join, already run on every arrival: the transition it
+    /// returned.
+    Folded(Next<F>),
 }
 
 /// What the driver keeps between fan-outs: the collaborators' positions by name and a scratch
@@ -427,12 +506,13 @@ fn follow<'a, F: Flow>(
     mut next: Next<F>,
     recovered: Vec<Arrival<F>>,
     setup: &RunSetup<'a>,
+    private: &mut F::Aggregator,
     fan_out: &mut dyn FanOut<F>,
     fan: &mut FanOutContext<'a>,
-) -> Result<(F::Step, Option<Inputs<F>>)> {
+) -> Result<Reached<F>> {
     let Some(mut names) = next.take_foreach() else {
         state.filter_in_place(next.transition());
-        return Ok((next.step(), None));
+        return Ok(Reached::Step(next.step(), None));
     };
     let positions = match fan.roster {
         Roster::Population(population) => Positions::Listed(check_population_fan_out::<F>(
@@ -449,24 +529,53 @@ fn follow<'a, F: Flow>(
     // A fan-out to every collaborator in the roster's order (`foreach = ctx.collaborators()`)
     // runs over the runtime's own list: the step's copy of it is freed before the
     // collaborators run, as a hand-written loop over the names would have no such copy.
-    let whole = matches!(positions, Positions::Whole(_));
-    let positions = positions.into_vec();
+    // No list of positions is built for it either.
+    let (whole, listed) = match positions {
+        Positions::Whole => (true, Vec::new()),
+        Positions::Listed(listed) => (false, listed),
+    };
     let remaining: (Vec<String>, Vec<usize>);
-    let (to_run, to_run_positions): (&[String], &[usize]) = if !recovered.is_empty() {
+    let (to_run, to_run_positions) = if !recovered.is_empty() {
         let done: HashSet<&str> = recovered.iter().map(|a| a.name.as_str()).collect();
         remaining = names
             .iter()
-            .zip(&positions)
-            .filter(|(n, _)| !done.contains(n.as_str()))
-            .map(|(n, &p)| (n.clone(), p))
+            .enumerate()
+            .filter(|(_, n)| !done.contains(n.as_str()))
+            .map(|(i, n)| (n.clone(), if whole { i } else { listed[i] }))
             .unzip();
-        (&remaining.0, &remaining.1)
+        (&remaining.0[..], FanOutPositions::Listed(&remaining.1))
     } else if whole {
         drop(std::mem::take(&mut names));
-        (fan.roster.as_names(), &positions)
+        (fan.roster.as_names(), FanOutPositions::Whole)
     } else {
-        (&names, &positions)
+        (&names[..], FanOutPositions::Listed(&listed))
     };
+    // Into a folding join, arrivals stream: each is folded as it comes, in fan-out order. A
+    // resumed fan-out with recovered arrivals collects them all first, to fold them in order.
+    let streams =
+        recovered.is_empty() && !to_run.is_empty() && F::graph().reaches_fold(next.step().index());
+    if streams {
+        // The collaborators' copies come from a copy of the state as it was at the fan-out,
+        // since the folding join changes the aggregator's state while they run.
+        let mut at_fan_out = state.filtered_clone(next.transition());
+        let mut folder = Folder::new(next.step(), state, setup, fan.roster, private);
+        let dropped = fan_out.run_streaming(
+            FanOutRequest {
+                step: next.step(),
+                transition: next.transition(),
+                names: to_run,
+                positions: to_run_positions,
+                state: &mut at_fan_out,
+            },
+            &mut |arrival| folder.add(arrival),
+        )?;
+        drop(at_fan_out);
+        if folder.count + dropped.len() != to_run.len() {
+            return Err(miscount(folder.count, dropped.len(), to_run.len()));
+        }
+        check_dropouts::<F>(next.step(), &dropped, folder.count, setup)?;
+        return folder.finish();
+    }
     let result = if to_run.is_empty() {
         FanOutResult::default()
     } else {
@@ -483,15 +592,7 @@ fn follow<'a, F: Flow>(
         dropped,
     } = result;
     if arrivals.len() + dropped.len() != to_run.len() {
-        return Err(Error::Runtime(
-            format!(
-                "the runtime reported {} arrivals and {} dropouts for a fan-out to {} collaborators",
-                arrivals.len(),
-                dropped.len(),
-                to_run.len()
-            )
-            .into(),
-        ));
+        return Err(miscount(arrivals.len(), dropped.len(), to_run.len()));
     }
     check_dropouts::<F>(
         next.step(),
@@ -509,6 +610,15 @@ fn follow<'a, F: Flow>(
         arrivals.sort_by_key(|a| order.get(a.name.as_str()).copied().unwrap_or(usize::MAX));
     }
     let join = check_same_join::<F>(next.step(), &arrivals)?;
+    if F::graph().step(join.index()).is_some_and(|s| s.is_fold()) {
+        // A resumed fan-out into a folding join: fold what was recovered and what ran, in
+        // fan-out order.
+        let mut folder = Folder::new(next.step(), state, setup, fan.roster, private);
+        for arrival in arrivals {
+            folder.add(arrival)?;
+        }
+        return folder.finish();
+    }
     setup.emit(Event::Joined {
         step: join.as_str(),
         inputs: arrivals.len(),
@@ -519,7 +629,196 @@ fn follow<'a, F: Flow>(
             .map(|a| Input::new(a.name, a.state))
             .collect(),
     );
-    Ok((join, Some(inputs)))
+    Ok(Reached::Step(join, Some(inputs)))
+}
+
+fn miscount(arrivals: usize, dropped: usize, asked: usize) -> Error {
+    Error::Runtime(
+        format!(
+            "the runtime reported {arrivals} arrivals and {dropped} dropouts for a fan-out to {asked} collaborators"
+        )
+        .into(),
+    )
+}
+
+/// A folding join at work: runs the join once per arrival, in the order they come, and keeps
+/// only the transition it returns (the same for every input) and a few names for errors.
+struct Folder<'s, 'r, F: Flow> {
+    /// The fan-out's first step.
+    fan_out: F::Step,
+    state: &'s mut F,
+    setup: &'s RunSetup<'r>,
+    roster: Roster<'r>,
+    private: &'s mut F::Aggregator,
+    /// The join the first arrival reached.
+    join: Option<F::Step>,
+    /// The transition the join returned so far, with the collaborator whose input returned it.
+    next: Option<(Next<F>, String)>,
+    /// How many arrivals were folded.
+    count: usize,
+    /// The first collaborators folded (for an error about collaborators reaching other joins).
+    first_names: Vec<String>,
+    /// The time spent in the join, for an observer.
+    elapsed: Option<std::time::Duration>,
+}
+
+impl<'s, 'r, F: Flow> Folder<'s, 'r, F> {
+    fn new(
+        fan_out: F::Step,
+        state: &'s mut F,
+        setup: &'s RunSetup<'r>,
+        roster: Roster<'r>,
+        private: &'s mut F::Aggregator,
+    ) -> Self {
+        Folder {
+            fan_out,
+            state,
+            setup,
+            roster,
+            private,
+            join: None,
+            next: None,
+            count: 0,
+            first_names: Vec::new(),
+            elapsed: setup.observer.map(|_| std::time::Duration::ZERO),
+        }
+    }
+
+    /// Folds one arrival into the aggregator's state.
+    fn add(&mut self, arrival: Arrival<F>) -> Result<()> {
+        let join = *self.join.get_or_insert(arrival.join);
+        if arrival.join != join {
+            return Err(Error::SplitJoin {
+                flow: F::NAME,
+                fan_out: self.fan_out.as_str(),
+                first_join: join.as_str(),
+                first_collaborators: if self.count > self.first_names.len() {
+                    format!(
+                        "{}, ... ({} in all)",
+                        self.first_names.join(", "),
+                        self.count
+                    )
+                } else {
+                    self.first_names.join(", ")
+                },
+                other_join: arrival.join.as_str(),
+                other_collaborators: arrival.name,
+            });
+        }
+        if !F::graph().step(join.index()).is_some_and(|s| s.is_fold()) {
+            return Err(Error::Protocol {
+                flow: F::NAME,
+                source: StepError::Failed(
+                    format!(
+                        "collaborator `{}` reached `{}`, which is not a folding join, in a fan-out the driver streams",
+                        arrival.name,
+                        join.as_str()
+                    )
+                    .into(),
+                ),
+            });
+        }
+        if self.count == 0 {
+            self.setup.emit(Event::StepStarted {
+                step: join.as_str(),
+                role: Role::Aggregator,
+                participant: "aggregator",
+            });
+        }
+        let span = info_span!(
+            "step",
+            run = self.setup.run_id,
+            flow = F::NAME,
+            step = join.as_str(),
+            participant = "aggregator"
+        );
+        let _entered = span.enter();
+        let began = self.elapsed.map(|_| Instant::now());
+        let ctx = Ctx::aggregator_in(F::NAME, self.setup.run_id, self.roster);
+        let Arrival { name, state, .. } = arrival;
+        if self.first_names.len() < 8 {
+            self.first_names.push(name.clone());
+        }
+        let input = Inputs::new(vec![Input::new(name, state)]);
+        let (state, private) = (&mut *self.state, &mut *self.private);
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            state.run_aggregator_step(join, &ctx, private, Some(input))
+        }));
+        let next = step_result::<F>(outcome, join, || ParticipantName::Aggregator)?;
+        if let (Some(total), Some(began)) = (&mut self.elapsed, began) {
+            *total += began.elapsed();
+        }
+        // The input's name went into the step; name the collaborator from the count instead
+        // of keeping every name.
+        let who = || format!("input {} of the fan-out", self.count + 1);
+        let Some(next) = next else {
+            return Err(fold_protocol::<F>(format!(
+                "folding join `{}` returned no transition for {}; a folding join returns the step to go on to",
+                join.as_str(),
+                who()
+            )));
+        };
+        if next.foreach().is_some() {
+            return Err(fold_protocol::<F>(format!(
+                "folding join `{}` fanned out on {}; a folding join cannot fan out",
+                join.as_str(),
+                who()
+            )));
+        }
+        match &self.next {
+            Some((first, by)) if first.transition() != next.transition() => {
+                return Err(fold_protocol::<F>(format!(
+                    "folding join `{}` moved on to `{}` after {by} but to `{}` after {}; a folding join must return the same transition for every input",
+                    join.as_str(),
+                    first.step().as_str(),
+                    next.step().as_str(),
+                    who()
+                )));
+            }
+            Some(_) => {}
+            None => self.next = Some((next, who())),
+        }
+        self.count += 1;
+        Ok(())
+    }
+
+    /// After the last arrival: the transition the join returned, recorded as the join's step.
+    fn finish(self) -> Result<Reached<F>> {
+        let (Some(join), Some((next, _))) = (self.join, self.next) else {
+            return Err(Error::EmptyFanOut {
+                step: self.fan_out.as_str(),
+            });
+        };
+        self.setup.emit(Event::Joined {
+            step: join.as_str(),
+            inputs: self.count,
+        });
+        if let Some(elapsed) = self.elapsed {
+            self.setup.emit(Event::StepFinished {
+                step: join.as_str(),
+                role: Role::Aggregator,
+                participant: "aggregator",
+                elapsed,
+            });
+        }
+        if let Some(store) = self.setup.checkpoints {
+            store.record_step(
+                join,
+                Role::Aggregator,
+                "aggregator",
+                Some(&next),
+                self.state,
+            )?;
+        }
+        Ok(Reached::Folded(next))
+    }
+}
+
+fn fold_protocol<F: Flow>(message: String) -> Error {
+    Error::Protocol {
+        flow: F::NAME,
+        source: StepError::Failed(message.into()),
+    }
 }
 
 fn check_dropouts<F: Flow>(
@@ -563,18 +862,9 @@ fn check_dropouts<F: Flow>(
 /// Where the names of a checked fan-out list stand among the run's collaborators.
 enum Positions {
     /// The list is every collaborator, in the runtime's order.
-    Whole(usize),
+    Whole,
     /// Each name's position, in the list's order.
     Listed(Vec<usize>),
-}
-
-impl Positions {
-    fn into_vec(self) -> Vec<usize> {
-        match self {
-            Positions::Whole(n) => (0..n).collect(),
-            Positions::Listed(positions) => positions,
-        }
-    }
 }
 
 /// Checks a fan-out list and returns each name's position among the run's collaborators.
@@ -591,7 +881,7 @@ fn check_fan_out<'a, F: Flow>(
     }
     // The common case: every collaborator, in the runtime's order (whose names are unique).
     if names == known {
-        return Ok(Positions::Whole(names.len()));
+        return Ok(Positions::Whole);
     }
     let index = fan.index.get_or_insert_with(|| {
         known

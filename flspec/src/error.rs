@@ -247,6 +247,14 @@ pub enum StepError {
         /// The step.
         step: &'static str,
     },
+    /// A folding join was given other than one input.
+    #[error("folding join `{step}` takes one input per call, but was given {count}")]
+    FoldInputs {
+        /// The step.
+        step: &'static str,
+        /// How many inputs it was given.
+        count: usize,
+    },
 }
 
 /// Writes an error as `Debug` should print it at the end of `main`: its message, then

@@ -41,12 +41,27 @@ pub struct StepInfo {
     name: &'static str,
     role: Role,
     join: bool,
+    fold: bool,
 }
 
 impl StepInfo {
     #[doc(hidden)]
     pub const fn __new(name: &'static str, role: Role, join: bool) -> Self {
-        StepInfo { name, role, join }
+        StepInfo {
+            name,
+            role,
+            join,
+            fold: false,
+        }
+    }
+
+    #[doc(hidden)]
+    pub const fn __folding(self) -> Self {
+        StepInfo {
+            join: true,
+            fold: true,
+            ..self
+        }
     }
 
     /// The step's name.
@@ -62,6 +77,12 @@ impl StepInfo {
     /// Whether the step is a join (an aggregator step that takes the inputs of a fan-out).
     pub fn is_join(&self) -> bool {
         self.join
+    }
+
+    /// Whether the step is a folding join (`input: Input<Self>`): it runs once per arrival of
+    /// the fan-out, in fan-out order, so the aggregator holds one collaborator's state at a time.
+    pub fn is_fold(&self) -> bool {
+        self.fold
     }
 }
 
@@ -195,6 +216,29 @@ impl Graph {
         self.transitions.iter().filter(move |t| t.from == step)
     }
 
+    /// Whether the collaborators of a fan-out that begins at step `first` may reach a folding
+    /// join: the aggregator steps reachable from `first` through collaborator steps.
+    pub fn reaches_fold(&self, first: usize) -> bool {
+        let mut seen = vec![false; self.steps.len()];
+        let mut stack = vec![first];
+        while let Some(i) = stack.pop() {
+            let Some(step) = self.steps.get(i) else {
+                continue;
+            };
+            if std::mem::replace(&mut seen[i], true) {
+                continue;
+            }
+            if step.role == Role::Aggregator {
+                if step.fold {
+                    return true;
+                }
+                continue;
+            }
+            stack.extend(self.transitions_from(i).map(|t| t.to));
+        }
+        false
+    }
+
     /// A canonical text of the graph: one line per step and per transition.
     ///
     /// Two builds of a flow have the same canonical text exactly when their graphs (steps, roles,
@@ -202,7 +246,13 @@ impl Graph {
     pub fn canonical(&self) -> String {
         let mut out = format!("flow {}\n", self.flow);
         for s in self.steps {
-            let join = if s.join { " join" } else { "" };
+            // A folding join is marked on its own, so that the fingerprints of flows without
+            // one are those of earlier versions.
+            let join = match (s.join, s.fold) {
+                (_, true) => " fold",
+                (true, false) => " join",
+                (false, false) => "",
+            };
             let _ = writeln!(out, "step {} {}{}", s.name, s.role, join);
         }
         for t in self.transitions {

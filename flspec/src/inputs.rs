@@ -96,6 +96,25 @@ impl<F> Inputs<F> {
     pub fn into_vec(self) -> Vec<Input<F>> {
         self.items
     }
+
+    /// The one input a folding join is called with, or how many there are if not exactly one.
+    ///
+    /// ```
+    /// use flspec::{Input, Inputs};
+    ///
+    /// let one = Inputs::new(vec![Input::new("a", 1u8)]);
+    /// assert_eq!(one.into_single().map(|i| *i), Ok(1));
+    /// assert_eq!(Inputs::<u8>::new(Vec::new()).into_single().err(), Some(0));
+    /// ```
+    ///
+    /// # Errors
+    /// The number of inputs, when it is not one.
+    pub fn into_single(mut self) -> Result<Input<F>, usize> {
+        match self.items.len() {
+            1 => Ok(self.items.pop().expect("one input")),
+            n => Err(n),
+        }
+    }
 }
 
 impl<F> IntoIterator for Inputs<F> {

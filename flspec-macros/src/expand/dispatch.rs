@@ -67,6 +67,7 @@ fn arm(step: &Step, caller: Role, enum_name: &syn::Ident) -> TokenStream {
     let args = step.params.iter().map(|p| match p.kind {
         ParamKind::Ctx => quote!(ctx),
         ParamKind::Inputs => quote!(inputs),
+        ParamKind::Input => quote!(input),
         ParamKind::CollaboratorPrivate | ParamKind::AggregatorPrivate => quote!(private),
     });
     let call = quote_spanned! {ident.span()=>
@@ -74,6 +75,21 @@ fn arm(step: &Step, caller: Role, enum_name: &syn::Ident) -> TokenStream {
     };
     let guard = match caller {
         Role::Collaborator => quote!(),
+        Role::Aggregator if step.is_fold() => quote! {
+            let ::core::option::Option::Some(inputs) = inputs else {
+                return ::core::result::Result::Err(
+                    ::flspec::__private::StepError::MissingInputs { step: #name }
+                );
+            };
+            let input = match inputs.into_single() {
+                ::core::result::Result::Ok(input) => input,
+                ::core::result::Result::Err(count) => {
+                    return ::core::result::Result::Err(
+                        ::flspec::__private::StepError::FoldInputs { step: #name, count }
+                    );
+                }
+            };
+        },
         Role::Aggregator if step.is_join() => quote! {
             let ::core::option::Option::Some(inputs) = inputs else {
                 return ::core::result::Result::Err(

@@ -14,7 +14,11 @@ pub fn generate(def: &FlowDef) -> TokenStream {
             Role::Collaborator => quote!(::flspec::__private::Role::Collaborator),
         };
         let join = s.is_join();
-        quote!(::flspec::__private::StepInfo::__new(#step, #role, #join))
+        if s.is_fold() {
+            quote!(::flspec::__private::StepInfo::__new(#step, #role, #join).__folding())
+        } else {
+            quote!(::flspec::__private::StepInfo::__new(#step, #role, #join))
+        }
     });
     let index_of = |ident: &syn::Ident| {
         def.steps

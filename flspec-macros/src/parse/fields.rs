@@ -99,6 +99,16 @@ const FOLD_CLOSURES: &[&str] = &["fold", "try_fold"];
 
 /// The name of the step's `Inputs<Self>` parameter, if it has one and it is a plain name.
 pub fn inputs_name(sig: &syn::Signature) -> Option<Ident> {
+    param_of_type(sig, "Inputs")
+}
+
+/// The name of a folding join's `Input<Self>` parameter, if it has one and it is a plain name.
+pub fn input_name(sig: &syn::Signature) -> Option<Ident> {
+    param_of_type(sig, "Input")
+}
+
+/// The name of the parameter whose type's last segment is `ty`, if it is a plain name.
+fn param_of_type(sig: &syn::Signature, ty: &str) -> Option<Ident> {
     sig.inputs.iter().find_map(|arg| {
         let syn::FnArg::Typed(t) = arg else {
             return None;
@@ -106,7 +116,7 @@ pub fn inputs_name(sig: &syn::Signature) -> Option<Ident> {
         let syn::Type::Path(p) = &*t.ty else {
             return None;
         };
-        if p.path.segments.last()?.ident != "Inputs" {
+        if p.path.segments.last()?.ident != ty {
             return None;
         }
         match &*t.pat {
@@ -116,12 +126,13 @@ pub fn inputs_name(sig: &syn::Signature) -> Option<Ident> {
     })
 }
 
-/// The field uses of a step body; `inputs` names the join's `Inputs` parameter.
-pub fn field_uses(body: &Block, inputs: Option<&Ident>) -> FieldUses {
+/// The field uses of a step body; `inputs` names the join's `Inputs` parameter, `input` a
+/// folding join's `Input` parameter (one input, bound for the whole body).
+pub fn field_uses(body: &Block, inputs: Option<&Ident>, input: Option<&Ident>) -> FieldUses {
     let mut v = Uses {
         out: FieldUses::default(),
         inputs: inputs.map(ToString::to_string),
-        scope: Vec::new(),
+        scope: input.map(|i| (i.to_string(), true)).into_iter().collect(),
         in_macro: false,
     };
     v.block(body);
@@ -588,7 +599,7 @@ mod tests {
     fn uses(body: proc_macro2::TokenStream, inputs: bool) -> FieldUses {
         let block: syn::Block = syn::parse2(body).expect("a block");
         let name = syn::Ident::new("inputs", proc_macro2::Span::call_site());
-        field_uses(&block, inputs.then_some(&name))
+        field_uses(&block, inputs.then_some(&name), None)
     }
 
     fn names(v: &[syn::Ident]) -> Vec<String> {

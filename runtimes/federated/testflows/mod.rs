@@ -87,6 +87,68 @@ impl FanOutFlow {
     fn end(&mut self) {}
 }
 
+/// [`LoopFlow`] with a folding join: `add` takes each site's update in fan-out order (the
+/// order shows in `order` and in the non-commutative `digest`), then `average` moves on.
+#[derive(Clone, Default, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FoldFlow {
+    pub rounds: u32,
+    pub round: u32,
+    pub model: f64,
+    pub local: f64,
+    pub sum: f64,
+    pub count: u32,
+    pub digest: u64,
+    pub order: Vec<String>,
+}
+
+#[flow(collaborator = Site)]
+impl FoldFlow {
+    #[aggregator]
+    fn start(&mut self, ctx: &Ctx) -> Next<Self> {
+        if self.rounds == 0 {
+            self.rounds = 3;
+        }
+        next!(self.train, foreach = ctx.collaborators(), include = [model])
+    }
+
+    #[collaborator]
+    fn train(&mut self, site: &mut Site) -> Next<Self> {
+        self.local = self.model * 0.5 + site.secret as f64 / 100.0;
+        next!(self.add, include = [local])
+    }
+
+    #[aggregator]
+    fn add(&mut self, input: Input<Self>) -> Next<Self> {
+        self.sum += input.local;
+        self.count += 1;
+        self.digest = self
+            .digest
+            .wrapping_mul(31)
+            .wrapping_add(input.local.to_bits());
+        self.order.push(input.name().to_string());
+        next!(self.average)
+    }
+
+    #[aggregator]
+    fn average(&mut self, ctx: &Ctx) -> Next<Self> {
+        self.model = self.sum / f64::from(self.count);
+        self.sum = 0.0;
+        self.count = 0;
+        self.round += 1;
+        if self.round < self.rounds {
+            // Later rounds in reverse order: the fold follows the list.
+            let mut names = ctx.collaborators().to_vec();
+            names.reverse();
+            next!(self.train, foreach = names, include = [model])
+        } else {
+            next!(self.end)
+        }
+    }
+
+    #[aggregator]
+    fn end(&mut self) {}
+}
+
 /// Three rounds of fan-out and join; the sites keep a visit count in private state.
 #[derive(Clone, Default, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LoopFlow {
@@ -680,7 +742,8 @@ pub fn envoy_registry(variant: Option<&str>) -> Registry {
         .flow::<MailFlow>(|_| ())
         .flow::<TrustFlow>(|_| ())
         .flow::<BranchFlow>(|_| ())
-        .flow::<RecoveryFlow>(Site::new);
+        .flow::<RecoveryFlow>(Site::new)
+        .flow::<FoldFlow>(Site::new);
     match variant {
         Some("v2") => r.flow::<v2::FanOutFlow>(Site::new),
         _ => r.flow::<FanOutFlow>(Site::new),
@@ -702,4 +765,5 @@ pub fn director_registry() -> Registry {
         .aggregator::<TrustFlow>(|| ())
         .aggregator::<BranchFlow>(|| ())
         .aggregator::<RecoveryFlow>(|| ())
+        .aggregator::<FoldFlow>(|| ())
 }

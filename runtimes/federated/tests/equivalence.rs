@@ -12,7 +12,9 @@ use common::{Tls, certs, client, director, envoy, wait_online, within};
 use flspec::{Event, Flow};
 use flspec_federated::{EnvoyState, RunPhase};
 use flspec_local::LocalRuntime;
-use testflows::{AggSecret, FanOutFlow, FilterFlow, LoopFlow, MailFlow, Site, SubsetFlow};
+use testflows::{
+    AggSecret, FanOutFlow, FilterFlow, FoldFlow, LoopFlow, MailFlow, Site, SubsetFlow,
+};
 
 const SITES: [&str; 2] = ["Bengaluru", "Portland"];
 
@@ -115,6 +117,24 @@ fn federated_runs_equal_local_runs() {
             got.visits,
             3 * 2,
             "each site counted its visits in private state"
+        );
+
+        // A folding join: the director folds the arrivals in fan-out order, as the local
+        // runtime does.
+        let local = LocalRuntime::new(SITES, Site::new);
+        let expected = FoldFlow::default().run(&local).expect("local run");
+        let got = FoldFlow::default().run(&federated).expect("federated run");
+        assert_eq!(got, expected);
+        assert_eq!(
+            got.order,
+            [
+                "Bengaluru",
+                "Portland",
+                "Portland",
+                "Bengaluru",
+                "Portland",
+                "Bengaluru"
+            ]
         );
 
         // exclude/include on every kind of transition.

@@ -6,8 +6,8 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use flspec::checkpoint::RunCheckpoints;
 use flspec::BoxError;
+use flspec::checkpoint::RunCheckpoints;
 use flspec::prelude::*;
 use flspec_local::LocalRuntime;
 

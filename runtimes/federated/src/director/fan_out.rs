@@ -358,106 +358,155 @@ fn fan_out_step<F: Flow>(reach: &Reach, envoy: &str, name: &str) -> flspec::Resu
     Ok(step.as_str())
 }
 
-impl<F: Flow> FanOut<F> for Typed<'_, '_, F> {
-    fn run(&mut self, request: FanOutRequest<'_, F>) -> flspec::Result<FanOutResult<F>> {
+impl<F: Flow> Typed<'_, '_, F> {
+    /// Sends the fan-out's tasks and waits for every outcome (the states still encoded).
+    fn send(
+        &mut self,
+        request: FanOutRequest<'_, F>,
+    ) -> flspec::Result<(Reach, Vec<RemoteOutcome>)> {
         let reach = Reach::of::<F>(request.step.index());
         // One buffer for all, unless addressed fields give each collaborator its own entries;
         // one message per envoy that hosts several of the collaborators.
         let mut copies = Copies::new(request.state, request.transition);
         let plan = plan(self.remote.envoys, &mut copies, request.names)?;
         drop(copies);
-        let step = request.step.as_str();
-        let outcomes = self.remote.dispatch(step, plan, request.names.len())?;
+        let outcomes = self
+            .remote
+            .dispatch(request.step.as_str(), plan, request.names.len())?;
+        Ok((reach, outcomes))
+    }
+
+    /// One collaborator's outcome: its arrival (state decoded and checked), its dropout, or the
+    /// run's error.
+    fn settle(
+        &self,
+        reach: &Reach,
+        step: &str,
+        name: &str,
+        outcome: RemoteOutcome,
+    ) -> flspec::Result<Settled<F>> {
+        let who = || ParticipantName::Collaborator(name.to_string());
+        let outcome = match outcome {
+            RemoteOutcome::Done(TaskOutcome::Arrived { join, state }) => {
+                let join: F::Step = join
+                    .parse()
+                    .map_err(|e| protocol::<F>(format!("envoy `{name}` named {e}")))?;
+                let filters = reach.filters_into::<F>(join.index()).map_err(|()| {
+                    protocol::<F>(format!(
+                        "envoy `{name}` says its collaborator reached `{join}`, which the \
+                         collaborator steps from `{step}` cannot reach in the flow's graph; \
+                         the envoy is modified or runs another version of the flow, so its \
+                         answer was refused"
+                    ))
+                })?;
+                let mut state: F = flspec::codec::decode_state(&state).map_err(|e| {
+                    protocol::<F>(format!(
+                        "envoy `{name}` returned a state that does not decode: {e}"
+                    ))
+                })?;
+                refilter(&mut state, &filters).map_err(|problem| {
+                    protocol::<F>(format!(
+                        "envoy `{name}` says its collaborator reached `{join}`, but {problem}; \
+                         the envoy is modified or runs another version of the flow, so its \
+                         answer was refused"
+                    ))
+                })?;
+                Ok(Arrival {
+                    name: name.to_string(),
+                    join,
+                    state,
+                })
+            }
+            RemoteOutcome::Done(TaskOutcome::Dropout { reason }) => {
+                return Ok(Settled::Dropped(Departure {
+                    name: name.to_string(),
+                    reason,
+                }));
+            }
+            RemoteOutcome::Done(TaskOutcome::StepFailed { step, message }) => {
+                Err(flspec::Error::StepFailed {
+                    flow: F::NAME,
+                    step: fan_out_step::<F>(reach, name, &step)?,
+                    participant: who(),
+                    source: message.into(),
+                })
+            }
+            RemoteOutcome::Done(TaskOutcome::StepPanicked { step, message }) => {
+                Err(flspec::Error::StepPanicked {
+                    flow: F::NAME,
+                    step: fan_out_step::<F>(reach, name, &step)?,
+                    participant: who(),
+                    message,
+                })
+            }
+            RemoteOutcome::Done(TaskOutcome::PrivateState { message }) => {
+                Err(flspec::Error::PrivateState {
+                    name: name.to_string(),
+                    source: message.into(),
+                })
+            }
+            RemoteOutcome::Done(TaskOutcome::Refused { message }) => Err(crate::Error::Refused {
+                name: name.to_string(),
+                reason: format!("it could not run step `{step}`: {message}"),
+            }
+            .into()),
+            RemoteOutcome::Lost(reason) => {
+                if F::TOLERATES_DROPOUTS {
+                    return Ok(Settled::Dropped(Departure {
+                        name: name.to_string(),
+                        reason: format!("envoy lost: {reason}"),
+                    }));
+                }
+                Err(crate::Error::EnvoyLost {
+                    name: name.to_string(),
+                    step: step.to_string(),
+                    run_id: self.remote.run.id.clone(),
+                    reason,
+                }
+                .into())
+            }
+        };
+        outcome.map(Settled::Arrived)
+    }
+}
+
+/// What became of one collaborator of a fan-out.
+enum Settled<F: Flow> {
+    Arrived(Arrival<F>),
+    Dropped(Departure),
+}
+
+impl<F: Flow> FanOut<F> for Typed<'_, '_, F> {
+    fn run(&mut self, request: FanOutRequest<'_, F>) -> flspec::Result<FanOutResult<F>> {
+        let (step, names) = (request.step.as_str(), request.names);
+        let (reach, outcomes) = self.send(request)?;
         let mut result = FanOutResult::default();
-        for (name, outcome) in request.names.iter().zip(outcomes) {
-            let who = || ParticipantName::Collaborator(name.clone());
-            let outcome = match outcome {
-                RemoteOutcome::Done(TaskOutcome::Arrived { join, state }) => {
-                    let join: F::Step = join
-                        .parse()
-                        .map_err(|e| protocol::<F>(format!("envoy `{name}` named {e}")))?;
-                    let filters = reach.filters_into::<F>(join.index()).map_err(|()| {
-                        protocol::<F>(format!(
-                            "envoy `{name}` says its collaborator reached `{join}`, which the \
-                             collaborator steps from `{step}` cannot reach in the flow's graph; \
-                             the envoy is modified or runs another version of the flow, so its \
-                             answer was refused"
-                        ))
-                    })?;
-                    let mut state: F = flspec::codec::decode_state(&state).map_err(|e| {
-                        protocol::<F>(format!(
-                            "envoy `{name}` returned a state that does not decode: {e}"
-                        ))
-                    })?;
-                    refilter(&mut state, &filters).map_err(|problem| {
-                        protocol::<F>(format!(
-                            "envoy `{name}` says its collaborator reached `{join}`, but {problem}; \
-                             the envoy is modified or runs another version of the flow, so its \
-                             answer was refused"
-                        ))
-                    })?;
-                    Ok(Arrival {
-                        name: name.clone(),
-                        join,
-                        state,
-                    })
-                }
-                RemoteOutcome::Done(TaskOutcome::Dropout { reason }) => {
-                    result.dropped.push(Departure {
-                        name: name.clone(),
-                        reason,
-                    });
-                    continue;
-                }
-                RemoteOutcome::Done(TaskOutcome::StepFailed { step, message }) => {
-                    Err(flspec::Error::StepFailed {
-                        flow: F::NAME,
-                        step: fan_out_step::<F>(&reach, name, &step)?,
-                        participant: who(),
-                        source: message.into(),
-                    })
-                }
-                RemoteOutcome::Done(TaskOutcome::StepPanicked { step, message }) => {
-                    Err(flspec::Error::StepPanicked {
-                        flow: F::NAME,
-                        step: fan_out_step::<F>(&reach, name, &step)?,
-                        participant: who(),
-                        message,
-                    })
-                }
-                RemoteOutcome::Done(TaskOutcome::PrivateState { message }) => {
-                    Err(flspec::Error::PrivateState {
-                        name: name.clone(),
-                        source: message.into(),
-                    })
-                }
-                RemoteOutcome::Done(TaskOutcome::Refused { message }) => {
-                    Err(crate::Error::Refused {
-                        name: name.clone(),
-                        reason: format!("it could not run step `{step}`: {message}"),
-                    }
-                    .into())
-                }
-                RemoteOutcome::Lost(reason) => {
-                    if F::TOLERATES_DROPOUTS {
-                        result.dropped.push(Departure {
-                            name: name.clone(),
-                            reason: format!("envoy lost: {reason}"),
-                        });
-                        continue;
-                    }
-                    Err(crate::Error::EnvoyLost {
-                        name: name.clone(),
-                        step: step.to_string(),
-                        run_id: self.remote.run.id.clone(),
-                        reason,
-                    }
-                    .into())
-                }
-            };
-            result.push(name, outcome)?;
+        for (name, outcome) in names.iter().zip(outcomes) {
+            match self.settle(&reach, step, name, outcome)? {
+                Settled::Arrived(arrival) => result.arrivals.push(arrival),
+                Settled::Dropped(departure) => result.dropped.push(departure),
+            }
         }
         Ok(result)
+    }
+
+    /// Into a folding join: each state is decoded only when its turn comes, so the director
+    /// holds the encoded answers and one decoded state at a time.
+    fn run_streaming(
+        &mut self,
+        request: FanOutRequest<'_, F>,
+        sink: &mut dyn FnMut(Arrival<F>) -> flspec::Result<()>,
+    ) -> flspec::Result<Vec<Departure>> {
+        let (step, names) = (request.step.as_str(), request.names);
+        let (reach, outcomes) = self.send(request)?;
+        let mut dropped = Vec::new();
+        for (name, outcome) in names.iter().zip(outcomes) {
+            match self.settle(&reach, step, name, outcome)? {
+                Settled::Arrived(arrival) => sink(arrival)?,
+                Settled::Dropped(departure) => dropped.push(departure),
+            }
+        }
+        Ok(dropped)
     }
 }
 
