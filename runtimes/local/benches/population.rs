@@ -16,9 +16,7 @@
 //! criterion's groups (one after the other), it prints the medians of 1,000 rounds from each
 //! population measured in alternation, which a changing load on a shared machine skews less.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
-use std::sync::atomic::{AtomicIsize, Ordering};
 
 use criterion::{BenchmarkId, Criterion};
 use flspec::fl::sampling::{ClientSampler, SamplingError};
@@ -26,78 +24,8 @@ use flspec::prelude::*;
 use flspec::runtime::Population;
 use flspec_local::LocalRuntime;
 
-/// Counts live heap bytes and their peak.
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-static PEAK: AtomicIsize = AtomicIsize::new(0);
-
-fn grew(bytes: usize) {
-    let now = LIVE.fetch_add(bytes as isize, Ordering::Relaxed) + bytes as isize;
-    if now > PEAK.load(Ordering::Relaxed) {
-        PEAK.fetch_max(now, Ordering::Relaxed);
-    }
-}
-
-fn shrank(bytes: usize) {
-    LIVE.fetch_sub(bytes as isize, Ordering::Relaxed);
-}
-
-// SAFETY: forwards every call to the system allocator unchanged; only counts sizes.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: same contract as the caller's.
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            grew(layout.size());
-        }
-        p
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: same contract as the caller's.
-        let p = unsafe { System.alloc_zeroed(layout) };
-        if !p.is_null() {
-            grew(layout.size());
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) };
-        shrank(layout.size());
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: same contract as the caller's.
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
-        if !p.is_null() {
-            shrank(layout.size());
-            grew(new_size);
-        }
-        p
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
-
-/// Live heap bytes `f` leaves behind, and what it returns.
-fn held_by<T>(f: impl FnOnce() -> T) -> (isize, T) {
-    let base = LIVE.load(Ordering::SeqCst);
-    let out = f();
-    (LIVE.load(Ordering::SeqCst) - base, out)
-}
-
-/// Peak heap bytes above the current level while `f` runs.
-fn peak_during<T>(f: impl FnOnce() -> T) -> (usize, T) {
-    let base = LIVE.load(Ordering::SeqCst);
-    PEAK.store(base, Ordering::SeqCst);
-    let out = f();
-    let peak = PEAK.load(Ordering::SeqCst) - base;
-    (peak.max(0) as usize, out)
-}
+mod common;
+use common::counting::{held_by, peak_during};
 
 const STATE_BYTES: usize = 1024;
 const PRIVATE_BYTES: usize = 256;
