@@ -425,9 +425,10 @@ const CLIENT_CRYPTO: [&str; 4] = [
     "decrypt_ciphertext",
     "reveal_shares",
 ];
-const SERVER_CRYPTO: [&str; 3] = [
+const SERVER_CRYPTO: [&str; 4] = [
     "generate_collaborator_index",
     "filter_ciphertexts",
+    "receive_masked",
     "reconstruct",
 ];
 

@@ -6,8 +6,10 @@
 //! (`generate_collaborator_index`), each collaborator encrypts Shamir shares of its secrets for
 //! its peers (`generate_ciphertexts`), the aggregator routes each collaborator only the
 //! ciphertexts addressed to it (`filter_ciphertexts`), each collaborator decrypts them and sends
-//! its masked contribution (`decrypt_ciphertext`), the aggregator asks the survivors for the
-//! shares it needs (`reconstruct`), they reveal them (`reveal_shares`), and the aggregator
+//! its masked contribution (`decrypt_ciphertext`), the aggregator adds each to its running sum
+//! as it arrives (`receive_masked`, a folding join: it holds one collaborator's masked vector
+//! at a time), asks the survivors for the shares it needs (`reconstruct`), they reveal them
+//! (`reveal_shares`), and the aggregator
 //! removes the masks and averages the sum (`join`).
 //!
 //! The seed runs its key exchange once, before training, and lets the aggregator rebuild every
@@ -188,6 +190,9 @@ pub struct SecAggMnist {
     pub inbox: PerCollaborator<Vec<secagg::EncryptedShare>>,
     /// Collaborator → aggregator: the masked contribution.
     pub masked: Option<secagg::MaskedInput>,
+    /// Aggregator: the collaborators whose masked contribution `receive_masked` took this
+    /// round, in fan-out order (`reconstruct` asks them for shares).
+    pub masked_by: Vec<String>,
     /// Aggregator → survivors: which shares to reveal.
     pub unmask_request: Option<secagg::UnmaskRequest>,
     /// Survivor → aggregator: the shares.
@@ -722,36 +727,48 @@ impl SecAggMnist {
         });
         site.contribution = Vec::new();
         site.ring_contribution = Vec::new();
-        Ok(next!(self.reconstruct, include = [masked]))
+        Ok(next!(self.receive_masked, include = [masked]))
     }
 
-    /// Collects the masked contributions and asks the survivors for the shares it needs.
+    /// A folding join: takes each survivor's masked contribution as it arrives (the server
+    /// adds it to its running sum), so the aggregator holds one contribution at a time, not
+    /// one per collaborator.
     #[aggregator]
-    fn reconstruct(
+    fn receive_masked(
         &mut self,
         ctx: &Ctx,
-        inputs: Inputs<Self>,
+        input: Input<Self>,
         coordinator: &mut Coordinator,
     ) -> Result<Next<Self>, BoxError> {
         let server = coordinator
             .server
             .as_mut()
             .ok_or_else(|| missing("SecAgg server"))?;
-        let names: Vec<String> = inputs.names().map(str::to_string).collect();
-        for input in inputs {
-            let (name, state) = input.into_parts();
-            let masked = sent_by(
-                ctx,
-                &self.invited,
-                self.round,
-                &name,
-                "masked input",
-                state.masked,
-                |m| m.sender,
-            )?;
-            server.receive_masked(masked)?;
-        }
+        // The shares were routed: the collaborators have theirs.
         self.inbox = PerCollaborator::new();
+        let (name, state) = input.into_parts();
+        let masked = sent_by(
+            ctx,
+            &self.invited,
+            self.round,
+            &name,
+            "masked input",
+            state.masked,
+            |m| m.sender,
+        )?;
+        server.receive_masked(masked)?;
+        self.masked_by.push(name);
+        Ok(next!(self.reconstruct))
+    }
+
+    /// Asks the collaborators whose masked contribution arrived for the shares it needs.
+    #[aggregator]
+    fn reconstruct(&mut self, coordinator: &mut Coordinator) -> Result<Next<Self>, BoxError> {
+        let server = coordinator
+            .server
+            .as_mut()
+            .ok_or_else(|| missing("SecAgg server"))?;
+        let names = std::mem::take(&mut self.masked_by);
         if let Some(plan) = &self.noise_plan {
             // Unmasking fewer than the provisioned survivors would release a sum with less
             // noise than the guarantee needs: stop before anything is unmasked.
@@ -1171,6 +1188,7 @@ impl SecAggMnist {
         self.outbox.clear();
         self.inbox = PerCollaborator::new();
         self.masked = None;
+        self.masked_by.clear();
         self.unmask_request = None;
         self.unmask_response = None;
         self.plain_contribution.clear();
@@ -1249,7 +1267,13 @@ mod tests {
             let _next = match step {
                 Join::Keys => self.agg.generate_collaborator_index(&ctx, inputs, c),
                 Join::Shares => self.agg.filter_ciphertexts(&ctx, inputs, c),
-                Join::Masked => self.agg.reconstruct(&ctx, inputs, c),
+                Join::Masked => {
+                    // The runtime folds the masked inputs one at a time, then reconstructs.
+                    for input in inputs {
+                        let _next = self.agg.receive_masked(&ctx, input, c)?;
+                    }
+                    self.agg.reconstruct(c)
+                }
                 Join::Unmask => self.agg.join(&ctx, inputs, c),
             }?;
             Ok(())
