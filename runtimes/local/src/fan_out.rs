@@ -126,19 +126,7 @@ impl<'a, C: Send> LocalFanOut<'a, C> {
             for _ in 0..workers {
                 let done_tx = done_tx.clone();
                 let job_rx = &job_rx;
-                scope.spawn(move || {
-                    loop {
-                        let jobs = job_rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
-                        let Ok(jobs) = jobs else { break };
-                        let done = jobs
-                            .into_iter()
-                            .map(|job| run_job(job, factory, step, setup, roster))
-                            .collect();
-                        if done_tx.send(done).is_err() {
-                            break;
-                        }
-                    }
-                });
+                scope.spawn(move || work(job_rx, &done_tx, factory, step, setup, roster));
             }
             drop(done_tx);
             // Takes finished work back and hands over every outcome whose turn has come.
@@ -223,19 +211,7 @@ impl<'a, C: Send> LocalFanOut<'a, C> {
             for _ in 0..workers {
                 let done_tx = done_tx.clone();
                 let job_rx = &job_rx;
-                scope.spawn(move || {
-                    loop {
-                        let jobs = job_rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
-                        let Ok(jobs) = jobs else { break };
-                        let done = jobs
-                            .into_iter()
-                            .map(|job| run_job(job, factory, step, setup, roster))
-                            .collect();
-                        if done_tx.send(done).is_err() {
-                            break;
-                        }
-                    }
-                });
+                scope.spawn(move || work(job_rx, &done_tx, factory, step, setup, roster));
             }
             drop(done_tx);
             let mut failed = false;
@@ -352,6 +328,29 @@ struct Done<F: Flow, C> {
     position: usize,
     result: Result<Arrival<F>>,
     private: Option<C>,
+}
+
+/// A worker thread: runs the batches it takes from `jobs` and sends each batch's outcomes back,
+/// until the jobs end or nobody listens.
+fn work<F: Flow<Collaborator = C>, C>(
+    jobs: &Mutex<mpsc::Receiver<Vec<Job<'_, F, C>>>>,
+    done: &mpsc::Sender<Vec<Done<F, C>>>,
+    factory: &Factory<C>,
+    step: F::Step,
+    setup: &RunSetup<'_>,
+    roster: Roster<'_>,
+) {
+    loop {
+        let batch = jobs.lock().unwrap_or_else(PoisonError::into_inner).recv();
+        let Ok(batch) = batch else { break };
+        let outcomes = batch
+            .into_iter()
+            .map(|job| run_job(job, factory, step, setup, roster))
+            .collect();
+        if done.send(outcomes).is_err() {
+            break;
+        }
+    }
 }
 
 fn run_job<F: Flow<Collaborator = C>, C>(
