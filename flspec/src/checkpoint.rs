@@ -40,7 +40,7 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{decode_state, encode_state};
-use crate::{Error, Flow, Next, Result, Role, StepId, TransitionId};
+use crate::{Error, FanOutList, Flow, Next, Result, Role, StepId, TransitionId};
 
 /// What a journal line records.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,8 +59,12 @@ pub struct StoredNext {
     pub transition: u16,
     /// The target step's name.
     pub step: String,
-    /// The fan-out list, for a fan-out.
+    /// The fan-out list, for a fan-out to a list of names.
     pub foreach: Option<Vec<String>>,
+    /// Whether the transition fans out to every collaborator of the run
+    /// ([`FanOutList::Roster`](crate::FanOutList::Roster)); absent in journals that list names.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub roster: bool,
 }
 
 /// One journal line.
@@ -203,7 +207,11 @@ impl CheckpointStore {
         let next = next.map(|n| StoredNext {
             transition: u16::try_from(n.transition().index()).unwrap_or(u16::MAX),
             step: n.step().as_str().to_string(),
-            foreach: n.foreach().map(<[String]>::to_vec),
+            foreach: n
+                .foreach()
+                .and_then(FanOutList::names)
+                .map(<[String]>::to_vec),
+            roster: matches!(n.foreach(), Some(FanOutList::Roster)),
         });
         self.append(
             RecordKind::Step,
@@ -507,7 +515,12 @@ impl RunCheckpoints {
 
 /// Rebuilds a stored transition for flow `F`.
 pub(crate) fn stored_next<F: Flow>(run: &RunCheckpoints, next: &StoredNext) -> Result<Next<F>> {
-    Next::from_parts(TransitionId::new(next.transition), next.foreach.clone()).ok_or_else(|| {
+    let foreach = match (&next.foreach, next.roster) {
+        (_, true) => Some(FanOutList::Roster),
+        (Some(names), false) => Some(FanOutList::Names(names.clone())),
+        (None, false) => None,
+    };
+    Next::from_parts(TransitionId::new(next.transition), foreach).ok_or_else(|| {
         format_err(
             &run.folder.join("journal.jsonl"),
             format!(

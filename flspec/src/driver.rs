@@ -14,10 +14,11 @@ use std::time::Instant;
 use tracing::{debug, info_span};
 
 use crate::checkpoint::{CheckpointStore, RecordKind, RunCheckpoints, stored_next};
+use crate::next::RosterScope;
 use crate::runtime::{Population, Roster};
 use crate::{
-    Ctx, Error, Event, Flow, Input, Inputs, Next, Observer, ParticipantName, Result, Role,
-    StepError, StepId, TransitionId,
+    Ctx, Error, Event, FanOutList, Flow, Input, Inputs, Next, Observer, ParticipantName, Result,
+    Role, StepError, StepId, TransitionId,
 };
 
 /// A collaborator's state on its arrival at a join.
@@ -337,14 +338,18 @@ impl<F: Flow> Resume<F> {
         };
         let next = stored_next::<F>(run, stored)?;
         let mut recovered = Vec::new();
-        if let Some(names) = next.foreach().filter(|_| !rewinds) {
+        if let Some(list) = next.foreach().filter(|_| !rewinds) {
             for later in &records[last_agg + 1..] {
                 let Some(n) = &later.next else { continue };
                 let arrived = F::graph()
                     .transition(TransitionId::new(n.transition))
                     .and_then(|t| F::graph().step(t.to()))
                     .is_some_and(|s| s.role() == Role::Aggregator);
-                if !arrived || !names.contains(&later.participant) {
+                // On a fan-out to the whole roster, every collaborator is in it.
+                let listed = list
+                    .names()
+                    .is_none_or(|names| names.contains(&later.participant));
+                if !arrived || !listed {
                     continue;
                 }
                 let into_join = stored_next::<F>(run, n)?;
@@ -510,34 +515,48 @@ fn follow<'a, F: Flow>(
     fan_out: &mut dyn FanOut<F>,
     fan: &mut FanOutContext<'a>,
 ) -> Result<Reached<F>> {
-    let Some(mut names) = next.take_foreach() else {
+    let Some(list) = next.take_foreach() else {
         state.filter_in_place(next.transition());
         return Ok(Reached::Step(next.step(), None));
     };
-    let positions = match fan.roster {
-        Roster::Population(population) => Positions::Listed(check_population_fan_out::<F>(
-            next.step(),
-            &names,
-            population,
-        )?),
-        _ => check_fan_out::<F>(next.step(), &names, fan.roster.as_names(), fan)?,
+    let (mut names, positions) = match list {
+        // `foreach = ctx.collaborators()`: the run's own list, never copied.
+        FanOutList::Roster if !fan.roster.is_empty() => (Vec::new(), Positions::Whole),
+        FanOutList::Roster => {
+            return Err(Error::EmptyFanOut {
+                step: next.step().as_str(),
+            });
+        }
+        FanOutList::Names(names) => {
+            let positions =
+                match fan.roster {
+                    Roster::Population(population) => Positions::Listed(
+                        check_population_fan_out::<F>(next.step(), &names, population)?,
+                    ),
+                    _ => check_fan_out::<F>(next.step(), &names, fan.roster.as_names(), fan)?,
+                };
+            (names, positions)
+        }
     };
-    setup.emit(Event::FanOut {
-        step: next.step().as_str(),
-        collaborators: names.len(),
-    });
-    // A fan-out to every collaborator in the roster's order (`foreach = ctx.collaborators()`)
-    // runs over the runtime's own list: the step's copy of it is freed before the
-    // collaborators run, as a hand-written loop over the names would have no such copy.
-    // No list of positions is built for it either.
+    // A fan-out to every collaborator in the roster's order runs over the runtime's own list
+    // (a list the step built with the same names is freed before the collaborators run), and
+    // without a list of positions.
     let (whole, listed) = match positions {
-        Positions::Whole => (true, Vec::new()),
+        Positions::Whole => {
+            drop(std::mem::take(&mut names));
+            (true, Vec::new())
+        }
         Positions::Listed(listed) => (false, listed),
     };
+    let all: &[String] = if whole { fan.roster.as_names() } else { &names };
+    setup.emit(Event::FanOut {
+        step: next.step().as_str(),
+        collaborators: all.len(),
+    });
     let remaining: (Vec<String>, Vec<usize>);
     let (to_run, to_run_positions) = if !recovered.is_empty() {
         let done: HashSet<&str> = recovered.iter().map(|a| a.name.as_str()).collect();
-        remaining = names
+        remaining = all
             .iter()
             .enumerate()
             .filter(|(_, n)| !done.contains(n.as_str()))
@@ -545,10 +564,9 @@ fn follow<'a, F: Flow>(
             .unzip();
         (&remaining.0[..], FanOutPositions::Listed(&remaining.1))
     } else if whole {
-        drop(std::mem::take(&mut names));
-        (fan.roster.as_names(), FanOutPositions::Whole)
+        (all, FanOutPositions::Whole)
     } else {
-        (&names[..], FanOutPositions::Listed(&listed))
+        (all, FanOutPositions::Listed(&listed))
     };
     // Into a folding join, arrivals stream: each is folded as it comes, in fan-out order. A
     // resumed fan-out with recovered arrivals collects them all first, to fold them in order.
@@ -602,7 +620,7 @@ fn follow<'a, F: Flow>(
     )?;
     if !recovered.is_empty() {
         arrivals.extend(recovered);
-        let order: std::collections::HashMap<&str, usize> = names
+        let order: std::collections::HashMap<&str, usize> = all
             .iter()
             .enumerate()
             .map(|(i, n)| (n.as_str(), i))
@@ -1024,9 +1042,12 @@ fn run_aggregator_step<F: Flow>(
     });
     let began = setup.observer.map(|_| Instant::now());
     let ctx = Ctx::aggregator_in(F::NAME, setup.run_id, roster);
-    let outcome = catch_unwind(AssertUnwindSafe(|| {
-        state.run_aggregator_step(step, &ctx, private, inputs)
-    }));
+    let outcome = {
+        let _roster = roster.listed().map(RosterScope::enter);
+        catch_unwind(AssertUnwindSafe(|| {
+            state.run_aggregator_step(step, &ctx, private, inputs)
+        }))
+    };
     let next = step_result::<F>(outcome, step, || ParticipantName::Aggregator)?;
     check_end::<F>(step, next.as_ref())?;
     debug!("step done");

@@ -71,7 +71,7 @@ pub use error::{BoxError, Dropout, Error, ParticipantName, Result, StepError};
 pub use flow::{Flow, FlowSteps, PrivateStates, StepOutcome};
 pub use graph::{FieldFilter, Graph, StepInfo, TransitionId, TransitionInfo};
 pub use inputs::{Input, Inputs};
-pub use next::Next;
+pub use next::{FanOutList, Next};
 pub use role::Role;
 pub use runtime::{Event, Observer, Runtime};
 pub use step::{StepId, UnknownStep};
@@ -162,13 +162,14 @@ pub mod __private {
         }
     }
 
-    /// Collects a `foreach` list.
-    pub fn collect_names<I, S>(names: I) -> Vec<String>
+    /// Collects a `foreach` list ([`FanOutList::Roster`](crate::FanOutList::Roster) for the
+    /// run's own list).
+    pub fn collect_names<I, S>(names: I) -> crate::FanOutList
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        names.into_iter().map(|s| s.as_ref().to_owned()).collect()
+        crate::next::collect_fan_out(names)
     }
 
     /// Asserts at compile time that the flow state has the traits a flow needs.

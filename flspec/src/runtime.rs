@@ -163,6 +163,14 @@ impl<'a> Roster<'a> {
         }
     }
 
+    /// The names as a slice if they exist already: a list's, or a population's once made.
+    pub(crate) fn listed(&self) -> Option<&'a [String]> {
+        match *self {
+            Roster::List(names) => Some(names),
+            Roster::Population(p) => p.names.get().map(Vec::as_slice),
+        }
+    }
+
     /// Every name, as a slice. A population makes its names the first time this is called and
     /// keeps them (tens of bytes per collaborator); prefer [`Roster::sample`] or
     /// [`Roster::name`] on a large one.

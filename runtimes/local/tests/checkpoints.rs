@@ -123,12 +123,21 @@ fn one_record_per_step_per_participant() -> flspec::Result<()> {
                 .all(|r| r.role == Role::Collaborator)
         );
     }
-    // The transitions are recorded: the fan-outs with their lists, `end` with none.
+    // The transitions are recorded: a fan-out to every collaborator as such (no copy of the
+    // names), `end` with none.
     let start = &records[1];
     assert_eq!(start.step, "start");
     let next = start.next.as_ref().expect("start has a transition");
     assert_eq!(next.step, "train");
-    assert_eq!(next.foreach.as_deref(), Some(&SITES.map(String::from)[..]));
+    assert!(next.roster && next.foreach.is_none(), "{next:?}");
+    // A list the step built (`inputs.names()`) is recorded name by name.
+    let join = records
+        .iter()
+        .find(|r| r.step == "join")
+        .and_then(|r| r.next.as_ref())
+        .expect("the first join fans out again");
+    assert_eq!(join.foreach.as_deref(), Some(&SITES.map(String::from)[..]));
+    assert!(!join.roster);
     assert!(records.last().expect("a record").next.is_none());
     // Nothing else in the run folder.
     let mut files: Vec<String> = std::fs::read_dir(run.folder())
