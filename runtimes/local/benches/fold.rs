@@ -145,10 +145,20 @@ fn main() {
     println!("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
     watch_blocks_of(PAYLOAD);
     let mut shares = Vec::new();
-    for (mode, workers) in [("sequential", 1), ("parallel(2)", 2)] {
+    // The runtime keeps a slot per collaborator for its private state (one byte for `()`),
+    // unless a cache bounds the states it keeps.
+    let modes = [
+        ("sequential", 1, None),
+        ("parallel(2)", 2, None),
+        ("sequential, private_state_cache(64)", 1, Some(64)),
+    ];
+    for (mode, workers, cache) in modes {
         for &n in &sizes {
             let names: Vec<String> = (0..n).map(|i| format!("site-{i:06}")).collect();
-            let runtime = LocalRuntime::new(names, |_| ()).parallel(workers);
+            let mut runtime = LocalRuntime::new(names, |_| ()).parallel(workers);
+            if let Some(states) = cache {
+                runtime = runtime.private_state_cache(states);
+            }
             // Warm-up: lazily initialised statics, the allocator's arenas.
             black_box(fold(&runtime, PAYLOAD));
             black_box(join(&runtime, PAYLOAD));
@@ -190,7 +200,7 @@ fn main() {
         }
     }
     println!();
-    for mode in ["sequential", "parallel(2)"] {
+    for (mode, _, _) in modes {
         let of = |n: usize| shares.iter().find(|s| s.0 == mode && s.1 == n);
         if let (Some(small), Some(large)) = (of(sizes[0]), of(*sizes.last().expect("sizes"))) {
             println!(
