@@ -62,7 +62,7 @@ pub struct StoredNext {
     /// The fan-out list, for a fan-out to a list of names.
     pub foreach: Option<Vec<String>>,
     /// Whether the transition fans out to every collaborator of the run
-    /// ([`FanOutList::Roster`](crate::FanOutList::Roster)); absent in journals that list names.
+    /// ([`FanOutList::Roster`]); absent in journals that list names.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub roster: bool,
 }
