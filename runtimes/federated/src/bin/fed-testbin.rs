@@ -144,8 +144,11 @@ fn main() {
     let (text, json) = match cli.log_format {
         LogFormat::Text => (
             Some(
+                // The tests read these logs from files: plain text, whether or not another
+                // crate of the build turned on tracing-subscriber's `ansi` feature.
                 tracing_subscriber::fmt::layer()
                     .with_writer(std::io::stderr)
+                    .with_ansi(false)
                     .with_filter(filter()),
             ),
             None,
