@@ -367,6 +367,34 @@ fn spawn_envoy(
         .expect("the envoy starts")
 }
 
+/// Starts the SecAgg MNIST director on `addr` with the certificates in `dir/certs` and `extra`
+/// flags, its log in `dir/log_file`.
+fn spawn_director(
+    bin: &std::path::Path,
+    dir: &std::path::Path,
+    addr: &str,
+    log_file: &str,
+    extra: &[&std::ffi::OsStr],
+) -> std::process::Child {
+    Command::new(bin)
+        .args(["director", "--listen", addr, "--certs"])
+        .arg(dir.join("certs"))
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join(log_file)).expect("log file"))
+        .spawn()
+        .expect("the director starts")
+}
+
+/// The log files `files` in `dir`, one after the other (a missing one reads as empty).
+fn read_logs(dir: &std::path::Path, files: &[String]) -> String {
+    files
+        .iter()
+        .map(|f| std::fs::read_to_string(dir.join(f)).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Waits (at most 2 minutes) until `count` envoys are online; `logs` says why not.
 fn wait_envoys(
     fed: &std::path::Path,
@@ -442,25 +470,22 @@ fn a_director_killed_mid_round_starts_the_round_over_with_fresh_keys() {
     let addr = certs_and_address(&fed, dir.path(), &["Bengaluru", "Portland"]);
     let log = |name: &str| std::fs::File::create(dir.path().join(name)).expect("log file");
     let logs = || {
-        [
+        let files = [
             "director.log",
             "director-2.log",
             "envoy-Bengaluru.log",
             "envoy-Portland.log",
-        ]
-        .map(|f| std::fs::read_to_string(dir.path().join(f)).unwrap_or_default())
-        .join("\n")
+        ];
+        read_logs(dir.path(), &files.map(String::from))
     };
     let director = |log_file: &str| {
-        Command::new(&bin)
-            .args(["director", "--listen", &addr, "--certs"])
-            .arg(&certs)
-            .arg("--state")
-            .arg(&state)
-            .stdout(Stdio::null())
-            .stderr(log(log_file))
-            .spawn()
-            .expect("the director starts")
+        spawn_director(
+            &bin,
+            dir.path(),
+            &addr,
+            log_file,
+            &["--state".as_ref(), state.as_ref()],
+        )
     };
     let mut children = Children(vec![director("director.log")]);
     for name in ["Bengaluru", "Portland"] {
@@ -565,23 +590,18 @@ fn a_restarted_envoy_is_a_dropout_then_comes_back_in_the_next_round() {
     let state = dir.path().join("state");
     let addr = certs_and_address(&fed, dir.path(), &SITES);
     let logs = || {
-        std::iter::once("director.log".to_string())
+        let files: Vec<String> = std::iter::once("director.log".to_string())
             .chain(SITES.iter().map(|s| format!("envoy-{s}.log")))
-            .map(|f| std::fs::read_to_string(dir.path().join(f)).unwrap_or_default())
-            .collect::<Vec<_>>()
-            .join("\n")
+            .collect();
+        read_logs(dir.path(), &files)
     };
-    let mut children = Children(vec![
-        Command::new(&bin)
-            .args(["director", "--listen", &addr, "--certs"])
-            .arg(dir.path().join("certs"))
-            .arg("--state")
-            .arg(&state)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("director.log")).expect("log file"))
-            .spawn()
-            .expect("the director starts"),
-    ]);
+    let mut children = Children(vec![spawn_director(
+        &bin,
+        dir.path(),
+        &addr,
+        "director.log",
+        &["--state".as_ref(), state.as_ref()],
+    )]);
     let four = ["--collaborators", "4"];
     for name in SITES {
         children
@@ -649,21 +669,18 @@ fn one_envoy_hosting_three_collaborators_matches_the_local_runtime() {
     let hosts = dir.path().join("hosts.txt");
     std::fs::write(&hosts, format!("site-a {}\n", SITES.join(" "))).expect("the hosting list");
     let logs = || {
-        ["director.log", "envoy-site-a.log"]
-            .map(|f| std::fs::read_to_string(dir.path().join(f)).unwrap_or_default())
-            .join("\n")
+        read_logs(
+            dir.path(),
+            &["director.log".into(), "envoy-site-a.log".into()],
+        )
     };
-    let mut children = Children(vec![
-        Command::new(&bin)
-            .args(["director", "--listen", &addr, "--certs"])
-            .arg(dir.path().join("certs"))
-            .arg("--hosts")
-            .arg(&hosts)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("director.log")).expect("log file"))
-            .spawn()
-            .expect("the director starts"),
-    ]);
+    let mut children = Children(vec![spawn_director(
+        &bin,
+        dir.path(),
+        &addr,
+        "director.log",
+        &["--hosts".as_ref(), hosts.as_ref()],
+    )]);
     let mut hosting = vec!["--collaborators", "3"];
     for site in SITES {
         hosting.extend(["--host", site]);
