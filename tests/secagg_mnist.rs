@@ -607,7 +607,10 @@ fn with_negligible_noise_a_private_run_trains_like_plain_secure_aggregation() {
         .zip(&plain.model)
         .map(|(a, b)| (a - b).abs())
         .fold(0.0f32, f32::max);
-    assert!(max_diff < 1e-4, "models differ by {max_diff}");
+    // The noise is drawn from the OS (secret by design), and two rounds of training carry
+    // its ~1e-6 per parameter forward: one CI run saw 1.1e-4, so the bound is 1e-3 (a real
+    // error of the pipeline, a wrong scale or a lost contribution, is orders larger).
+    assert!(max_diff < 1e-3, "models differ by {max_diff}");
     for (d, p) in dp.results.iter().zip(&plain.results) {
         assert!(
             (d.agg_accuracy - p.agg_accuracy).abs() < 0.01,
